@@ -1,0 +1,167 @@
+"""The one error vocabulary of canfar-controller.
+
+Every failure the package raises on purpose is a ``ControllerError``::
+
+    ControllerError
+    ├── ConfigError                 bad settings or arguments (no server URL, unreadable token file)
+    ├── InvalidRequestError         a request refused client-side, before any I/O (also a ValueError)
+    ├── ManifestError               a SessionSet manifest is wrong: carries file, line and field
+    ├── LockError                   another controller already owns the state directory
+    ├── BatchError                  an operation over many ids: each id's result or error, none lost
+    └── APIError                    the session service failed: carries operation, status, server text
+        ├── TransportError          no HTTP answer at all (refused, timed out, dropped)
+        ├── ClientError             4xx
+        │   ├── BadRequestError           400
+        │   ├── AuthenticationError       401
+        │   ├── PermissionDeniedError     403
+        │   └── NotFoundError             404
+        └── ServerError             5xx
+            └── ServiceUnavailableError   503
+
+``error_for_status`` is the single place that maps an HTTP status to a class. Nothing here
+ever holds a credential: errors are built from the operation name, the status and the
+server's own text only, never from request headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Server error bodies are cut to this size so that a misbehaving proxy page cannot flood logs.
+MAX_SERVER_TEXT = 2000
+
+
+class ControllerError(Exception):
+    """Base class of every error canfar-controller raises on purpose."""
+
+
+class ConfigError(ControllerError):
+    """Settings or command-line arguments that cannot work (missing URL, unreadable token file)."""
+
+
+class InvalidRequestError(ControllerError, ValueError):
+    """A request rejected client-side before anything was sent (bad name, bad regex)."""
+
+
+class LockError(ControllerError):
+    """Another controller instance holds the lock on the state directory."""
+
+
+class ManifestError(ControllerError):
+    """One problem in one manifest file, located precisely enough to fix it."""
+
+    def __init__(self, path: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        what = f"{self.field}: " if self.field else ""
+        return f"{where}: {what}{self.message}"
+
+
+class APIError(ControllerError):
+    """The session service did not do what was asked.
+
+    ``status`` is the HTTP status (``None`` when no answer came back) and ``server_message``
+    the service's own text/plain explanation, which is what a user needs to fix the cause.
+    """
+
+    def __init__(self, operation: str, *, status: int | None = None, server_message: str = "") -> None:
+        self.operation = operation
+        self.status = status
+        self.server_message = _clean(server_message)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        code = f"HTTP {self.status}" if self.status is not None else "no response"
+        text = f": {self.server_message}" if self.server_message else ""
+        return f"{self.operation} failed ({code}){text}"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later without any change on our side."""
+        return False
+
+
+class TransportError(APIError):
+    """No HTTP response: connection refused or dropped, or a timeout."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ClientError(APIError):
+    """The service refused the request (4xx); repeating it unchanged will not help."""
+
+
+class BadRequestError(ClientError):
+    """400: invalid parameters, such as a bad name, an unknown image registry or a full quota."""
+
+
+class AuthenticationError(ClientError):
+    """401: missing, invalid or expired credentials."""
+
+
+class PermissionDeniedError(ClientError):
+    """403: authenticated but not allowed."""
+
+
+class NotFoundError(ClientError):
+    """404: no such session (or it was reaped after its TTL)."""
+
+
+class ServerError(APIError):
+    """5xx: the service failed; the request may succeed if repeated."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ServiceUnavailableError(ServerError):
+    """503: the service or its metrics backend is temporarily unavailable."""
+
+
+class BatchError(ControllerError):
+    """Some ids of a many-id call failed: ``results`` holds the successes, ``errors`` the failures."""
+
+    def __init__(self, operation: str, results: Mapping[str, Any], errors: Mapping[str, APIError]) -> None:
+        self.operation = operation
+        self.results = dict(results)
+        self.errors = dict(errors)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"{self.operation}: {len(self.errors)} of {len(self.results) + len(self.errors)} failed"]
+        lines += [f"  {key}: {error}" for key, error in self.errors.items()]
+        return "\n".join(lines)
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    503: ServiceUnavailableError,
+}
+
+
+def error_for_status(operation: str, status: int, server_message: str = "") -> APIError:
+    """Build the most specific ``APIError`` for an HTTP error status."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else ClientError if status >= 400 else APIError
+    return cls(operation, status=status, server_message=server_message)
+
+
+def _clean(text: str) -> str:
+    text = text.strip()
+    if len(text) > MAX_SERVER_TEXT:
+        text = text[:MAX_SERVER_TEXT] + "…"
+    return text
