@@ -51,17 +51,27 @@ class LockError(ControllerError):
 class ManifestError(ControllerError):
     """One problem in one manifest file, located precisely enough to fix it."""
 
-    def __init__(self, path: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        document: int | None = None,  # 1-based, only for files holding several documents
+    ) -> None:
         self.path = path
         self.line = line
         self.field = field
+        self.document = document
         self.message = message
         super().__init__(str(self))
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
+        document = f"document {self.document}: " if self.document else ""
         what = f"{self.field}: " if self.field else ""
-        return f"{where}: {what}{self.message}"
+        return f"{where}: {document}{what}{self.message}"
 
 
 class APIError(ControllerError):

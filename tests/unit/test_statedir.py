@@ -1,0 +1,184 @@
+"""Loading and validating the state directory, file by file, with exact locations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.statedir import StateLoader
+
+GOOD = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  template:
+    kind: headless
+    image: images.canfar.net/skaha/astroml:latest
+    cores: 2
+    ram: 8
+    cmd: python
+    args: worker.py --queue q
+    env: {{QUEUE: q, THREADS: 4}}
+  restartPolicy: Always
+"""
+
+
+def good(name: str = "workers", replicas: int = 2) -> str:
+    return GOOD.format(name=name, replicas=replicas)
+
+
+def load(directory: Path, prefix: str = "cc"):
+    return StateLoader(directory, prefix=prefix).load()
+
+
+def test_valid_directory_loads_every_set(tmp_path):
+    """Several files, several documents per file, YAML and JSON, all become sets."""
+    (tmp_path / "a.yaml").write_text(good("alpha") + "---\n" + good("beta"))
+    as_json = {"apiVersion": "canfar.controller/v1alpha1", "kind": "SessionSet", "metadata": {"name": "gamma"},
+               "spec": {"replicas": 1, "template": {"image": "images.canfar.net/skaha/notebook:1.0",
+                                                     "kind": "notebook"}}}
+    (tmp_path / "c.json").write_text(json.dumps(as_json))
+    state = load(tmp_path)
+    assert sorted(state.sets) == ["alpha", "beta", "gamma"]
+    assert state.complete
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ("  replicas: 2", "  replicas: \"2\"", "a.yaml:6: spec.replicas: Input should be a valid integer"),
+        ("  replicas: 2", "  replicas: 513", "a.yaml:6: spec.replicas: Input should be less than or equal to 512"),
+        ("  replicas: 2", "  replicas: -1", "a.yaml:6: spec.replicas: Input should be greater than or equal to 0"),
+        ("    cores: 2", "    cores: 0", "a.yaml:10: spec.template.cores: Input should be greater than or equal to 1"),
+        ("    ram: 8", "    ram: 9000", "a.yaml:11: spec.template.ram: Input should be less than or equal to 512"),
+        ("    cmd: python", "    cmd: python\n    colour: red", "a.yaml:13: spec.template.colour: unknown field"),
+        ("  restartPolicy: Always", "  restartPolicy: Sometimes", "a.yaml:15: spec.restartPolicy: Input should be"),
+        ("    kind: headless", "    kind: desktop-app", "a.yaml:8: spec.template.kind: Input should be"),
+        ("  name: workers", "  name: Workers_1", "a.yaml:4: metadata.name: must be a lowercase DNS label"),
+        ("    args: worker.py --queue q", "    args: worker.py  --queue q", "a.yaml:13: spec.template.args: must be words separated by single spaces"),
+        ("    args: worker.py --queue q", "    args: 'worker.py \"a b\"'", "a.yaml:13: spec.template.args: must not contain quotes"),
+        ("    env: {QUEUE: q, THREADS: 4}", "    env: {QUEUE: a=b}", "a.yaml:14: spec.template.env: value of 'QUEUE' contains '='"),
+        ("    env: {QUEUE: q, THREADS: 4}", "    env: {REPLICA_ID: '3'}", "a.yaml:14: spec.template.env: key 'REPLICA_ID' is set by the controller"),
+        ("    env: {QUEUE: q, THREADS: 4}", "    env: {1BAD: x}", "a.yaml:14: spec.template.env: key '1BAD' is not a valid"),
+        ("    cmd: python", "    cmd: python -u", "a.yaml:12: spec.template.cmd: must be a single executable"),
+        ("    image: images.canfar.net/skaha/astroml:latest", "    image: astroml", "a.yaml:9: spec.template.image: must be a full image reference"),
+        ("kind: SessionSet", "kind: SessionSett", "a.yaml:2: kind: Input should be 'SessionSet'"),
+    ],
+)
+def test_each_error_names_file_line_and_field(tmp_path, replace, by, expected):
+    """A bad value is reported with the file, the line and the dotted field path."""
+    (tmp_path / "a.yaml").write_text(good().replace(replace, by))
+    state = load(tmp_path)
+    messages = [str(e).replace(str(tmp_path) + "/", "") for e in state.errors]
+    assert any(m.startswith(expected) or expected in m for m in messages), messages
+    assert "workers" not in state.sets
+
+
+def test_cmd_on_interactive_kind_is_rejected(tmp_path):
+    """cmd/args/env on a notebook would be silently ignored by the service, so they are errors."""
+    (tmp_path / "a.yaml").write_text(good().replace("kind: headless", "kind: notebook"))
+    [error] = load(tmp_path).errors
+    assert "'cmd' is only honoured for headless sessions" in str(error)
+    assert error.line == 7 and error.field == "spec.template"
+
+
+def test_name_too_long_for_the_prefix(tmp_path):
+    """A set name that cannot fit a 63-character session name under this prefix is an error."""
+    (tmp_path / "a.yaml").write_text(good("w" * 50))
+    assert load(tmp_path, prefix="cc").errors[0].message.startswith("must be at most 49 characters")
+    (tmp_path / "a.yaml").write_text(good("w" * 49))
+    assert load(tmp_path, prefix="cc").complete
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path):
+    """Broken YAML reports where the parser stopped."""
+    (tmp_path / "a.yaml").write_text(good() + "  bad: [unclosed\n")
+    [error] = load(tmp_path).errors
+    assert "invalid YAML" in error.message and error.line is not None
+
+
+def test_duplicate_key_is_an_error_not_a_silent_override(tmp_path):
+    """YAML would keep the second of two equal keys; we refuse the file instead."""
+    (tmp_path / "a.yaml").write_text(good().replace("  replicas: 2\n", "  replicas: 2\n  replicas: 20\n"))
+    [error] = load(tmp_path).errors
+    assert error.message == "duplicate key 'replicas'" and error.line == 7
+
+
+def test_multi_document_errors_name_the_document(tmp_path):
+    """In a file of several documents, the error says which one."""
+    (tmp_path / "a.yaml").write_text(good("alpha") + "---\n" + good("beta").replace("replicas: 2", "replicas: x"))
+    [error] = load(tmp_path).errors
+    assert error.document == 2 and error.line == 22
+    assert "document 2: spec.replicas" in str(error)
+
+
+def test_one_bad_file_never_stops_the_others(tmp_path):
+    """A broken file is reported; other files' sets load normally."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    (tmp_path / "b.yaml").write_text(good("beta").replace("replicas: 2", "replicas: many"))
+    state = load(tmp_path)
+    assert list(state.sets) == ["alpha"]
+    assert list(state.invalid) == ["beta"]
+    assert not state.complete
+
+
+def test_invalid_set_keeps_its_last_good_spec(tmp_path):
+    """When a file breaks, its sets keep the spec they had, and are reported invalid."""
+    loader = StateLoader(tmp_path, prefix="cc")
+    (tmp_path / "a.yaml").write_text(good("alpha", replicas=3))
+    assert loader.load().sets["alpha"].spec.replicas == 3
+    (tmp_path / "a.yaml").write_text(good("alpha", replicas=3).replace("cores: 2", "cores: lots"))
+    state = loader.load()
+    assert state.sets["alpha"].spec.replicas == 3
+    assert "spec.template.cores" in state.invalid["alpha"]
+    (tmp_path / "a.yaml").write_text("{ broken")
+    state = loader.load()
+    assert state.sets["alpha"].spec.replicas == 3 and "alpha" in state.invalid
+
+
+def test_never_valid_set_is_not_desired(tmp_path):
+    """A set that never validated has no spec to act on: it is only reported invalid."""
+    (tmp_path / "a.yaml").write_text(good("alpha").replace("replicas: 2", "replicas: two"))
+    state = load(tmp_path)
+    assert state.sets == {} and "alpha" in state.invalid
+
+
+def test_same_set_in_two_files_is_an_error_for_that_set(tmp_path):
+    """Two files defining one set: that set is invalid; the files' other sets still apply."""
+    (tmp_path / "a.yaml").write_text(good("shared") + "---\n" + good("alpha"))
+    (tmp_path / "b.yaml").write_text(good("shared"))
+    state = load(tmp_path)
+    assert sorted(state.sets) == ["alpha"]
+    assert "defined more than once" in state.invalid["shared"]
+
+
+def test_hidden_files_and_other_suffixes_are_ignored(tmp_path):
+    """ConfigMap mounts hold ..data links and hidden timestamped dirs; editors leave backups."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    (tmp_path / ".a.yaml.swp").write_text("garbage: [")
+    (tmp_path / "README.md").write_text("# notes")
+    hidden = tmp_path / "..2026_11_25"
+    hidden.mkdir()
+    (hidden / "a.yaml").write_text(good("alpha"))
+    state = load(tmp_path)
+    assert list(state.sets) == ["alpha"] and state.complete
+
+
+def test_missing_directory_is_an_error(tmp_path):
+    """A state directory that does not exist is reported, not taken as 'no sets'."""
+    state = load(tmp_path / "nope")
+    assert not state.complete and "does not exist" in str(state.errors[0])
+
+
+def test_template_hash_ignores_key_order_and_number_form(tmp_path):
+    """The template hash (in session names) is stable across formatting changes."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    first = load(tmp_path).sets["alpha"].spec.template.hash()
+    reordered = good("alpha").replace("    cores: 2\n    ram: 8\n", "    ram: 8.0\n    cores: 2\n")
+    (tmp_path / "a.yaml").write_text(reordered.replace("{QUEUE: q, THREADS: 4}", "{THREADS: '4', QUEUE: q}"))
+    assert load(tmp_path).sets["alpha"].spec.template.hash() == first
