@@ -1,0 +1,38 @@
+"""Options every command that talks to the service shares: where it is and who we are."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from controller.client import ClientSettings
+from controller.client.settings import load_settings
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("session service")
+    group.add_argument("--server", metavar="URL",
+                       help="base URL including /v1, e.g. https://ws-uv.canfar.net/skaha/v1 (env CANFAR_URL)")
+    group.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="file holding the bearer token, re-read when it changes (env CANFAR_TOKEN_FILE; "
+                            "or CANFAR_TOKEN)")
+    group.add_argument("--certificate", type=Path, metavar="FILE",
+                       help="X.509 proxy certificate file (env CANFAR_CERTIFICATE)")
+
+
+def client_settings(args: argparse.Namespace, **overrides: Any) -> ClientSettings:
+    """Client settings from the environment, the flags on top, then ``overrides``.
+
+    An explicit ``--token-file`` beats ``$CANFAR_TOKEN`` (a flag always wins over the environment).
+    """
+    values: dict[str, Any] = {}
+    if getattr(args, "server", None):
+        values["url"] = args.server
+    if getattr(args, "token_file", None):
+        values["token_file"] = args.token_file
+        values["token"] = None
+    if getattr(args, "certificate", None):
+        values["certificate"] = args.certificate
+    values.update(overrides)
+    return load_settings(**values)

@@ -1,0 +1,190 @@
+"""Sending one call: what a request is, when to retry it, and how an answer becomes a result or an error.
+
+``exchange`` is the retry loop written once, without I/O: it yields the ``Request`` to send (the
+driver answers with a ``Reply``) or a ``Backoff`` to wait, and returns the parsed result or
+raises. ``interpret`` is the single choke point where an httpx response or exception turns into
+a typed result or a ``controller.errors`` exception (HTTP status to class via
+``error_for_status``; transport failures chained ``from`` the httpx exception).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Generic, TypeVar
+
+import httpx
+
+from controller.errors import APIError, TransportError, error_for_status
+
+log = logging.getLogger("controller.client")
+
+T = TypeVar("T")
+
+#: Longest wait between retries, whatever the backoff or a Retry-After header asks for.
+MAX_DELAY = 30.0
+
+
+# -- what a call is -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to the service, relative to the base URL."""
+
+    operation: str
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()  # a list of pairs: ``env`` repeats
+    idempotent: bool = True  # False: never resent once it may have reached the server
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """A request plus the parser that turns a 2xx body into the typed result."""
+
+    request: Request
+    parse: Callable[[str], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """An instruction to the driver: wait this long, then resend."""
+
+    seconds: float
+
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the driver got for a request: a response or the httpx error, and how long the wire took.
+
+    The driver times the attempt itself so that waiting for a concurrency slot is not counted.
+    """
+
+    outcome: httpx.Response | httpx.HTTPError
+    seconds: float
+
+
+#: The retry loop of one call: yields requests (answered with a ``Reply``) and backoffs
+#: (answered with None), returns the parsed result or raises ``APIError``.
+Exchange = Generator[Request | Backoff, Reply | None, T]
+RequestHook = Callable[[str, int | None, float], None]
+
+
+# -- sending one call: retry policy and error translation ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and after how long a failed attempt is repeated.
+
+    Only idempotent requests are resent after an answer-less failure or a 5xx: a create may have
+    reached the server and made a session, so resending it could make two. The one exception
+    is a failure to connect at all, which proves the request never left.
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
+
+    def delay(
+        self, request: Request, error: APIError, attempt: int, retry_after: float | None
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up with ``error``."""
+        if attempt >= self.retries or not error.retryable:
+            return None
+        if not request.idempotent and not _never_sent(error):
+            return None
+        # Exponential backoff with "equal jitter": between half and all of the full step.
+        seconds = self.backoff * (2**attempt) * (0.5 + 0.5 * self.jitter())
+        if retry_after is not None:
+            seconds = max(seconds, retry_after)
+        return min(seconds, MAX_DELAY)
+
+
+def _never_sent(error: APIError) -> bool:
+    return isinstance(error.__cause__, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def exchange(
+    call: Call[T],
+    policy: RetryPolicy,
+    *,
+    hook: RequestHook | None = None,
+    redact: Callable[[str], str] = str,
+) -> Exchange[T]:
+    """Send ``call`` until it succeeds or the policy gives up; report every attempt to ``hook``."""
+    attempt = 0
+    while True:
+        answer = yield call.request
+        if answer is None:
+            raise TypeError("the driver must answer a Request with a Reply")
+        reply = answer.outcome
+        status = reply.status_code if isinstance(reply, httpx.Response) else None
+        _report(hook, call.request.operation, status, answer.seconds)
+        try:
+            return interpret(call, reply, redact=redact)
+        except APIError as error:
+            retry_after = _retry_after(reply) if isinstance(reply, httpx.Response) else None
+            seconds = policy.delay(call.request, error, attempt, retry_after)
+            if seconds is None:
+                raise
+            log.warning("%s; retry %d of %d in %.2fs", error, attempt + 1, policy.retries, seconds)
+        yield Backoff(seconds)
+        attempt += 1
+
+
+def _report(hook: RequestHook | None, operation: str, status: int | None, seconds: float) -> None:
+    if hook is None:
+        return
+    try:
+        hook(operation, status, seconds)
+    except Exception:  # a broken metrics hook must not fail, or retry, the request itself
+        log.exception("on_request hook failed for %s", operation)
+
+
+def interpret(
+    call: Call[T], reply: httpx.Response | httpx.HTTPError | None, *, redact: Callable[[str], str] = str
+) -> T:
+    """The one choke point where httpx outcomes become typed results or ``controller.errors``.
+
+    ``redact`` scrubs the current credential from server text, in case a proxy echoes it back.
+    """
+    operation = call.request.operation
+    if not isinstance(reply, httpx.Response):
+        raise transport_error(operation, reply)
+    if not 200 <= reply.status_code < 300:
+        raise error_for_status(operation, reply.status_code, redact(reply.text))
+    try:
+        return call.parse(reply.text)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise APIError(operation, status=reply.status_code,
+                       server_message=f"unexpected response: {exc}") from exc
+
+
+def transport_error(operation: str, exc: BaseException | None) -> TransportError:
+    """An answer-less failure, chained to the httpx exception that caused it."""
+    reason = f"{type(exc).__name__}: {exc}" if exc is not None else "no response"
+    error = TransportError(operation, server_message=reason.rstrip(": "))
+    error.__cause__ = exc
+    return error
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,375 @@
+"""``Session`` and ``AsyncSession``: thin drivers that execute the plans of ``operations``.
+
+All request building, parsing, error mapping and retry decisions live in ``operations``; the two
+classes here only move bytes. The sync driver runs a batch's calls one after another (it serves
+scripts and the command line, where order and simplicity beat speed; use ``AsyncSession`` for
+many ids). The async driver runs them concurrently, at most ``concurrency`` requests at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from controller import __version__
+from controller.client import operations as ops
+from controller.client.exchange import (
+    Backoff,
+    Call,
+    Exchange,
+    Reply,
+    Request,
+    RequestHook,
+    RetryPolicy,
+    exchange,
+)
+from controller.client.operations import Batch, Ids, Outcomes, Plan
+from controller.client.settings import ClientSettings, TokenSource, load_settings
+from controller.errors import APIError, ConfigError
+from controller.models import Event, PlatformStats, SessionInfo
+
+log = logging.getLogger("controller.client")
+
+R = TypeVar("R")
+
+
+class BearerAuth(httpx.Auth):
+    """Adds the current bearer token to each request, asking the ``TokenSource`` every time."""
+
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
+
+    def __repr__(self) -> str:
+        return f"BearerAuth({self._source!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._source.current()
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        yield request
+
+
+class _Base:
+    """What both drivers share: settings, auth, httpx options and the retry policy."""
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        on_request: RequestHook | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = load_settings(**{**dict(settings), **overrides})
+        self.settings = settings
+        self._url = settings.require_url()
+        self._tokens = TokenSource(token=settings.token, path=settings.token_file)
+        self._policy = RetryPolicy(retries=settings.retries, backoff=settings.backoff)
+        self._on_request = on_request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.settings.safe_url!r}, auth={self.settings.auth_mode!r})"
+
+    def _client_options(self) -> dict[str, Any]:
+        settings = self.settings
+        limits = httpx.Limits(max_connections=settings.concurrency,
+                              max_keepalive_connections=min(settings.concurrency, 8))
+        return {
+            "base_url": self._url + "/",
+            "auth": BearerAuth(self._tokens) if self._tokens.configured else None,
+            "verify": _ssl_context(settings) if self._use_certificate() else settings.verify,
+            "timeout": httpx.Timeout(settings.timeout),
+            "limits": limits,
+            "headers": {
+                "Accept": "application/json, text/plain",
+                "User-Agent": f"canfar-controller/{__version__}",
+            },
+            "follow_redirects": False,
+        }
+
+    def _use_certificate(self) -> bool:
+        if self.settings.certificate is None:
+            return False
+        if self._tokens.configured:
+            log.warning("both a token and a certificate are configured: using the token")
+            return False
+        return True
+
+    def _redact(self, text: str) -> str:
+        token: SecretStr | None = None
+        with contextlib.suppress(ConfigError):  # an unreadable file has nothing to leak
+            token = self._tokens.current()
+        secret = token.get_secret_value() if token is not None else ""
+        return text.replace(secret, "**********") if secret else text
+
+    def _exchange(self, call: Call[Any]) -> Exchange[Any]:
+        return exchange(call, self._policy, hook=self._on_request, redact=self._redact)
+
+
+def _ssl_context(settings: ClientSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not settings.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        context.load_cert_chain(str(settings.certificate))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot load certificate {settings.certificate}: {reason}") from None
+    return context
+
+
+def _send_kwargs(request: Request) -> dict[str, Any]:
+    return {"method": request.method, "url": request.path, "params": list(request.params)}
+
+
+class Session(_Base):
+    """Synchronous client of the session service; calls over many ids run one after another."""
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        on_request: RequestHook | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(settings, on_request=on_request, **overrides)
+        self._http = httpx.Client(transport=transport, **self._client_options())
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- driver --
+
+    def _run(self, plan: Plan[R]) -> R:
+        try:
+            batch = next(plan)
+            while True:
+                batch = plan.send(self._execute(batch))
+        except StopIteration as stop:
+            return stop.value
+
+    def _execute(self, batch: Batch) -> Outcomes:
+        outcomes: dict[str, Any] = {}
+        for key, call in batch.items():
+            try:
+                outcomes[key] = self._send(call)
+            except APIError as error:
+                outcomes[key] = error
+        return outcomes
+
+    def _send(self, call: Call[R]) -> R:
+        steps = self._exchange(call)
+        step = next(steps)
+        try:
+            while True:
+                if isinstance(step, Backoff):
+                    time.sleep(step.seconds)
+                    step = steps.send(None)
+                    continue
+                started = time.monotonic()
+                try:
+                    reply: httpx.Response | httpx.HTTPError = self._http.request(**_send_kwargs(step))
+                except httpx.HTTPError as exc:
+                    reply = exc
+                step = steps.send(Reply(reply, time.monotonic() - started))
+        except StopIteration as stop:
+            return stop.value
+
+    # -- operations (each one line: the plan is in ``operations``) --
+
+    def fetch(self, kind: str | None = None, status: str | None = None, view: str | None = None
+              ) -> list[SessionInfo]:
+        """The user's sessions, optionally filtered by kind (wire ``type``), status and view."""
+        return self._run(ops.fetch(kind, status, view))
+
+    def stats(self) -> PlatformStats:
+        """Platform statistics (``view=stats``)."""
+        return self._run(ops.stats())
+
+    def info(self, ids: Ids) -> list[SessionInfo]:
+        """Details of one session or many, in the order given."""
+        return self._run(ops.info(ids))
+
+    def logs(self, ids: Ids) -> dict[str, str]:
+        """Log text by id."""
+        return self._run(ops.logs(ids))
+
+    def events(self, ids: Ids) -> dict[str, list[Event]]:
+        """Kubernetes events by id."""
+        return self._run(ops.events(ids))
+
+    def create(
+        self,
+        name: str,
+        image: str,
+        cores: float | None = None,
+        ram: float | None = None,
+        kind: str = "headless",
+        gpu: int | None = None,
+        cmd: str | None = None,
+        args: str | Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        replicas: int = 1,
+    ) -> list[str]:
+        """Create sessions; omitted ``cores``/``ram`` mean flexible mode. Returns the new ids."""
+        return self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
+                                    args=args, env=env, replicas=replicas))
+
+    def destroy(self, ids: Ids) -> list[str]:
+        """Delete sessions; returns the ids the service accepted."""
+        return self._run(ops.destroy(ids))
+
+    def destroy_with(self, prefix: str, kind: str | None = "headless", status: str | None = "Completed"
+                     ) -> list[str]:
+        """Delete sessions whose name matches ``prefix`` (literal, or a regex with metacharacters)."""
+        return self._run(ops.destroy_with(prefix, kind, status))
+
+    def connect(self, ids: Ids) -> list[str]:
+        """Open running sessions in a browser; returns the ids opened, warns about the others."""
+        return self._run(ops.connect(ids))
+
+    def renew(self, ids: Ids) -> list[str]:
+        """Extend sessions' lifetimes; returns the renewed ids."""
+        return self._run(ops.renew(ids))
+
+
+class AsyncSession(_Base):
+    """Asynchronous client; calls over many ids run concurrently, at most ``concurrency`` at once."""
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_request: RequestHook | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(settings, on_request=on_request, **overrides)
+        self._http = httpx.AsyncClient(transport=transport, **self._client_options())
+        # Per session, not per call: concurrent calls share the bound.
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- driver --
+
+    async def _run(self, plan: Plan[R]) -> R:
+        try:
+            batch = next(plan)
+            while True:
+                batch = plan.send(await self._execute(batch))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _execute(self, batch: Batch) -> Outcomes:
+        keys = list(batch)
+        replies = await asyncio.gather(*(self._send(batch[key]) for key in keys), return_exceptions=True)
+        for reply in replies:
+            # Only service failures become outcomes; anything else (bad token file, a bug) is raised.
+            if isinstance(reply, BaseException) and not isinstance(reply, APIError):
+                raise reply
+        return dict(zip(keys, replies, strict=True))
+
+    async def _send(self, call: Call[R]) -> R:
+        steps = self._exchange(call)
+        step = next(steps)
+        try:
+            while True:
+                if isinstance(step, Backoff):
+                    await asyncio.sleep(step.seconds)
+                    step = steps.send(None)
+                    continue
+                async with self._slots:
+                    started = time.monotonic()
+                    try:
+                        reply: httpx.Response | httpx.HTTPError = await self._http.request(
+                            **_send_kwargs(step)
+                        )
+                    except httpx.HTTPError as exc:
+                        reply = exc
+                    seconds = time.monotonic() - started
+                step = steps.send(Reply(reply, seconds))
+        except StopIteration as stop:
+            return stop.value
+
+    # -- operations --
+
+    async def fetch(self, kind: str | None = None, status: str | None = None, view: str | None = None
+                    ) -> list[SessionInfo]:
+        """The user's sessions, optionally filtered by kind (wire ``type``), status and view."""
+        return await self._run(ops.fetch(kind, status, view))
+
+    async def stats(self) -> PlatformStats:
+        """Platform statistics (``view=stats``)."""
+        return await self._run(ops.stats())
+
+    async def info(self, ids: Ids) -> list[SessionInfo]:
+        """Details of one session or many, in the order given."""
+        return await self._run(ops.info(ids))
+
+    async def logs(self, ids: Ids) -> dict[str, str]:
+        """Log text by id."""
+        return await self._run(ops.logs(ids))
+
+    async def events(self, ids: Ids) -> dict[str, list[Event]]:
+        """Kubernetes events by id."""
+        return await self._run(ops.events(ids))
+
+    async def create(
+        self,
+        name: str,
+        image: str,
+        cores: float | None = None,
+        ram: float | None = None,
+        kind: str = "headless",
+        gpu: int | None = None,
+        cmd: str | None = None,
+        args: str | Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        replicas: int = 1,
+    ) -> list[str]:
+        """Create sessions (replicas concurrently); omitted ``cores``/``ram`` mean flexible mode."""
+        return await self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
+                                          args=args, env=env, replicas=replicas))
+
+    async def destroy(self, ids: Ids) -> list[str]:
+        """Delete sessions; returns the ids the service accepted."""
+        return await self._run(ops.destroy(ids))
+
+    async def destroy_with(self, prefix: str, kind: str | None = "headless", status: str | None = "Completed"
+                           ) -> list[str]:
+        """Delete sessions whose name matches ``prefix`` (literal, or a regex with metacharacters)."""
+        return await self._run(ops.destroy_with(prefix, kind, status))
+
+    async def connect(self, ids: Ids) -> list[str]:
+        """Open running sessions in a browser; returns the ids opened, warns about the others."""
+        return await self._run(ops.connect(ids))
+
+    async def renew(self, ids: Ids) -> list[str]:
+        """Extend sessions' lifetimes; returns the renewed ids."""
+        return await self._run(ops.renew(ids))

@@ -1,0 +1,199 @@
+"""``canfar-controller sessions ...`` against the simulator: data on stdout, server messages on errors."""
+
+from __future__ import annotations
+
+import json
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.cli import main
+from controller.simulator import ManualClock
+from tests.client.conftest import IMAGE, NOTEBOOK_IMAGE, TOKEN
+
+
+@pytest.fixture
+def run(url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run the CLI with the simulator's URL and token in the environment; returns (code, out, err)."""
+    monkeypatch.setenv("CANFAR_URL", url)
+    monkeypatch.setenv("CANFAR_TOKEN", TOKEN)
+    monkeypatch.setenv("CANFAR_BACKOFF", "0.001")
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["sessions", *argv])
+        out, err = capsys.readouterr()
+        assert TOKEN not in out + err
+        return code, out, err
+
+    return run
+
+
+def _create(run: Any, *argv: str) -> list[str]:
+    code, out, err = run("create", *argv, "-o", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_create_prints_the_new_ids(run: Any) -> None:
+    """create prints one id per line and exits 0."""
+    code, out, _ = run("create", "--name", "job", "--image", IMAGE, "--cmd", "sleep", "--args", "60",
+                       "--env", "A=1", "--env", "B=2", "--replicas", "2")
+    assert code == 0
+    assert len(out.split()) == 2
+
+
+def test_create_sends_every_option(run: Any, sim: Any) -> None:
+    """--cores, --ram, --gpu, --kind, --cmd, --args and repeated --env all reach the service."""
+    _create(run, "--name", "job", "--image", IMAGE, "--kind", "headless", "--cores", "2", "--ram", "8",
+            "--gpu", "1", "--cmd", "python", "--args", "run.py fast", "--env", "A=1", "--env", "B=2")
+    [request] = [r for r in sim.requests if r.method == "POST"]
+    sent = {key: request.param(key) for key in ("name", "type", "cores", "ram", "gpus", "cmd", "args")}
+    assert sent == {"name": "job", "type": "headless", "cores": "2", "ram": "8", "gpus": "1", "cmd": "python",
+                    "args": "run.py fast"}
+    assert set(request.params["env"]) == {"A=1", "B=2", "REPLICA_ID=1", "REPLICA_COUNT=1"}
+
+
+def test_ps_json_lists_the_sessions(run: Any) -> None:
+    """ps -o json is a JSON array with the wire field names."""
+    ids = _create(run, "--name", "job", "--image", IMAGE)
+    code, out, _ = run("ps", "-o", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [(row["id"], row["name"], row["type"]) for row in rows] == [(ids[0], "job", "headless")]
+
+
+def test_ps_text_is_a_table(run: Any) -> None:
+    """ps without -o prints a header and one row per session."""
+    _create(run, "--name", "job", "--image", IMAGE)
+    code, out, _ = run("ps", "--kind", "headless")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "NAME", "KIND", "STATUS", "IMAGE", "STARTED"]
+    assert "job" in row.split()
+
+
+def test_info_logs_and_events(run: Any, clock: ManualClock) -> None:
+    """info, logs and events accept ids and print parseable JSON."""
+    [session_id] = _create(run, "--name", "job", "--image", IMAGE, "--cmd", "true")
+    clock.advance(60)
+    for command in ("info", "logs", "events"):
+        code, out, err = run(command, session_id, "-o", "json")
+        assert code == 0, err
+        data = json.loads(out)
+        assert session_id in (data if isinstance(data, dict) else {row["id"]: row for row in data})
+
+
+def test_events_text_is_a_table(run: Any, clock: ManualClock) -> None:
+    """events prints the parsed event table."""
+    [session_id] = _create(run, "--name", "job", "--image", IMAGE)
+    clock.advance(60)
+    code, out, _ = run("events", session_id)
+    assert code == 0
+    assert out.split()[:5] == ["TYPE", "REASON", "MESSAGE", "FIRST-TIME", "LAST-TIME"]
+
+
+def test_delete_prune_and_renew(run: Any, clock: ManualClock) -> None:
+    """delete, prune and renew print the ids they acted on."""
+    [done] = _create(run, "--name", "old-job", "--image", IMAGE, "--cmd", "true")
+    [victim] = _create(run, "--name", "victim", "--image", IMAGE)
+    [notebook] = _create(run, "--name", "nb", "--image", NOTEBOOK_IMAGE, "--kind", "notebook")
+    clock.advance(60)
+    assert run("prune", "old-") == (0, f"{done}\n", "")
+    assert run("delete", victim) == (0, f"{victim}\n", "")
+    assert run("renew", notebook, "-o", "json") == (0, json.dumps([notebook], indent=2) + "\n", "")
+
+
+def test_open_opens_running_sessions_and_warns_about_others(
+    run: Any, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open sends running sessions to the browser and warns on stderr about the rest."""
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    [notebook] = _create(run, "--name", "nb", "--image", NOTEBOOK_IMAGE, "--kind", "notebook")
+    clock.advance(60)
+    [pending] = _create(run, "--name", "nb2", "--image", NOTEBOOK_IMAGE, "--kind", "notebook")
+    code, out, err = run("open", notebook, pending)
+    assert (code, out) == (0, f"{notebook}\n")
+    assert f"warning: session {pending} is Pending" in err
+    assert len(opened) == 1
+
+
+def test_stats(run: Any) -> None:
+    """stats prints labelled figures, and -o json the typed model."""
+    code, out, _ = run("stats")
+    assert code == 0 and "CPU cores available" in out
+    code, out, _ = run("stats", "-o", "json")
+    assert code == 0 and json.loads(out)["cpu_cores_available"] > 0
+
+
+def test_server_errors_print_the_server_message_and_exit_1(run: Any) -> None:
+    """A refused create exits 1 with the service's own text on stderr and nothing on stdout."""
+    code, out, err = run("create", "--name", "job", "--image", "docker.io/python:3")
+    assert (code, out) == (1, "")
+    assert "must come from one of" in err and "HTTP 400" in err
+
+
+def test_bad_names_exit_1_without_a_request(run: Any, sim: Any) -> None:
+    """An invalid name is reported client-side and nothing is sent."""
+    code, _, err = run("create", "--name", "Bad_Name", "--image", IMAGE)
+    assert code == 1 and "invalid session name" in err
+    assert sim.requests == []
+
+
+def test_not_found_exits_1(run: Any) -> None:
+    """info of an unknown id prints the 404 text."""
+    code, _, err = run("info", "nosuchid")
+    assert code == 1 and "HTTP 404" in err and "nosuchid" in err
+
+
+def test_partial_failures_keep_the_successes_on_stdout(run: Any, sim: Any) -> None:
+    """A many-id call with one failure prints the successes as JSON, the failure on stderr, and exits 1."""
+    sim.inject_fault(method="DELETE", path="/session/bbbbbbbb", status=500, count=None)
+    code, out, err = run("delete", "aaaaaaaa", "bbbbbbbb", "-o", "json")
+    assert code == 1
+    data = json.loads(out)
+    assert list(data["results"]) == ["aaaaaaaa"]
+    assert data["errors"]["bbbbbbbb"]["status"] == 500
+    assert "bbbbbbbb" in err
+
+
+def test_server_and_token_file_flags(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--server and --token-file work without any CANFAR_ variable."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    assert main(["sessions", "ps", "--server", url, "--token-file", str(token_file), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_the_token_file_flag_beats_the_token_variable(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An explicit --token-file is used even when a (stale) CANFAR_TOKEN is set."""
+    monkeypatch.setenv("CANFAR_TOKEN", "stale-token-000000")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    assert main(["sessions", "stats", "--server", url, "--token-file", str(token_file)]) == 0
+
+
+def test_a_missing_server_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --server or CANFAR_URL the command says how to give one and exits 1."""
+    assert main(["sessions", "ps"]) == 1
+    assert "CANFAR_URL" in capsys.readouterr().err
+
+
+def test_401_is_reported(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rejected token exits 1 with HTTP 401, and the token is not printed."""
+    monkeypatch.setenv("CANFAR_TOKEN", "not-the-right-token-42")
+    assert main(["sessions", "ps", "--server", url]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "not-the-right-token-42" not in err
+
+
+def test_sessions_without_a_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sessions` alone shows its subcommands and exits 2."""
+    assert main(["sessions"]) == 2
+    assert "prune" in capsys.readouterr().err
