@@ -1,0 +1,148 @@
+"""Audit events: one log line per create, destroy and failure, with a Kubernetes-style reason.
+
+An audit event is an ordinary structlog event named ``audit`` that carries ``reason`` (one of
+``REASONS``), ``type`` (``Normal`` or ``Warning``, as Kubernetes events have) and whatever context
+the caller binds (pass id, sessionset, session id). ``jq 'select(.event == "audit")'`` is the
+audit trail.
+
+A failure that repeats every pass (quota full, image missing) would bury everything else, so
+``AuditLog`` logs identical failures once: an event with the same sessionset, reason and message
+as the previous one of its kind is suppressed until the message changes, the same action
+succeeds again, or ``repeat_after`` seconds pass; the next line says how many were suppressed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import structlog
+
+from controller.models import Event
+
+__all__ = [
+    "ENDED",
+    "FAILED_CREATE",
+    "FAILED_DESTROY",
+    "PRUNED",
+    "REASONS",
+    "SUCCESSFUL_CREATE",
+    "SUCCESSFUL_DESTROY",
+    "AuditLog",
+    "AuditReason",
+    "evidence",
+]
+
+AuditReason = Literal[
+    "SuccessfulCreate", "FailedCreate", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
+]
+SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
+FAILED_CREATE: Final = "FailedCreate"
+SUCCESSFUL_DESTROY: Final = "SuccessfulDestroy"
+FAILED_DESTROY: Final = "FailedDestroy"
+#: A session was destroyed because it no longer belongs to a wanted slot (old template, scaled down).
+PRUNED: Final = "Pruned"
+#: A session reached Completed or Failed; for a failure the evidence rides along on this event.
+ENDED: Final = "Ended"
+REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED, ENDED)
+
+_FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, FAILED_DESTROY: SUCCESSFUL_DESTROY}
+#: Default pause before an unchanged failure is logged again.
+REPEAT_AFTER: Final = 3600.0
+#: How much of a failed session's log is kept: the end is where the error is.
+LOG_TAIL_LINES: Final = 50
+LOG_TAIL_CHARS: Final = 8000
+
+
+@dataclass
+class _Seen:
+    message: str
+    logged_at: float
+    suppressed: int = 0
+
+
+class AuditLog:
+    """Writes audit events to ``log`` and de-duplicates identical repeated failures.
+
+    ``clock`` (monotonic seconds) is injectable for tests. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        log: Any = None,
+        *,
+        repeat_after: float = REPEAT_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log if log is not None else structlog.get_logger("controller.audit")
+        self.repeat_after = repeat_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], _Seen] = {}
+
+    def event(self, reason: AuditReason, *, sessionset: str, message: str = "", log: Any = None,
+              **fields: Any) -> bool:
+        """Record one audit event; returns False when it was suppressed as a repeat.
+
+        ``log`` overrides the logger for this event (pass the pass's bound logger so its context
+        rides along); ``fields`` are added as they are (``session_id=``, ``phase=``, ``evidence(...)``).
+        Failures, and ``Ended`` with ``phase="Failed"``, are ``Warning`` events; the rest ``Normal``.
+        """
+        if reason not in REASONS:
+            raise ValueError(f"unknown audit reason {reason!r}: use one of {', '.join(REASONS)}")
+        suppressed = self._admit(reason, sessionset, message)
+        if suppressed is None:
+            return False
+        if suppressed:
+            fields["suppressed_repeats"] = suppressed
+        failed_session = reason == ENDED and fields.get("phase") == "Failed"
+        kind = "Warning" if reason in _FAILURES or failed_session else "Normal"
+        target = log if log is not None else self._log
+        emit = target.warning if kind == "Warning" else target.info
+        emit("audit", reason=reason, type=kind, sessionset=sessionset, message=message, **fields)
+        return True
+
+    def forget(self, sessionset: str) -> None:
+        """Drop the repeat memory of a removed set, so memory stays bounded by the live sets."""
+        with self._lock:
+            for key in [key for key in self._failures if key[0] == sessionset]:
+                del self._failures[key]
+
+    def _admit(self, reason: str, sessionset: str, message: str) -> int | None:
+        """``None`` to suppress, else how many repeats were suppressed before this one."""
+        with self._lock:
+            for failure, success in _FAILURES.items():
+                if reason == success:  # the action works again: the next failure is news
+                    self._failures.pop((sessionset, failure), None)
+            if reason not in _FAILURES:
+                return 0
+            now = self._clock()
+            seen = self._failures.get((sessionset, reason))
+            if seen is not None and seen.message == message and now - seen.logged_at < self.repeat_after:
+                seen.suppressed += 1
+                return None
+            self._failures[(sessionset, reason)] = _Seen(message, now)
+            return 0 if seen is None or seen.message != message else seen.suppressed
+
+
+def evidence(
+    logs: str | None, events: Iterable[Event] = (), *, lines: int = LOG_TAIL_LINES,
+) -> dict[str, Any]:
+    """The fields that keep a failed session's evidence: its log tail and its events.
+
+    Meant for ``AuditLog.event(ENDED, ..., **evidence(logs, events))`` before the session is
+    destroyed; the log tail is bounded so one chatty session cannot flood the log.
+    """
+    tail = "\n".join((logs or "").rstrip("\n").splitlines()[-lines:])
+    if len(tail) > LOG_TAIL_CHARS:
+        tail = "…" + tail[-LOG_TAIL_CHARS:]
+    return {
+        "logs_tail": tail,
+        "events": [
+            {"type": e.type, "reason": e.reason, "message": e.message, "last_time": e.last_time}
+            for e in events
+        ],
+    }

@@ -1,0 +1,110 @@
+"""Fixtures of the observability tests: fresh registries, a populated one, and real scrapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.models import PlatformStats
+from controller.observability.health import HealthState, MetricsServer, serve
+from controller.observability.metrics import ControllerMetrics, SetSnapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "manifests" / "prometheus"
+DASHBOARD = ROOT / "manifests" / "grafana" / "canfar-controller.json"
+
+#: Current-shape stats (2025-11) as the service sends them.
+STATS_WIRE = {
+    "cores": {
+        "requestedCPUCores": 12.0,
+        "cpuCoresAvailable": 64.0,
+        "maxCPUCores": {"cpuCores": 8.0, "withRam": "32Gi"},
+    },
+    "ram": {"requestedRAM": "48G", "ramAvailable": "256G", "maxRAM": {"ram": "32Gi", "withCPUCores": 8.0}},
+}
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A fresh registry: no test sees another's series."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> ControllerMetrics:
+    return ControllerMetrics(registry, version="9.9.9")
+
+
+@pytest.fixture
+def populated(metrics: ControllerMetrics) -> ControllerMetrics:
+    """Metrics after the kind of passes a running controller sees: every method called once at least."""
+    metrics.record_stats(PlatformStats.from_wire(STATS_WIRE), 1_700_000_000.0)
+    metrics.stats_failed()
+    metrics.sync_sets(
+        {
+            "workers": SetSnapshot(desired=3, counts={"Running": 2, "Pending": 1}),
+            "paused": SetSnapshot(desired=2, counts={}, suspended=True),
+        }
+    )
+    metrics.created("workers")
+    metrics.destroyed("workers", "ended")
+    metrics.create_failed("workers", "BadRequest")
+    metrics.observe_api("list", 200, 0.02)
+    metrics.observe_api("create", 400, 0.05)
+    metrics.observe_api("create", None, 30.0)
+    metrics.reconcile_done("success", 0.4, 1_700_000_001.0)
+    metrics.reconcile_done("partial", 1.5, 1_700_000_031.0)
+    metrics.manifest_errors({"broken.yaml": 2})
+    return metrics
+
+
+@pytest.fixture
+def health(clock: FakeClock) -> HealthState:
+    return HealthState(interval=10.0, clock=clock)
+
+
+@pytest.fixture
+def server(populated: ControllerMetrics, health: HealthState) -> Iterator[MetricsServer]:
+    """The HTTP endpoints of ``populated`` on a free loopback port."""
+    with serve("127.0.0.1", 0, populated.registry, health) as running:
+        yield running
+
+
+@pytest.fixture
+def scrape(server: MetricsServer) -> Callable[[], str]:
+    """GET /metrics over real loopback HTTP, as Prometheus does."""
+
+    def get() -> str:
+        response = httpx.get(f"{server.url}/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
+    return get
+
+
+def sample_names(exposition: str) -> set[str]:
+    """Every sample name in a text exposition (``x_bucket``, ``x_total``...)."""
+    return {sample.name for family in text_string_to_metric_families(exposition) for sample in family.samples}
