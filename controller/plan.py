@@ -88,7 +88,8 @@ class Expectations:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Expectations:
         return cls(
-            creates={(s, int(n)): ExpectedCreate(name, sid, float(at)) for s, n, name, sid, at in data.get("creates", [])},
+            creates={(s, int(n)): ExpectedCreate(name, sid, float(at))
+                     for s, n, name, sid, at in data.get("creates", [])},
             destroys={str(k): float(v) for k, v in data.get("destroys", {}).items()},
             orphans_seen=frozenset(data.get("orphans_seen", [])),
             restarts={(s, int(n)): SlotRestarts(int(c), float(t), str(last))
@@ -169,11 +170,13 @@ class PlanOptions:
     allow_empty: bool = False
     max_creates: int = 20
     expectation_ttl: float = EXPECTATION_TTL
+    restart_backoff: float = RESTART_BACKOFF_BASE
+    restart_backoff_cap: float = RESTART_BACKOFF_CAP
 
 
-def restart_delay(count: int) -> float:
+def restart_delay(count: int, base: float = RESTART_BACKOFF_BASE, cap: float = RESTART_BACKOFF_CAP) -> float:
     """Seconds to wait before the ``count``-th consecutive restart of a slot."""
-    return min(RESTART_BACKOFF_BASE * 2 ** max(count - 1, 0), RESTART_BACKOFF_CAP)
+    return min(base * 2 ** max(count - 1, 0), cap)
 
 
 def plan(
@@ -302,7 +305,9 @@ class _Planner:
             if (name, slot, current) in self.finished:
                 continue
             restarts = self.restarts.get((name, slot))
-            if restarts is not None and self.now < restarts.last_end + restart_delay(restarts.count):
+            delay = restart_delay(restarts.count, self.options.restart_backoff,
+                                  self.options.restart_backoff_cap) if restarts is not None else 0.0
+            if restarts is not None and self.now < restarts.last_end + delay:
                 waiting = f"slot {slot} restarts after back-off ({restarts.count} recent ends)"
                 continue
             if outdated or expected is not None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import __version__
-from controller.cli import sessions, simulator
+from controller.cli import controller, sessions, simulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"canfar-controller {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (sessions, simulator):
+    for module in (controller, sessions, simulator):
         module.register(subparsers)
     return parser
 
