@@ -130,7 +130,8 @@ class Daemon:
             return
         self._pass_task = asyncio.ensure_future(self.reconciler.run_pass())
         try:
-            outcome = await self._pass_task
+            # Shielded: a scheduler shutdown cancels this job, but the pass must finish its call.
+            outcome = await asyncio.shield(self._pass_task)
         except asyncio.CancelledError:
             return
         except Exception:  # a bug must not kill the loop: log it, count it, go on

@@ -8,6 +8,7 @@ and expose clean values (``phase``, base units) so nothing downstream has to car
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -29,6 +30,7 @@ _PHASES: dict[str, Phase] = {
 _PLACEHOLDERS = {"", "<none>", "none", "null", "not-applicable"}
 
 
+@functools.lru_cache(maxsize=512)
 def phase_of(status: str | None) -> Phase:
     """Map any status a server has ever sent (``"Failed (DeadlineExceeded)"`` too) to a phase."""
     if not status:

@@ -16,7 +16,7 @@ Owned names are ``<prefix>-<set>-<hash>-<slot>``:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_NAME_LENGTH = 63
 HASH_LENGTH = 6
@@ -24,6 +24,7 @@ HASH_LENGTH = 6
 MAX_REPLICAS = 512
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_HASH = re.compile(rf"[0-9a-f]{{{HASH_LENGTH}}}")
 
 
 def session_name_problem(name: str) -> str | None:
@@ -45,8 +46,7 @@ def longest_set_name(prefix: str) -> int:
     return MAX_NAME_LENGTH - len(prefix) - 1 - 1 - HASH_LENGTH - 1 - len(str(MAX_REPLICAS))
 
 
-@dataclass(frozen=True, slots=True)
-class OwnedName:
+class OwnedName(NamedTuple):
     """The parts of a session name that the controller gave it."""
 
     set_name: str
@@ -60,18 +60,26 @@ def owned_name(prefix: str, set_name: str, template_hash: str, slot: int) -> str
 
 
 class NameParser:
-    """Recognises the names this controller owns; everything else is foreign."""
+    """Recognises the names this controller owns; everything else is foreign.
+
+    Split from the right (slot, then hash) rather than one backtracking regex: this runs for every
+    session of every pass, 10,000 of them on a busy account.
+    """
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._pattern = re.compile(
-            rf"{re.escape(prefix)}-(?P<set>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
-            rf"-(?P<hash>[0-9a-f]{{{HASH_LENGTH}}})-(?P<slot>[1-9][0-9]{{0,2}})"
-        )
+        self._head = f"{prefix}-"
 
     def parse(self, name: str) -> OwnedName | None:
         """The owned parts of ``name``, or ``None`` when the name is not ours."""
-        match = self._pattern.fullmatch(name)
-        if match is None:
+        if not name.startswith(self._head):
             return None
-        return OwnedName(match["set"], match["hash"], int(match["slot"]))
+        parts = name[len(self._head):].rsplit("-", 2)
+        if len(parts) != 3:
+            return None
+        set_name, template_hash, slot = parts
+        if not (slot.isascii() and slot.isdigit() and len(slot) <= 3 and slot[0] != "0"):
+            return None
+        if _HASH.fullmatch(template_hash) is None or _DNS_LABEL.fullmatch(set_name) is None:
+            return None
+        return OwnedName(set_name, template_hash, int(slot))

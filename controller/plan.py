@@ -28,7 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from controller.models import SessionInfo
 from controller.names import NameParser, owned_name
@@ -195,6 +195,26 @@ def plan(
     return _Planner(desired, observed, expectations, now, options).run()
 
 
+class _Seen(NamedTuple):
+    """An owned session as the planner needs it, with everything derived once (a tuple: cheap to build)."""
+
+    id: str
+    name: str
+    phase: str
+    started: float  # epoch seconds; +inf while the service has not started it
+    set_name: str
+    slot: int
+    template_hash: str
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in ("Completed", "Failed")
+
+    def keep_order(self) -> tuple[int, float, str]:
+        """Prefer Running over Pending, then the oldest, then the smallest id (stable)."""
+        return (0 if self.phase == "Running" else 1, self.started, self.id)
+
+
 class _Planner:
     """One planning run; a class only to share its inputs between small steps."""
 
@@ -217,21 +237,23 @@ class _Planner:
         self.finished = set(memory.finished)
         self.creates: list[Create] = []
         self.destroys: list[Destroy] = []
-        self.slots: dict[str, dict[int, list[tuple[SessionInfo, str]]]] = defaultdict(lambda: defaultdict(list))
-        self.orphans: list[tuple[SessionInfo, str]] = []
+        self.slots: dict[str, dict[int, list[_Seen]]] = defaultdict(lambda: defaultdict(list))
+        self.orphans: list[_Seen] = []
         self.terminating: dict[str, int] = defaultdict(int)
         parser = NameParser(options.prefix)
         for session in observed:
             owned = parser.parse(session.name)
             if owned is None:
                 continue  # foreign: not ours, never touched
-            if session.id in self.expected_destroys or session.phase == "Terminating":
-                self.terminating[owned.set_name] += 1
-                continue
-            if owned.set_name in desired.sets:
-                self.slots[owned.set_name][owned.slot].append((session, owned.template_hash))
-            elif owned.set_name not in desired.invalid:
-                self.orphans.append((session, owned.set_name))
+            seen = _Seen(session.id, session.name, session.phase,
+                         session.start_time.timestamp() if session.start_time else math.inf,
+                         owned.set_name, owned.slot, owned.template_hash)
+            if seen.id in self.expected_destroys or seen.phase == "Terminating":
+                self.terminating[seen.set_name] += 1
+            elif seen.set_name in desired.sets:
+                self.slots[seen.set_name][seen.slot].append(seen)
+            elif seen.set_name not in desired.invalid:
+                self.orphans.append(seen)
 
     def run(self) -> Plan:
         statuses: dict[str, SetStatus] = {}
@@ -265,41 +287,44 @@ class _Planner:
         slots = self.slots.get(name, {})
         counts: dict[str, int] = defaultdict(int)
         act = not spec.suspend
-        keep_by_slot: dict[int, list[tuple[SessionInfo, str]]] = {}
+        keep_by_slot: dict[int, list[_Seen]] = {}
 
         for slot in sorted(slots):
-            sessions = sorted(slots[slot], key=lambda item: _age_key(item[0]))
-            for session, _ in sessions:
-                counts["ended" if session.ended else session.phase.lower()] += 1
+            sessions = slots[slot]
+            if len(sessions) > 1:
+                sessions = sorted(sessions, key=lambda seen: (seen.started, seen.id))
+            for seen in sessions:
+                counts["ended" if seen.ended else seen.phase.lower()] += 1
             if slot > spec.replicas:
-                for session, _ in sessions:
-                    self._destroy(act, name, session, "scaled-down")
+                for seen in sessions:
+                    self._destroy(act, seen, "scaled-down")
                 continue
             live = []
-            for session, template_hash in sessions:
-                if session.ended:
-                    self._destroy(act, name, session, "ended")
+            for seen in sessions:
+                if seen.ended:
+                    self._destroy(act, seen, "ended")
                     if act:
-                        self._note_end(name, slot, session, template_hash, spec.restart_policy)
+                        self._note_end(seen, spec.restart_policy)
                 else:
-                    live.append((session, template_hash))
-            keep_by_slot[slot] = self._dedupe(act, name, live, current)
+                    live.append(seen)
+            keep_by_slot[slot] = self._dedupe(act, live, current)
 
         creates: list[Create] = []
         waiting: str | None = None
         in_flight = 0
         surge_budget = max(1, math.floor(spec.replicas * MAX_SURGE_FRACTION)) if spec.replicas else 0
-        surging = sum(1 for slot, kept in keep_by_slot.items()
-                      if any(h == current for _, h in kept) and any(h != current for _, h in kept))
+        surging = sum(1 for kept in keep_by_slot.values()
+                      if any(s.template_hash == current for s in kept)
+                      and any(s.template_hash != current for s in kept))
         for slot in range(1, spec.replicas + 1):
             kept = keep_by_slot.get(slot, [])
             expected = self.expected_creates.get((name, slot))
             if expected is not None:
                 in_flight += 1
-            has_current = any(h == current for _, h in kept) or (
+            fresh = [s for s in kept if s.template_hash == current]
+            has_current = bool(fresh) or (
                 expected is not None and expected.name == owned_name(self.options.prefix, name, current, slot))
-            outdated = [s for s, h in kept if h != current]
-            self._reset_backoff(name, slot, [s for s, h in kept if h == current])
+            self._reset_backoff(name, slot, fresh)
             if has_current:
                 continue
             if (name, slot, current) in self.finished:
@@ -310,7 +335,7 @@ class _Planner:
             if restarts is not None and self.now < restarts.last_end + delay:
                 waiting = f"slot {slot} restarts after back-off ({restarts.count} recent ends)"
                 continue
-            if outdated or expected is not None:
+            if len(fresh) < len(kept) or expected is not None:
                 if surging >= surge_budget:
                     continue
                 surging += 1
@@ -321,7 +346,7 @@ class _Planner:
                 creates.append(Create(name, slot, owned_name(self.options.prefix, name, current, slot),
                                       spec.template, spec.replicas, reason))
 
-        outdated_total = sum(1 for kept in keep_by_slot.values() for _, h in kept if h != current)
+        outdated_total = sum(1 for kept in keep_by_slot.values() for s in kept if s.template_hash != current)
         status = SetStatus(
             name=name, desired=spec.replicas, running=counts["running"],
             pending=counts["pending"] + counts["unknown"], ended=counts["ended"],
@@ -330,66 +355,58 @@ class _Planner:
         )
         return status, creates
 
-    def _dedupe(self, act: bool, set_name: str, live: list[tuple[SessionInfo, str]],
-                current: str) -> list[tuple[SessionInfo, str]]:
+    def _dedupe(self, act: bool, live: list[_Seen], current: str) -> list[_Seen]:
         """Keep one session of the current template (and one outdated while it rolls)."""
-        fresh = sorted((item for item in live if item[1] == current), key=_keep_order)
-        stale = sorted((item for item in live if item[1] != current), key=_keep_order)
+        if len(live) < 2:
+            return live
+        fresh = sorted((s for s in live if s.template_hash == current), key=_Seen.keep_order)
+        stale = sorted((s for s in live if s.template_hash != current), key=_Seen.keep_order)
         kept = fresh[:1]
-        for session, _ in fresh[1:]:
-            self._destroy(act, set_name, session, "duplicate")
+        for seen in fresh[1:]:
+            self._destroy(act, seen, "duplicate")
         if stale:
-            if fresh and fresh[0][0].phase == "Running":
-                for session, _ in stale:
-                    self._destroy(act, set_name, session, "outdated")
+            if fresh and fresh[0].phase == "Running":
+                for seen in stale:
+                    self._destroy(act, seen, "outdated")
             else:
                 kept.append(stale[0])
-                for session, _ in stale[1:]:
-                    self._destroy(act, set_name, session, "duplicate")
+                for seen in stale[1:]:
+                    self._destroy(act, seen, "duplicate")
         return kept
 
-    def _note_end(self, set_name: str, slot: int, session: SessionInfo, template_hash: str,
-                  policy: str) -> None:
+    def _note_end(self, seen: _Seen, policy: str) -> None:
         """Record an ended session: count a restart, or mark the slot finished."""
-        restart = policy == "Always" or (policy == "OnFailure" and session.phase == "Failed")
+        key = (seen.set_name, seen.slot)
+        restart = policy == "Always" or (policy == "OnFailure" and seen.phase == "Failed")
         if not restart:
-            self.finished.add((set_name, slot, template_hash))
+            self.finished.add((*key, seen.template_hash))
             return
-        previous = self.restarts.get((set_name, slot))
-        if previous is not None and previous.last_session == session.id:
+        previous = self.restarts.get(key)
+        if previous is not None and previous.last_session == seen.id:
             return
         count = previous.count + 1 if previous is not None else 1
-        self.restarts[(set_name, slot)] = SlotRestarts(count, self.now, session.id)
+        self.restarts[key] = SlotRestarts(count, self.now, seen.id)
 
-    def _reset_backoff(self, set_name: str, slot: int, current: list[SessionInfo]) -> None:
-        for session in current:
-            started = session.start_time.timestamp() if session.start_time else None
-            if session.phase == "Running" and started is not None and self.now - started >= RESTART_RESET_AFTER:
+    def _reset_backoff(self, set_name: str, slot: int, current: list[_Seen]) -> None:
+        if (set_name, slot) not in self.restarts:
+            return
+        for seen in current:
+            if seen.phase == "Running" and self.now - seen.started >= RESTART_RESET_AFTER:
                 self.restarts.pop((set_name, slot), None)
 
     def _plan_orphans(self) -> frozenset[str]:
-        seen = frozenset(session.id for session, _ in self.orphans)
+        seen_now = frozenset(seen.id for seen in self.orphans)
         allowed = self.desired.complete and (bool(self.desired.sets) or self.options.allow_empty)
         if allowed:
-            for session, set_name in self.orphans:
-                if session.id in self.memory.orphans_seen:
-                    self._destroy(True, set_name, session, "orphaned")
-        return seen
+            for seen in self.orphans:
+                if seen.id in self.memory.orphans_seen:
+                    self._destroy(True, seen, "orphaned")
+        return seen_now
 
-    def _destroy(self, act: bool, set_name: str, session: SessionInfo, reason: DestroyReason) -> None:
+    def _destroy(self, act: bool, seen: _Seen, reason: DestroyReason) -> None:
         if act:
-            self.destroys.append(Destroy(set_name, session.id, session.name, reason, session.phase,
-                                         collect_evidence=session.phase == "Failed"))
-
-
-def _age_key(session: SessionInfo) -> tuple[float, str]:
-    return (session.start_time.timestamp() if session.start_time else math.inf, session.id)
-
-
-def _keep_order(item: tuple[SessionInfo, str]) -> tuple[int, float, str]:
-    """Prefer Running over Pending, then the oldest, then the smallest id (stable)."""
-    session = item[0]
-    return (0 if session.phase == "Running" else 1, *_age_key(session))
+            self.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase,
+                                         collect_evidence=seen.phase == "Failed"))
 
 
 def _round_robin(groups: Iterable[list[Create]]) -> Iterable[Create]:

@@ -95,6 +95,7 @@ class Reconciler:
         self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
         self._manifest_errors: tuple[str, ...] = ()
+        self._known_sets: set[str] = set()
         self.last_outcome: PassOutcome | None = None
         self._restore()
 
@@ -126,9 +127,10 @@ class Reconciler:
         elif not decided.blind:
             failed = not await self._destroy_all(decided.destroys, log)
             failed = not await self._create_all(decided.creates, log) or failed
-        for name in list(self.last_errors):
-            if name not in statuses:
-                del self.last_errors[name]
+        for name in set(self._known_sets) - set(statuses):  # a removed set leaves no memory behind
+            self.last_errors.pop(name, None)
+            self._audit.forget(name)
+        self._known_sets = set(statuses)
 
         result: Result = "error" if observed is None else "partial" if failed else "success"
         outcome = PassOutcome(pass_id, result, decided, desired, list_ok=observed is not None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -28,7 +29,7 @@ from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError, ControllerError
 from controller.names import session_name_problem
 from controller.observability.health import HealthState, serve
-from controller.observability.logs import configure_logging
+from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
 from controller.plan import Expectations, PlanOptions, plan
 from controller.reconcile import Reconciler, describe, status_row
@@ -98,19 +99,16 @@ def register(subparsers: Any) -> None:
                      help="simulated seconds per real second (default 1)")
     run.set_defaults(func=cmd_run)
 
-    plan_cmd = subparsers.add_parser("plan", help="show what the next pass would do (exit 2 if anything)")
-    _add_state_options(plan_cmd, positional=False)
-    add_client_options(plan_cmd)
-    plan_cmd.add_argument("--status-file", type=Path)
-    plan_cmd.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    plan_cmd.set_defaults(func=cmd_plan)
-
-    status = subparsers.add_parser("status", help="show each SessionSet: desired, running, pending, errors")
-    _add_state_options(status, positional=False)
-    add_client_options(status)
-    status.add_argument("--status-file", type=Path)
-    status.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    status.set_defaults(func=cmd_status)
+    for name, summary, func in (
+        ("plan", "show what the next pass would do (exit 2 if anything)", cmd_plan),
+        ("status", "show each SessionSet: desired, running, pending, ended, errors", cmd_status),
+    ):
+        observer = subparsers.add_parser(name, help=summary)
+        _add_state_options(observer, positional=False)
+        add_client_options(observer)
+        observer.add_argument("--status-file", type=Path, help="the daemon's status file (expectations, errors)")
+        observer.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        observer.set_defaults(func=func)
 
     validate = subparsers.add_parser("validate", help="check a state directory; exit 1 on any error")
     _add_state_options(validate, positional=True)
@@ -182,7 +180,17 @@ def _embedded_simulator(args: argparse.Namespace) -> Iterator[Any]:
         yield client_settings(args, url=server.url, token=token)
 
 
+def _register_credentials(client_config: Any) -> None:
+    """Tell the log redactor the token in use, as a second line of defence behind never logging it."""
+    if client_config.token is not None:
+        register_secret(client_config.token.get_secret_value())
+    if client_config.token_file is not None:
+        with contextlib.suppress(OSError):  # the client reports an unreadable token file itself
+            register_secret(client_config.token_file.read_text().strip())
+
+
 async def _run(args: argparse.Namespace, settings: ControllerSettings, client_config: Any) -> int:
+    _register_credentials(client_config)
     metrics = ControllerMetrics()
     health = HealthState(interval=settings.interval)
     server = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import re
 import signal
 import time
@@ -50,6 +51,10 @@ def test_restart_policy_decides_what_runs_again(service, state, daemon):
     assert len(creates("done")) == 2  # ran once per slot, never again
     names = [s["name"] for s in service.sessions() if s["name"].startswith("cc-done-")]
     assert all(s["status"] == "Terminating" for s in service.sessions() if s["name"] in names)
+    audit = [json.loads(line) for line in process.log_file.read_text().splitlines() if '"audit"' in line]
+    failed = [e for e in audit if e["reason"] == "Ended" and e.get("phase") == "Failed"]
+    assert failed and all(e["sessionset"] == "flaky" for e in failed)
+    assert failed[0]["logs_tail"] and failed[0]["events"]  # the evidence was kept before the destroy
 
 
 def test_scale_up_and_down(service, state, daemon):
@@ -182,3 +187,39 @@ def test_dry_run_acts_on_nothing(service, state, daemon):
     process.wait_passes(3)
     assert [r for r in service.requests() if r.method in ("POST", "DELETE")] == []
     assert "would act" in process.log_file.read_text()
+
+
+def test_manifest_change_takes_effect_within_about_a_second(service, state, daemon):
+    """With a 30 s interval, an edited manifest still acts at once: the directory is watched."""
+    (state / "workers.yaml").write_text(manifest("workers", 1))
+    daemon(interval=30)
+    wait_until(lambda: slots(service.live()) == [1], what="first worker")
+    (state / "workers.yaml").write_text(manifest("workers", 3))
+    changed = time.monotonic()
+    wait_until(lambda: slots(service.live()) == [1, 2, 3], timeout=10, what="scale-up from the edit")
+    assert time.monotonic() - changed < 3
+
+
+def test_sighup_starts_a_pass_at_once(service, state, daemon):
+    """SIGHUP re-reads everything and runs a pass without waiting for the interval."""
+    (state / "workers.yaml").write_text(manifest("workers", 1))
+    process = daemon(interval=30)
+    wait_until(lambda: process.pass_id() >= 1, what="first pass")
+    before = process.pass_id()
+    process.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: process.pass_id() > before, timeout=5, what="a pass after SIGHUP")
+
+
+@pytest.mark.parametrize("service", [{"latency": 0.3}], indirect=True)
+def test_sigterm_mid_pass_finishes_the_call_in_flight_and_starts_nothing_new(service, state, daemon):
+    """Stopped while creating, the daemon sends no new request and exits within a few seconds."""
+    (state / "workers.yaml").write_text(manifest("workers", 20))
+    process = daemon("--max-creates-per-pass", "20")
+    wait_until(lambda: len(service.requests("POST")) >= 3, what="creates under way")
+    started = time.monotonic()
+    assert process.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 6
+    posts = len(service.requests("POST"))
+    time.sleep(1)
+    assert len(service.requests("POST")) == posts < 20
+    assert service.requests("DELETE") == []

@@ -335,3 +335,32 @@ def test_planning_is_deterministic():
     one = plan(desired(*sets), observed, Expectations(), NOW, options=OPTIONS)
     two = plan(desired(*reversed(sets)), list(reversed(observed)), Expectations(), NOW, options=OPTIONS)
     assert (one.creates, one.destroys) == (two.creates, two.destroys)
+
+
+@pytest.mark.parametrize(
+    ("name", "owned"),
+    [
+        ("cc-workers-8dbc34-3", ("workers", "8dbc34", 3)),
+        ("cc-my-set-8dbc34-512", ("my-set", "8dbc34", 512)),
+        ("cc-a-000000-1", ("a", "000000", 1)),
+        ("cc-workers-8dbc34-0", None),  # slots start at 1
+        ("cc-workers-8dbc34-03", None),
+        ("cc-workers-8dbc34-1000", None),
+        ("cc-workers-8DBC34-3", None),
+        ("cc-workers-8dbc3-3", None),
+        ("cc-workers-8dbc34-", None),
+        ("cc--8dbc34-3", None),
+        ("cc-workers--8dbc34-3", None),
+        ("cc-workers-8dbc34-٣", None),  # a non-ASCII digit
+        ("ccx-workers-8dbc34-3", None),
+        ("other-workers-8dbc34-3", None),
+        ("cc-8dbc34-3", None),
+        ("workers", None),
+    ],
+)
+def test_owned_names_parse_strictly(name, owned):
+    """Only names of exactly the owned shape under our prefix are ours."""
+    from controller.names import NameParser
+
+    parsed = NameParser("cc").parse(name)
+    assert (tuple(parsed) if parsed else None) == owned
