@@ -131,7 +131,9 @@ class SetStatus:
     desired: int | None
     running: int = 0
     pending: int = 0
-    ended: int = 0
+    unknown: int = 0
+    completed: int = 0
+    failed: int = 0
     terminating: int = 0
     outdated: int = 0
     in_flight: int = 0
@@ -143,9 +145,14 @@ class SetStatus:
     def ready(self) -> bool:
         return self.desired is not None and self.running >= self.desired and self.outdated == 0
 
+    @property
+    def ended(self) -> int:
+        return self.completed + self.failed
+
     def counts(self) -> dict[str, int]:
-        return {"Running": self.running, "Pending": self.pending, "Ended": self.ended,
-                "Terminating": self.terminating}
+        """Sessions by phase, as the metrics report them."""
+        return {"Running": self.running, "Pending": self.pending, "Unknown": self.unknown,
+                "Completed": self.completed, "Failed": self.failed, "Terminating": self.terminating}
 
 
 @dataclass(frozen=True)
@@ -294,7 +301,7 @@ class _Planner:
             if len(sessions) > 1:
                 sessions = sorted(sessions, key=lambda seen: (seen.started, seen.id))
             for seen in sessions:
-                counts["ended" if seen.ended else seen.phase.lower()] += 1
+                counts[seen.phase] += 1
             if slot > spec.replicas:
                 for seen in sessions:
                     self._destroy(act, seen, "scaled-down")
@@ -348,8 +355,8 @@ class _Planner:
 
         outdated_total = sum(1 for kept in keep_by_slot.values() for s in kept if s.template_hash != current)
         status = SetStatus(
-            name=name, desired=spec.replicas, running=counts["running"],
-            pending=counts["pending"] + counts["unknown"], ended=counts["ended"],
+            name=name, desired=spec.replicas, running=counts["Running"], pending=counts["Pending"],
+            unknown=counts["Unknown"], completed=counts["Completed"], failed=counts["Failed"],
             terminating=self.terminating.get(name, 0), outdated=outdated_total, in_flight=in_flight,
             suspended=spec.suspend, invalid=self.desired.invalid.get(name), waiting=waiting,
         )

@@ -288,7 +288,8 @@ class Reconciler:
 def status_row(status: SetStatus, last_error: str | None) -> dict[str, Any]:
     return {
         "desired": status.desired, "running": status.running, "pending": status.pending,
-        "ended": status.ended, "terminating": status.terminating, "outdated": status.outdated,
+        "unknown": status.unknown, "ended": status.ended, "completed": status.completed, "failed": status.failed,
+        "terminating": status.terminating, "outdated": status.outdated,
         "in_flight": status.in_flight, "suspended": status.suspended, "invalid": status.invalid,
         "waiting": status.waiting, "last_error": last_error,
     }

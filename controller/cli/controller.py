@@ -37,6 +37,8 @@ from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.statedir import StateLoader
 
 MAX_PREFIX_LENGTH = 16
+#: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
+SIMULATOR_DEFAULTS = {"interval": 5.0, "stats_interval": 15.0}
 
 
 class ControllerSettings(BaseSettings):
@@ -77,8 +79,9 @@ def register(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="run the controller daemon")
     _add_state_options(run, positional=False)
     add_client_options(run)
-    run.add_argument("--interval", type=float, help="seconds between passes (default 30)")
-    run.add_argument("--stats-interval", type=float, help="seconds between platform stats calls (default 60)")
+    run.add_argument("--interval", type=float, help="seconds between passes (default 30; 5 with --simulator)")
+    run.add_argument("--stats-interval", type=float,
+                     help="seconds between platform stats calls (default 60; 15 with --simulator)")
     run.add_argument("--once", action="store_true", help="run one pass and exit (0 if it succeeded)")
     run.add_argument("--dry-run", action="store_true", help="log what would be done, change nothing")
     run.add_argument("--allow-empty", action="store_true", default=None,
@@ -150,6 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = settings_from(args)
     except ControllerError as exc:
         return _fail(exc)
+    if args.simulator:
+        demo = {k: v for k, v in SIMULATOR_DEFAULTS.items() if k not in settings.model_fields_set}
+        settings = settings.model_copy(update=demo)
     configure_logging(settings.log_level)
     state = settings.state
     assert state is not None

@@ -103,7 +103,8 @@ def test_failing_list_destroys_nothing(service, state, daemon):
     service.simulator.inject_fault(method="GET", path="/session", status=500, count=10_000)
     (state / "gone.yaml").unlink()
     before = len(service.requests())
-    time.sleep(3)
+    wait_until(lambda: process.status().get("result") == "error", what="a pass whose list failed")
+    process.wait_passes(1)  # and another one, retries and all
     during = service.requests()[before:]
     assert [r for r in during if r.method in ("POST", "DELETE")] == []
     assert any(r.fault for r in during)
