@@ -153,8 +153,8 @@ class PlatformStats(BaseModel):
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> PlatformStats:
         """Read the current (2025-11) shape and the 2022 shape (``coresInUse``, ``maxCores``)."""
-        cores = data.get("cores") if isinstance(data.get("cores"), dict) else {}
-        ram = data.get("ram") if isinstance(data.get("ram"), dict) else {}
+        cores: dict[str, Any] = data["cores"] if isinstance(data.get("cores"), dict) else {}
+        ram: dict[str, Any] = data["ram"] if isinstance(data.get("ram"), dict) else {}
         max_cores = _first(cores, "maxCPUCores", "maxCores") or {}
         max_ram = _first(ram, "maxRAM") or {}
         return cls(

@@ -30,7 +30,7 @@ import structlog
 
 from controller.errors import APIError, ControllerError, TransportError
 from controller.models import Event, PlatformStats, SessionInfo
-from controller.observability.audit import AuditLog, evidence
+from controller.observability.audit import AuditLog, AuditReason, evidence
 from controller.observability.metrics import ControllerMetrics, SetSnapshot, failure_reason
 from controller.plan import Create, Destroy, Expectations, Plan, PlanOptions, SetStatus, plan
 from controller.spec import DesiredState
@@ -122,7 +122,8 @@ class Reconciler:
         statuses = dict(decided.statuses)
         failed = False
         if self.dry_run:
-            for action in (*decided.destroys, *decided.creates):
+            actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
+            for action in actions:
                 log.info("dry-run: would act", action=describe(action))
         elif not decided.blind:
             failed = not await self._destroy_all(decided.destroys, log)
@@ -170,7 +171,7 @@ class Reconciler:
                 return False
             self.expectations = self.expectations.destroyed(action.session_id, self.clock())
             self.metrics.destroyed(action.set_name, action.reason)
-            reason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
+            reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
             self._audit.event(reason, sessionset=action.set_name, log=log, cause=action.reason,
                               phase=action.phase)
             return True
@@ -274,15 +275,25 @@ class Reconciler:
 
     def _restore(self) -> None:
         """Pick up expectations from the last run, so a restart mid-rollout remembers its work."""
-        if self.status_file is None or not self.status_file.exists():
-            return
-        try:
-            document = json.loads(self.status_file.read_text())
-            self.expectations = Expectations.from_json(document.get("expectations", {}))
-            self.last_errors = {name: row["last_error"] for name, row in document.get("sets", {}).items()
-                                if row.get("last_error")}
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            self._log.warning("ignoring unreadable status file", path=str(self.status_file), error=str(exc))
+        if self.status_file is not None:
+            self.expectations, self.last_errors = read_status_file(self.status_file, self._log)
+            self._known_sets = set(self.last_errors)
+
+
+def read_status_file(path: Path, log: Any = None) -> tuple[Expectations, dict[str, str]]:
+    """The expectations and each set's last error from a status file; empty when there is none."""
+    if not path.exists():
+        return Expectations(), {}
+    try:
+        document = json.loads(path.read_text())
+        expectations = Expectations.from_json(document.get("expectations", {}))
+        last_errors = {name: row["last_error"] for name, row in document.get("sets", {}).items()
+                       if row.get("last_error")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        if log is not None:
+            log.warning("ignoring unreadable status file", path=str(path), error=str(exc))
+        return Expectations(), {}
+    return expectations, last_errors
 
 
 def status_row(status: SetStatus, last_error: str | None) -> dict[str, Any]:

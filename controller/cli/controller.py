@@ -27,13 +27,15 @@ from controller.cli.common import add_client_options, client_settings
 from controller.client import AsyncSession
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError, ControllerError
+from controller.models import SessionInfo
 from controller.names import session_name_problem
 from controller.observability.health import HealthState, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
-from controller.plan import Expectations, PlanOptions, plan
-from controller.reconcile import Reconciler, describe, status_row
+from controller.plan import Create, Destroy, Plan, PlanOptions, plan
+from controller.reconcile import Reconciler, describe, read_status_file, status_row
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
+from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
 MAX_PREFIX_LENGTH = 16
@@ -229,21 +231,13 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
 
 # -- plan, status, validate -------------------------------------------------------------------
 
-def _observe(args: argparse.Namespace, settings: ControllerSettings) -> tuple[Any, Any, Expectations]:
+def _observe(args: argparse.Namespace, settings: ControllerSettings) -> tuple[DesiredState, Plan, dict[str, str]]:
     """Load the state, list once, and plan with the daemon's remembered expectations."""
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
-    status_file = settings.status_file or default_status_file()
-    expectations, last_errors = Expectations(), {}
-    if status_file.exists():
-        try:
-            document = json.loads(status_file.read_text())
-            expectations = Expectations.from_json(document.get("expectations", {}))
-            last_errors = {n: r.get("last_error") for n, r in document.get("sets", {}).items()}
-        except (OSError, ValueError, TypeError):
-            pass
+    expectations, last_errors = read_status_file(settings.status_file or default_status_file())
 
-    async def fetch() -> Any:
+    async def fetch() -> list[SessionInfo]:
         async with AsyncSession(client_settings(args)) as client:
             return await client.fetch()
 
@@ -260,7 +254,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         desired, decided, _ = _observe(args, settings)
     except ControllerError as exc:
         return _fail(exc)
-    actions = [*decided.destroys, *decided.creates]
+    actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":
         print(json.dumps({
             "changes": decided.changes,
