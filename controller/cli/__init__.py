@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli import controller, sessions, simulator
+from controller.errors import ControllerError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,5 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except ControllerError as exc:  # every expected failure: one line, the reason, exit 1
+        print(f"canfar-controller: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

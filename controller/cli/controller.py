@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from controller.cli.common import add_client_options, client_settings
 from controller.client import AsyncSession
 from controller.daemon import Daemon, Schedule, lock_state_dir
-from controller.errors import ConfigError, ControllerError
+from controller.errors import ConfigError
 from controller.models import SessionInfo
 from controller.names import session_name_problem
 from controller.observability.health import HealthState, serve
@@ -143,37 +143,24 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
     return settings
 
 
-def _fail(error: Exception) -> int:
-    print(f"canfar-controller: error: {error}", file=sys.stderr)
-    return 1
-
-
 # -- run --------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from(args)
-    except ControllerError as exc:
-        return _fail(exc)
+    settings = settings_from(args)
     if args.simulator:
         demo = {k: v for k, v in SIMULATOR_DEFAULTS.items() if k not in settings.model_fields_set}
         settings = settings.model_copy(update=demo)
     configure_logging(settings.log_level)
     state = settings.state
     assert state is not None
-    try:
-        if not state.is_dir():
-            raise ConfigError(f"state directory {state} does not exist")
-        lock = lock_state_dir(state)
-    except ControllerError as exc:
-        return _fail(exc)
+    if not state.is_dir():
+        raise ConfigError(f"state directory {state} does not exist")
+    lock = lock_state_dir(state)
     try:
         with ExitStack() as stack:
             client_config = (stack.enter_context(_embedded_simulator(args)) if args.simulator
                              else client_settings(args))
             return asyncio.run(_run(args, settings, client_config))
-    except ControllerError as exc:
-        return _fail(exc)
     finally:
         os.close(lock)
 
@@ -249,11 +236,7 @@ def _observe(args: argparse.Namespace, settings: ControllerSettings) -> tuple[De
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from(args)
-        desired, decided, _ = _observe(args, settings)
-    except ControllerError as exc:
-        return _fail(exc)
+    desired, decided, _ = _observe(args, settings_from(args))
     actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":
         print(json.dumps({
@@ -275,11 +258,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from(args)
-        desired, decided, last_errors = _observe(args, settings)
-    except ControllerError as exc:
-        return _fail(exc)
+    desired, decided, last_errors = _observe(args, settings_from(args))
     rows = {name: status_row(s, last_errors.get(name)) for name, s in sorted(decided.statuses.items())}
     if args.output == "json":
         print(json.dumps({"sets": rows, "manifest_errors": [str(e) for e in desired.errors]}, indent=2))
@@ -295,10 +274,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from(args)
-    except ControllerError as exc:
-        return _fail(exc)
+    settings = settings_from(args)
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
     for error in desired.errors:

@@ -224,3 +224,13 @@ def test_sigterm_mid_pass_finishes_the_call_in_flight_and_starts_nothing_new(ser
     time.sleep(1)
     assert len(service.requests("POST")) == posts < 20
     assert service.requests("DELETE") == []
+
+
+def test_capped_work_continues_at_once_not_after_the_interval(service, state, daemon):
+    """With 2 creates allowed per pass and a 30 s interval, 6 slots still fill within seconds."""
+    (state / "workers.yaml").write_text(manifest("workers", 6))
+    process = daemon("--max-creates-per-pass", "2", interval=30)
+    wait_until(lambda: slots(service.live()) == [1, 2, 3, 4, 5, 6], timeout=10, what="6 slots via 3 passes")
+    wait_until(lambda: process.pass_id() >= 3, timeout=5, what="the third pass recorded")
+    posts = service.requests("POST")
+    assert len(posts) == 6  # and no duplicates on the way
