@@ -20,19 +20,20 @@ import warnings
 import webbrowser
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from urllib.parse import quote
 
 from controller.client.exchange import Call, Request
 from controller.errors import APIError, BatchError, InvalidRequestError
 from controller.models import Event, PlatformStats, SessionInfo, parse_events, phase_of
 from controller.names import MAX_REPLICAS, session_name_problem
+from controller.spec import SessionKind
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 #: Session kinds ``create`` accepts (``desktop-app`` is created through another endpoint).
-CREATE_KINDS = ("headless", "notebook", "desktop", "carta", "contributed", "firefly")
+CREATE_KINDS: tuple[str, ...] = get_args(SessionKind)
 #: Characters that turn a ``destroy_with`` prefix into a regular expression (same set as canfar).
 REGEX_METACHARACTERS = frozenset(".^$*+?{}[]()|\\")
 #: Env keys ``create`` sets on every headless replica, unless a single create is given its own

@@ -31,6 +31,9 @@ IDLE_TIMEOUT = 60.0
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The stdlib default backlog of 5 drops the SYNs of a burst of new connections (a client
+    # fanning out 32 creates), which then wait a whole second for TCP to retransmit.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
         self.simulator = simulator
