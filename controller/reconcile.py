@@ -144,9 +144,11 @@ class Reconciler:
         self.metrics.reconcile_done(result, seconds, self.clock())
         self._save(outcome)
         self.last_outcome = outcome
-        log.info("pass done", result=result, seconds=round(seconds, 3), creates=len(decided.creates),
-                 destroys=len(decided.destroys), deferred=decided.deferred,
-                 sets=len(desired.sets), manifest_errors=len(desired.errors))
+        # A quiet pass is a debug line: a steady-state daemon should not fill the log every interval.
+        report = log.info if decided.changes or result != "success" else log.debug
+        report("pass done", result=result, seconds=round(seconds, 3), creates=len(decided.creates),
+               destroys=len(decided.destroys), deferred=decided.deferred,
+               sets=len(desired.sets), manifest_errors=len(desired.errors))
         return outcome
 
     # -- acting ----------------------------------------------------------------------------
