@@ -70,14 +70,12 @@ class Daemon:
         metrics: ControllerMetrics,
         health: HealthState,
         state_dir: Path,
-        stats: bool = True,
     ) -> None:
         self.reconciler = reconciler
         self.schedule = schedule
         self.metrics = metrics
         self.health = health
         self.state_dir = state_dir
-        self.stats_enabled = stats
         self._log = structlog.get_logger("canfar_controller")
         self._stopped = asyncio.Event()
         self._fingerprint: Any = None
@@ -96,9 +94,8 @@ class Daemon:
         scheduler.add_job(self._reconcile, IntervalTrigger(seconds=self.schedule.interval, jitter=jitter),
                           id="reconcile", next_run_time=datetime.now())
         scheduler.add_job(self._watch, IntervalTrigger(seconds=WATCH_PERIOD), id="watch")
-        if self.stats_enabled:
-            scheduler.add_job(self._stats, IntervalTrigger(seconds=self.schedule.stats_interval), id="stats",
-                              next_run_time=datetime.now())
+        scheduler.add_job(self._stats, IntervalTrigger(seconds=self.schedule.stats_interval), id="stats",
+                          next_run_time=datetime.now())
         self._fingerprint = fingerprint(self.state_dir)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,

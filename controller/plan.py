@@ -142,10 +142,6 @@ class SetStatus:
     waiting: str | None = None  # why some slot is not being filled right now
 
     @property
-    def ready(self) -> bool:
-        return self.desired is not None and self.running >= self.desired and self.outdated == 0
-
-    @property
     def ended(self) -> int:
         return self.completed + self.failed
 

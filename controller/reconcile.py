@@ -96,7 +96,6 @@ class Reconciler:
         self._audit = AuditLog(self._log)
         self._manifest_errors: tuple[str, ...] = ()
         self._known_sets: set[str] = set()
-        self.last_outcome: PassOutcome | None = None
         self._restore()
 
     # -- one pass --------------------------------------------------------------------------
@@ -143,7 +142,6 @@ class Reconciler:
         })
         self.metrics.reconcile_done(result, seconds, self.clock())
         self._save(outcome)
-        self.last_outcome = outcome
         # A quiet pass is a debug line: a steady-state daemon should not fill the log every interval.
         report = log.info if decided.changes or result != "success" else log.debug
         report("pass done", result=result, seconds=round(seconds, 3), creates=len(decided.creates),

@@ -71,8 +71,7 @@ def test_converged_state_plans_nothing():
     observed = [running(WORKERS, n) for n in (1, 2, 3)]
     result = plan(desired(WORKERS), observed, Expectations(), NOW, options=OPTIONS)
     assert (result.creates, result.destroys, result.changes) == ((), (), False)
-    assert result.statuses["workers"].running == 3
-    assert result.statuses["workers"].ready
+    assert (result.statuses["workers"].running, result.statuses["workers"].outdated) == (3, 0)
 
 
 def test_failed_list_plans_nothing_at_all():
