@@ -16,6 +16,7 @@ only carries the decisions out, in the safe order, and records what happened:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -297,13 +298,10 @@ def read_status_file(path: Path, log: Any = None) -> tuple[Expectations, dict[st
 
 
 def status_row(status: SetStatus, last_error: str | None) -> dict[str, Any]:
-    return {
-        "desired": status.desired, "running": status.running, "pending": status.pending,
-        "unknown": status.unknown, "ended": status.ended, "completed": status.completed, "failed": status.failed,
-        "terminating": status.terminating, "outdated": status.outdated,
-        "in_flight": status.in_flight, "suspended": status.suspended, "invalid": status.invalid,
-        "waiting": status.waiting, "last_error": last_error,
-    }
+    """One set's row of the status file and of ``status -o json``."""
+    row = dataclasses.asdict(status)
+    del row["name"]  # the key of the row
+    return {**row, "ended": status.ended, "last_error": last_error}
 
 
 def describe(action: Create | Destroy) -> str:
