@@ -1,14 +1,16 @@
 """The daemon: APScheduler drives passes, one at a time, forever, and stops safely.
 
-- The reconcile job runs on an interval with jitter, ``max_instances=1`` and ``coalesce=True``,
-  so passes never overlap and missed runs collapse into one.
-- A cheap watch polls the state directory's fingerprint twice a second; a change (or SIGHUP, or
-  a pass that left work behind) pulls the next pass forward to now. Polling rather than inotify
-  also sees Kubernetes ConfigMap updates, which swap a symlink.
+- Each pass schedules the next one: ``OutcomeHandler`` says when (at once when work was held back,
+  when a manifest settles or a back-off ends, else after the interval with jitter). A pass never
+  overlaps another, and a long pass does not make the scheduler skip ticks (and log it every tick).
+- A cheap watch polls the state directory's fingerprint twice a second; a change, or SIGHUP,
+  pulls the next pass forward to now. Polling rather than inotify also sees Kubernetes ConfigMap
+  updates, which swap a symlink. SIGHUP also ends every create back-off (the cause may be fixed).
 - Platform stats are their own job on their own interval; a failure there is counted and logged
   and never touches the reconcile loop.
-- SIGTERM/SIGINT: no new job or call starts, the call in flight finishes, the process exits within
-  a few seconds. Stopping never destroys anything: the pass simply ends early.
+- SIGTERM/SIGINT: nothing new starts, calls in flight get ``STOP_GRACE`` seconds to finish, then
+  the pass is cancelled (a create cancelled mid-flight stays expected by name in the ledger), and
+  the process exits. Stopping never destroys anything.
 - One writer per state directory: an exclusive ``flock`` on the directory itself, which works on a
   read-only mount too.
 """
@@ -16,10 +18,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,16 +31,17 @@ from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.date import DateTrigger
 
-from controller.errors import APIError, LockError
-from controller.observability.health import HealthState
+from controller.errors import ControllerError, LockError
+from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics
+from controller.outcome import OutcomeHandler
 from controller.reconcile import PassOutcome, Reconciler
 from controller.statedir import fingerprint
 
 WATCH_PERIOD = 0.5
-#: How long a stop waits for the call in flight before cancelling it.
+#: How long a stop waits for the calls in flight before cancelling them.
 STOP_GRACE = 5.0
 
 
@@ -44,7 +49,6 @@ STOP_GRACE = 5.0
 class Schedule:
     interval: float = 30.0
     stats_interval: float = 60.0
-    jitter_fraction: float = 0.1
 
 
 def lock_state_dir(directory: Path) -> int:
@@ -65,38 +69,39 @@ class Daemon:
     def __init__(
         self,
         reconciler: Reconciler,
+        handler: OutcomeHandler,
         *,
         schedule: Schedule,
         metrics: ControllerMetrics,
-        health: HealthState,
         state_dir: Path,
+        stats: Callable[[], Awaitable[PlatformStats]] | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.handler = handler
         self.schedule = schedule
         self.metrics = metrics
-        self.health = health
         self.state_dir = state_dir
+        self._stats_source = stats
         self._log = structlog.get_logger("canfar_controller")
         self._stopped = asyncio.Event()
         self._fingerprint: Any = None
         self._pass_task: asyncio.Task[PassOutcome] | None = None
+        self._wake_requested = False
         self._scheduler: AsyncIOScheduler | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, self.wake, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         scheduler = AsyncIOScheduler(event_loop=loop, job_defaults={"coalesce": True, "max_instances": 1,
                                                                      "misfire_grace_time": None})
         self._scheduler = scheduler
-        jitter = self.schedule.interval * self.schedule.jitter_fraction
-        scheduler.add_job(self._reconcile, IntervalTrigger(seconds=self.schedule.interval, jitter=jitter),
-                          id="reconcile", next_run_time=datetime.now())
-        scheduler.add_job(self._watch, IntervalTrigger(seconds=WATCH_PERIOD), id="watch")
-        scheduler.add_job(self._stats, IntervalTrigger(seconds=self.schedule.stats_interval), id="stats",
-                          next_run_time=datetime.now())
         self._fingerprint = fingerprint(self.state_dir)
+        scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
+        self._later("reconcile", self._reconcile, 0.0)
+        if self._stats_source is not None:
+            self._later("stats", self._stats, 0.0)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,
                        dry_run=self.reconciler.dry_run, prefix=self.reconciler.options.prefix)
@@ -107,43 +112,55 @@ class Daemon:
         return 0
 
     def stop(self, why: str = "stop") -> None:
-        """Start nothing new; the pass in flight ends after its current calls."""
+        """Start nothing new; the pass in flight gets ``STOP_GRACE`` seconds to finish its calls."""
         if not self._stopped.is_set():
             self._log.info("stopping", signal=why)
-            self.reconciler.stopping.set()
+            self.reconciler.request_stop()
             self._stopped.set()
 
     def wake(self, why: str) -> None:
-        """Run the next pass now (manifest change, SIGHUP, work left over)."""
+        """Run the next pass now (manifest change, SIGHUP); after the current one if one is running."""
         if self._scheduler is None or self._stopped.is_set():
             return
         self._log.info("pass requested", cause=why)
+        if self._pass_task is not None:
+            self._wake_requested = True
+            return
         job = self._scheduler.get_job("reconcile")
         if job is not None:
             job.modify(next_run_time=datetime.now() + timedelta(milliseconds=10))
 
+    def _hangup(self) -> None:
+        self.reconciler.reset_backoffs()
+        self.wake("SIGHUP")
+
+    def _later(self, job_id: str, job: Callable[[], Coroutine[Any, Any, None]], seconds: float) -> None:
+        """(Re)schedule a one-shot job: each run schedules the next, so runs never overlap."""
+        if self._scheduler is None or self._stopped.is_set():
+            return
+        # Two instances: the run scheduling its successor is still counted as running, and passes
+        # cannot overlap anyway (each is scheduled only when the previous one is done).
+        self._scheduler.add_job(job, DateTrigger(datetime.now() + timedelta(seconds=seconds)), id=job_id,
+                                replace_existing=True, max_instances=2)
+
     async def _reconcile(self) -> None:
         if self._stopped.is_set():
             return
+        self._wake_requested = False
+        started = time.perf_counter()
         self._pass_task = asyncio.ensure_future(self.reconciler.run_pass())
         try:
-            # Shielded: a scheduler shutdown cancels this job, but the pass must finish its call.
+            # Shielded: a scheduler shutdown cancels this job, but the pass must finish its calls.
             outcome = await asyncio.shield(self._pass_task)
         except asyncio.CancelledError:
             return
-        except Exception:  # a bug must not kill the loop: log it, count it, go on
-            self._log.exception("pass crashed")
-            self.metrics.reconcile_done("error", 0.0, time.time())
-            return
+        except Exception as error:  # a bug must not kill the loop: report it, go on
+            delay = self.handler.crashed(error, time.perf_counter() - started)
+        else:
+            delay = self.handler.handle(outcome, self.reconciler)
         finally:
             self._pass_task = None
-        self.health.pass_completed()
-        if not any(e.path == str(self.state_dir) for e in outcome.desired.errors):
-            self.health.manifests_loaded()
-        if outcome.list_ok:
-            self.health.list_succeeded()
-        if outcome.more_work:
-            self.wake("work remains")
+        self._later("reconcile", self._reconcile, 0.0 if self._wake_requested else delay)
 
     async def _finish_pass(self) -> None:
         task = self._pass_task
@@ -153,7 +170,9 @@ class Daemon:
             await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
-        except Exception:  # already logged by _reconcile
+            with contextlib.suppress(BaseException):  # cancelled, or already reported
+                await task  # let the pass save what it learnt before the process ends
+        except Exception:  # already reported by _reconcile
             pass
 
     async def _watch(self) -> None:
@@ -163,10 +182,12 @@ class Daemon:
             self.wake("state directory changed")
 
     async def _stats(self) -> None:
+        assert self._stats_source is not None
         try:
-            stats = await self.reconciler.client.stats()
-        except APIError as exc:
+            stats = await self._stats_source()
+        except ControllerError as exc:  # the service failed, or the credential could not be read
             self.metrics.stats_failed()
             self._log.warning("stats call failed; keeping the last values", error=str(exc))
-            return
-        self.metrics.record_stats(stats, time.time())
+        else:
+            self.metrics.record_stats(stats, time.time())
+        self._later("stats", self._stats, self.schedule.stats_interval)

@@ -7,6 +7,7 @@ Every failure the package raises on purpose is a ``ControllerError``::
     ├── InvalidRequestError         a request refused client-side, before any I/O (also a ValueError)
     ├── ManifestError               a SessionSet manifest is wrong: carries file, line and field
     ├── LockError                   another controller already owns the state directory
+    ├── LedgerError                 the controller's memory on disk cannot be read: act on nothing
     ├── BatchError                  an operation over many ids: each id's result or error, none lost
     └── APIError                    the session service failed: carries operation, status, server text
         ├── TransportError          no HTTP answer at all (refused, timed out, dropped)
@@ -46,6 +47,10 @@ class InvalidRequestError(ControllerError, ValueError):
 
 class LockError(ControllerError):
     """Another controller instance holds the lock on the state directory."""
+
+
+class LedgerError(ControllerError):
+    """The controller's memory (snapshot or journal) is unreadable or of an unknown version."""
 
 
 class ManifestError(ControllerError):

@@ -9,9 +9,10 @@ and expose clean values (``phase``, base units) so nothing downstream has to car
 from __future__ import annotations
 
 import functools
+import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -214,3 +215,53 @@ def parse_events(text: str) -> list[Event]:
         events.append(Event(type=cells[0], reason=cells[1], message=cells[2], first_time=cells[3],
                             last_time=cells[4]))
     return events
+
+
+# -- the controller's lean view of a list answer -------------------------------------------------
+
+
+class ObservedSession(NamedTuple):
+    """One session of a list answer, with only what the controller decides on (cheap to build)."""
+
+    id: str
+    name: str
+    phase: Phase
+    kind: str
+    started: float | None  # startTime, epoch seconds; None while the service has not started it
+    expires: float | None  # expiryTime, epoch seconds
+    cores: float | None  # requestedCPUCores (fixed-resource sessions only)
+    ram_bytes: float | None  # requestedRAM (decimal GB on the wire) in bytes
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str) or not value or value in _PLACEHOLDERS:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_observed(text: str) -> list[ObservedSession]:
+    """Read a list answer into ``ObservedSession`` rows; anything that is not a list of sessions is an error.
+
+    A body that is not a JSON array, or a row without an id or a name, raises ``ValueError``: the
+    controller never acts on an answer it cannot fully read.
+    """
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON array of sessions, got {type(data).__name__}")
+    rows = []
+    for row in data:
+        if not isinstance(row, dict):
+            raise ValueError(f"expected a session object, got {type(row).__name__}")
+        session_id, name = row.get("id"), row.get("name")
+        if not isinstance(session_id, str) or not session_id or not isinstance(name, str) or not name:
+            raise ValueError("a session row has no id or no name")
+        ram = parse_quantity(row.get("requestedRAM"), bare_unit=1e9)
+        rows.append(ObservedSession(
+            session_id, name, phase_of(row.get("status")), str(row.get("type") or "headless"),
+            _epoch(row.get("startTime")), _epoch(row.get("expiryTime")),
+            parse_quantity(row.get("requestedCPUCores")), ram,
+        ))
+    return rows

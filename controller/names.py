@@ -62,16 +62,30 @@ def owned_name(prefix: str, set_name: str, template_hash: str, slot: int) -> str
 class NameParser:
     """Recognises the names this controller owns; everything else is foreign.
 
-    Split from the right (slot, then hash) rather than one backtracking regex: this runs for every
-    session of every pass, 10,000 of them on a busy account.
+    Split from the right (slot, then hash) rather than one backtracking regex, and memoized: this
+    runs for every session of every pass, 10,000 of them on a busy account, and names repeat.
     """
+
+    #: Names remembered per parser; beyond this the memo starts afresh (names repeat every pass).
+    MEMO_SIZE = 200_000
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._head = f"{prefix}-"
+        self._memo: dict[str, OwnedName | None] = {}
 
     def parse(self, name: str) -> OwnedName | None:
-        """The owned parts of ``name``, or ``None`` when the name is not ours."""
+        """The owned parts of ``name``, or ``None`` when the name is not ours (memoized)."""
+        try:
+            return self._memo[name]
+        except KeyError:
+            pass
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        owned = self._memo[name] = self._parse(name)
+        return owned
+
+    def _parse(self, name: str) -> OwnedName | None:
         if not name.startswith(self._head):
             return None
         parts = name[len(self._head):].rsplit("-", 2)

@@ -1,49 +1,67 @@
-"""One reconcile pass: load -> list -> plan -> act -> record.
+"""One reconcile pass: load -> list -> plan -> act, with the memory written ahead of every create.
 
 The order of a pass lives here and nowhere else. Every decision is the planner's; this module
-only carries the decisions out, in the safe order, and records what happened:
+carries the decisions out in the safe order and keeps the memory true while doing it:
 
-- the state directory is re-read in full every pass, so a retry always sees the current spec;
-- exactly one list call per pass, whatever the number of sets; a failed list means no action;
+- the state directory is re-read every pass (a changed file only once it has settled), so a retry
+  always sees the current spec;
+- exactly one list call per pass, whatever the number of sets; a failed list means no action, and
+  so does a list the planner finds suspect;
 - destroys go first (an ended or surplus session frees quota for the creates);
-- creates run per set in slow-start batches (1, 2, 4, ...) that stop at the set's first failure,
-  concurrently across sets under one bound; a failure in one set never stops another;
-- a create whose answer was lost (timeout, dropped connection) may still have happened, so it is
-  recorded as expected by name: the next list settles it and no duplicate is made;
-- nothing new starts once a stop was requested; the call in flight finishes.
+- before any create is sent, its name is recorded in the ledger's journal and fsynced (creates
+  leaving at the same moment share one write and one fsync, done off the event loop), so a crash at
+  any instant never makes a second session for a slot, and a create never sent blocks nothing;
+- a create ends in one of three ways: *created* (an id came back), *refused* (a 4xx: surely not
+  created; the set backs off), or *uncertain* (timeout, dropped connection, 5xx, an answer that is
+  not an id): then it stays expected by name until a list settles it;
+- creates run per set in a pipelined slow-start window (1, then one more for every success) that
+  stops at the set's first failure, with all sets concurrent under one bound;
+- a 429, or a 503 with Retry-After, pauses every create for as long as the service asked;
+- once a stop is requested nothing new starts; calls in flight finish (the daemon gives them a
+  grace period, then cancels; a cancelled create stays expected by name).
+
+What a pass did is returned as a ``PassOutcome``; logging its summary, metrics, health, the status
+file and when to run next are ``controller.outcome``'s job. Audit events (one per action) are
+written here, as the actions happen.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-import json
-import os
-import tempfile
+import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import structlog
 
-from controller.errors import APIError, ControllerError, TransportError
-from controller.models import Event, PlatformStats, SessionInfo
+from controller.errors import APIError, ClientError, ControllerError
+from controller.ledger import Ledger
+from controller.models import Event, ObservedSession, PlatformStats
 from controller.observability.audit import AuditLog, AuditReason, evidence
-from controller.observability.metrics import ControllerMetrics, SetSnapshot, failure_reason
-from controller.plan import Create, Destroy, Expectations, Plan, PlanOptions, SetStatus, plan
+from controller.observability.metrics import failure_reason
+from controller.plan import Create, CreateBackoff, Destroy, ExpectedCreate, Memory, Plan, PlanOptions, plan
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
 Result = Literal["success", "partial", "error"]
+CreateResult = Literal["created", "refused", "throttled", "uncertain", "not-sent"]
+
+#: Back-off of a set after the service refused a create: 5 s doubling to 15 min, ±10% jitter.
+CREATE_BACKOFF_BASE = 5.0
+CREATE_BACKOFF_CAP = 900.0
+CREATE_BACKOFF_JITTER = 0.1
+#: How long creates pause after a 429 that carries no Retry-After.
+DEFAULT_THROTTLE = 5.0
+
 
 class SessionAPI(Protocol):
     """The part of ``AsyncSession`` a pass uses (so tests and the CLI can share one wiring)."""
 
-    async def fetch(self, kind: str | None = None, status: str | None = None,
-                    view: str | None = None) -> list[SessionInfo]: ...
+    async def observe(self, kind: str | None = None) -> list[ObservedSession]: ...
     async def create(self, name: str, image: str, cores: float | None = None, ram: float | None = None,
                      kind: str = "headless", gpu: int | None = None, cmd: str | None = None,
                      args: str | None = None, env: dict[str, str] | None = None,
@@ -56,18 +74,35 @@ class SessionAPI(Protocol):
 
 @dataclass
 class PassOutcome:
+    """What one pass saw and did: everything ``controller.outcome`` needs, as plain data."""
+
     pass_id: int
     result: Result
-    plan: Plan | None
+    seconds: float
     desired: DesiredState
-    list_ok: bool
-    #: True when the planner held work back (cap) and nothing failed: run again at once.
-    more_work: bool = False
+    plan: Plan | None
+    #: Why the list failed (or was not trusted), in one line; None when it was used.
+    list_error: str | None = None
     errors: list[str] = field(default_factory=list)
+    created: Counter[str] = field(default_factory=Counter)
+    #: (set, reason) of each destroyed session.
+    destroyed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (set, reason label) of each create that failed or whose outcome is unknown.
+    create_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Creates whose outcome is unknown this pass, by set.
+    uncertain: Counter[str] = field(default_factory=Counter)
+    #: The planner held work back (cap) and nothing failed: run again at once.
+    more_work: bool = False
+    #: Memory at the end of the pass (for the status file).
+    memory: Memory | None = None
+
+    @property
+    def list_ok(self) -> bool:
+        return self.list_error is None
 
 
 class Reconciler:
-    """Carries out passes and keeps what must survive between them (expectations, last errors)."""
+    """Carries out passes and owns the memory that must survive between them (and restarts)."""
 
     def __init__(
         self,
@@ -75,107 +110,131 @@ class Reconciler:
         loader: StateLoader,
         client: SessionAPI,
         options: PlanOptions,
-        metrics: ControllerMetrics,
+        ledger: Ledger | None = None,
         dry_run: bool = False,
-        concurrency: int = 8,
-        status_file: Path | None = None,
+        concurrency: int = 32,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.loader = loader
         self.client = client
         self.options = options
-        self.metrics = metrics
+        self.ledger = ledger
         self.dry_run = dry_run
-        self.status_file = status_file
         self.clock = clock
-        self.expectations = Expectations()
+        self.memory = ledger.load() if ledger is not None else Memory()
+        #: The service's last message per set (refused creates, failed destroys).
         self.last_errors: dict[str, str] = {}
-        self.stopping = asyncio.Event()
+        self._rng = rng if rng is not None else random.Random()
+        self._stopping = asyncio.Event()
         self._bound = asyncio.Semaphore(concurrency)
         self._pass_ids = itertools.count(1)
+        self._intents: list[tuple[tuple[str, int], ExpectedCreate, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
-        self._manifest_errors: tuple[str, ...] = ()
-        self._known_sets: set[str] = set()
-        self._restore()
 
-    # -- one pass --------------------------------------------------------------------------
+    # -- control ---------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Start nothing new; calls already sent finish."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def reset_backoffs(self) -> None:
+        """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
+        self.memory.backoffs.clear()
+        self.memory.creates_paused_until = 0.0
+
+    # -- one pass --------------------------------------------------------------------------------
 
     async def run_pass(self) -> PassOutcome:
         pass_id = next(self._pass_ids)
         started = time.perf_counter()
         log = self._log.bind(pass_id=pass_id)
-        desired = self.loader.load()
-        self._report_manifest_errors(desired, log)
+        now = self.clock()
+        desired = self.loader.load(now)
 
-        observed: list[SessionInfo] | None
-        errors: list[str] = []
+        observed: list[ObservedSession] | None
+        list_error: str | None = None
         try:
-            observed = await self.client.fetch()
-        except APIError as exc:
+            observed = await self.client.observe()
+        except ControllerError as exc:  # the service failed, or our credential could not be read
             observed = None
-            errors.append(f"list sessions: {exc}")
-            log.warning("list failed: this pass changes nothing", error=str(exc))
+            list_error = f"list sessions: {exc}"
 
-        decided = plan(desired, observed, self.expectations, self.clock(), options=self.options)
-        self.expectations = decided.expectations
-        statuses = dict(decided.statuses)
-        failed = False
-        if self.dry_run:
-            actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
-            for action in actions:
-                log.info("dry-run: would act", action=describe(action))
-        elif not decided.blind:
-            failed = not await self._destroy_all(decided.destroys, log)
-            failed = not await self._create_all(decided.creates, log) or failed
-        for name in set(self._known_sets) - set(statuses):  # a removed set leaves no memory behind
-            self.last_errors.pop(name, None)
-            self._audit.forget(name)
-        self._known_sets = set(statuses)
-
-        result: Result = "error" if observed is None else "partial" if failed else "success"
-        outcome = PassOutcome(pass_id, result, decided, desired, list_ok=observed is not None,
-                              more_work=decided.deferred > 0 and not failed, errors=errors)
-        seconds = time.perf_counter() - started
-        self.metrics.sync_sets({
-            name: SetSnapshot(desired=s.desired or 0, counts=s.counts(), suspended=s.suspended)
-            for name, s in statuses.items()
-        })
-        self.metrics.reconcile_done(result, seconds, self.clock())
-        self._save(outcome)
-        # A quiet pass is a debug line: a steady-state daemon should not fill the log every interval.
-        report = log.info if decided.changes or result != "success" else log.debug
-        report("pass done", result=result, seconds=round(seconds, 3), creates=len(decided.creates),
-               destroys=len(decided.destroys), deferred=decided.deferred,
-               sets=len(desired.sets), manifest_errors=len(desired.errors))
+        decided = plan(desired, observed, self.memory, now, options=self.options)
+        self.memory = decided.memory
+        if decided.suspect:
+            list_error = (f"list answer suspect: it lost all {len(decided.lost)} live owned sessions at once; "
+                          "nothing is done until a second list confirms")
+        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error,
+                              memory=self.memory)
+        try:
+            if self.dry_run:
+                actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
+                for action in actions:
+                    log.info("dry-run: would act", action=describe(action))
+            elif observed is not None and not decided.suspect:
+                await self._destroy_all(decided.destroys, outcome, log)
+                await self._create_all(decided.creates, outcome, log)
+        finally:
+            # Also when cancelled at a stop: what was learnt so far is kept.
+            self._save()
+        self._forget_removed_sets(decided)
+        failed = bool(outcome.errors) or bool(outcome.uncertain)
+        outcome.result = "error" if list_error is not None else "partial" if failed else "success"
+        outcome.more_work = decided.deferred > 0 and not failed
+        outcome.seconds = time.perf_counter() - started
+        outcome.memory = self.memory
         return outcome
 
-    # -- acting ----------------------------------------------------------------------------
+    def _forget_removed_sets(self, decided: Plan) -> None:
+        """A removed set leaves no memory behind (its last error, its audit repeat counts)."""
+        if decided.blind or decided.suspect:
+            return
+        for name in [name for name in self.last_errors if name not in decided.statuses]:
+            del self.last_errors[name]
+            self._audit.forget(name)
 
-    async def _destroy_all(self, destroys: tuple[Destroy, ...], log: Any) -> bool:
-        results = await asyncio.gather(*(self._destroy(d, log) for d in destroys))
-        return all(results)
+    def _save(self) -> None:
+        if self.ledger is not None and not self.dry_run:
+            self.ledger.save(self.memory)
 
-    async def _destroy(self, action: Destroy, log: Any) -> bool:
+    # -- destroying ------------------------------------------------------------------------------
+
+    async def _destroy_all(self, destroys: tuple[Destroy, ...], outcome: PassOutcome, log: Any) -> None:
+        await asyncio.gather(*(self._destroy(d, outcome, log) for d in destroys))
+
+    async def _destroy(self, action: Destroy, outcome: PassOutcome, log: Any) -> None:
         async with self._bound:
-            if self.stopping.is_set():
-                return True
+            if self.stopping:
+                return
             log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
-            if action.reason == "ended":
+            if action.report_end:
                 found = await self._evidence(action) if action.collect_evidence else {}
                 self._audit.event("Ended", sessionset=action.set_name, log=log, phase=action.phase, **found)
+                self.memory.ended_reported.add(action.session_id)
             try:
                 await self.client.destroy(action.session_id)
-            except APIError as exc:
-                self._audit.event("FailedDestroy", sessionset=action.set_name, log=log, message=str(exc),
+            except ControllerError as exc:
+                message = str(exc)
+                self.last_errors[action.set_name] = getattr(exc, "server_message", "") or message
+                outcome.errors.append(f"destroy {action.session_id}: {message}")
+                self._audit.event("FailedDestroy", sessionset=action.set_name, log=log, message=message,
                                   cause=action.reason)
-                return False
-            self.expectations = self.expectations.destroyed(action.session_id, self.clock())
-            self.metrics.destroyed(action.set_name, action.reason)
+                return
+            at = self.clock()
+            self.memory.destroys[action.session_id] = at
+            if self.ledger is not None:
+                self.ledger.note_destroyed(action.session_id, at)
+            outcome.destroyed[(action.set_name, action.reason)] += 1
             reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
             self._audit.event(reason, sessionset=action.set_name, log=log, cause=action.reason,
                               phase=action.phase)
-            return True
 
     async def _evidence(self, action: Destroy) -> dict[str, Any]:
         """The tail of a failed session's logs and its events, before it is gone for good."""
@@ -184,36 +243,94 @@ class Reconciler:
         problems = {}
         try:
             logs = (await self.client.logs(action.session_id)).get(action.session_id, "")
-        except APIError as exc:
+        except ControllerError as exc:
             problems["logs_error"] = str(exc)
         try:
             events = (await self.client.events(action.session_id)).get(action.session_id, [])
-        except APIError as exc:
+        except ControllerError as exc:
             problems["events_error"] = str(exc)
         return {**evidence(logs, events), **problems}
 
-    async def _create_all(self, creates: tuple[Create, ...], log: Any) -> bool:
+    # -- creating --------------------------------------------------------------------------------
+
+    async def _create_all(self, creates: tuple[Create, ...], outcome: PassOutcome, log: Any) -> None:
+        if not creates or self.stopping:
+            return
         by_set: dict[str, list[Create]] = {}
         for create in creates:
             by_set.setdefault(create.set_name, []).append(create)
-        results = await asyncio.gather(*(self._slow_start(items, log) for items in by_set.values()))
-        return all(results)
+        await asyncio.gather(*(self._create_set(items, outcome, log) for items in by_set.values()))
 
-    async def _slow_start(self, creates: list[Create], log: Any) -> bool:
-        """Batches of 1, 2, 4, ...; the first failing batch ends this set's creates for the pass."""
-        remaining, size = list(creates), 1
-        while remaining:
-            batch, remaining = remaining[:size], remaining[size:]
-            outcomes = await asyncio.gather(*(self._create(c, log) for c in batch))
-            if not all(outcomes):
-                return False
-            size *= 2
-        return True
+    async def _create_set(self, creates: list[Create], outcome: PassOutcome, log: Any) -> None:
+        """One set's creates in a pipelined slow-start window that closes at the first failure."""
+        queue = list(reversed(creates))
+        window, failed = 1, False
+        running: set[asyncio.Task[CreateResult]] = set()
+        try:
+            while queue or running:
+                while queue and len(running) < window and not failed and self._may_create():
+                    action = queue.pop()
+                    running.add(asyncio.ensure_future(self._create(action, outcome, log)))
+                if not running:
+                    break
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.result() == "created":
+                        window += 1
+                    else:
+                        failed = True
+        finally:
+            for task in running:  # only when cancelled: the requests stay expected by name
+                task.cancel()
+            for action in queue:  # never sent: the slot is free again
+                self._settle(action)
 
-    async def _create(self, action: Create, log: Any) -> bool:
+    async def _write_ahead(self, action: Create) -> None:
+        """Record the create as expected, durably, before it is sent (group commit across creates)."""
+        key = (action.set_name, action.slot)
+        expected = ExpectedCreate(action.name, self.clock(), None, action.prior_ids)
+        self.memory.creates[key] = expected
+        if self.ledger is None:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._intents.append((key, expected, waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_intents())
+        await asyncio.shield(waiter)
+
+    async def _commit_intents(self) -> None:
+        """Write every intent queued so far in one append and one fsync (in a thread), until none is left."""
+        assert self.ledger is not None
+        while self._intents:
+            batch, self._intents = self._intents, []
+            data = self.ledger.intents([(key, expected) for key, expected, _ in batch])
+            try:
+                await asyncio.to_thread(self.ledger.write_durably, data)
+            except BaseException as exc:
+                for _, _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                raise
+            for _, _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _may_create(self) -> bool:
+        return not self.stopping and self.clock() >= self.memory.creates_paused_until
+
+    async def _create(self, action: Create, outcome: PassOutcome, log: Any) -> CreateResult:
         async with self._bound:
-            if self.stopping.is_set():
-                return True
+            if not self._may_create():
+                return "not-sent"
+            try:
+                await self._write_ahead(action)
+            except OSError as exc:  # without the record on disk the create must not leave
+                outcome.errors.append(f"create {action.name}: not sent, the ledger cannot be written: {exc}")
+                self._log.error("the ledger cannot be written: no create is sent", error=str(exc))
+                return "not-sent"
+            if not self._may_create():
+                self._settle(action)
+                return "not-sent"
             log = log.bind(sessionset=action.set_name, slot=action.slot, session=action.name)
             template = action.template
             try:
@@ -221,102 +338,78 @@ class Reconciler:
                     action.name, template.image, cores=template.cores, ram=template.ram, kind=template.kind,
                     gpu=template.gpu, cmd=template.cmd, args=template.args, env=action.env() or None,
                 )
-            except ControllerError as exc:  # the service's refusal, or the client's own
-                if isinstance(exc, TransportError):
-                    # The request may have reached the service: expect it by name, never duplicate.
-                    self.expectations = self.expectations.created(action, None, self.clock())
-                self.last_errors[action.set_name] = getattr(exc, "server_message", "") or str(exc)
-                self.metrics.create_failed(action.set_name, failure_reason(exc))
-                self._audit.event("FailedCreate", sessionset=action.set_name, log=log, message=str(exc))
-                return False
-            session_id = ids[0] if ids else None
-            self.expectations = self.expectations.created(action, session_id, self.clock())
-            self.last_errors.pop(action.set_name, None)
-            self.metrics.created(action.set_name)
-            self._audit.event("SuccessfulCreate", sessionset=action.set_name, log=log, session_id=session_id,
-                              cause=action.reason)
-            return True
+            except ControllerError as exc:
+                return self._create_failed(action, exc, outcome, log)
+        key = (action.set_name, action.slot)
+        session_id = ids[0] if ids else None
+        if session_id is None:  # a 2xx without an id: it may or may not exist
+            return self._create_failed(action, APIError("create", server_message="no session id in the answer"),
+                                       outcome, log)
+        expected = self.memory.creates.get(key)
+        if expected is not None and expected.name == action.name:
+            self.memory.creates[key] = replace(expected, session_id=session_id)
+        if self.ledger is not None:
+            self.ledger.note_created(key, action.name, session_id)
+        self.memory.backoffs.pop(action.set_name, None)
+        self.last_errors.pop(action.set_name, None)
+        outcome.created[action.set_name] += 1
+        self._audit.event("SuccessfulCreate", sessionset=action.set_name, log=log, session_id=session_id,
+                          cause=action.reason)
+        return "created"
 
-    # -- records ---------------------------------------------------------------------------
+    def _create_failed(self, action: Create, exc: ControllerError, outcome: PassOutcome, log: Any) -> CreateResult:
+        """Sort a failed create into refused, throttled, uncertain or not sent, and remember it."""
+        message = str(exc)
+        server_message = getattr(exc, "server_message", "") or message
+        retry_after: float | None = getattr(exc, "retry_after", None)
+        result = create_result(exc)
+        now = self.clock()
+        if retry_after is not None or result == "throttled":
+            pause = retry_after if retry_after is not None else DEFAULT_THROTTLE
+            self.memory.creates_paused_until = max(self.memory.creates_paused_until, now + pause)
+        if result == "uncertain":
+            # It may have happened: the slot stays expected by name (rule 5 of the planner).
+            outcome.uncertain[action.set_name] += 1
+            outcome.create_failures[(action.set_name, failure_reason(exc))] += 1
+            self._audit.event("CreateUncertain", sessionset=action.set_name, log=log, message=message)
+            return result
+        self._settle(action)
+        if result == "refused":
+            self._back_off(action, server_message, now)
+        if result != "not-sent":
+            outcome.create_failures[(action.set_name, failure_reason(exc))] += 1
+        self.last_errors[action.set_name] = server_message
+        outcome.errors.append(f"create {action.name}: {message}")
+        self._audit.event("FailedCreate", sessionset=action.set_name, log=log, message=message)
+        return result
 
-    def _report_manifest_errors(self, desired: DesiredState, log: Any) -> None:
-        by_file: dict[str, int] = {}
-        for error in desired.errors:
-            by_file[error.path] = by_file.get(error.path, 0) + 1
-        self.metrics.manifest_errors(by_file)
-        current = tuple(str(e) for e in desired.errors)
-        if current != self._manifest_errors:  # log a problem when it appears, not every pass
-            for error in desired.errors:
-                log.error("invalid manifest: its sets keep their last good spec", error=str(error))
-            if not current:
-                log.info("all manifests valid again")
-            self._manifest_errors = current
+    def _back_off(self, action: Create, message: str, now: float) -> None:
+        previous = self.memory.backoffs.get(action.set_name)
+        failures = previous.failures + 1 if previous is not None and previous.spec_key == action.spec_key else 1
+        delay = min(CREATE_BACKOFF_BASE * 2 ** (failures - 1), CREATE_BACKOFF_CAP)
+        delay *= 1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER)
+        self.memory.backoffs[action.set_name] = CreateBackoff(failures, now + delay, message, action.spec_key)
 
-    def status_document(self, outcome: PassOutcome) -> dict[str, Any]:
-        statuses: Mapping[str, SetStatus] = outcome.plan.statuses if outcome.plan else {}
-        return {
-            "updated_at": self.clock(),
-            "pass_id": outcome.pass_id,
-            "result": outcome.result,
-            "list_ok": outcome.list_ok,
-            "errors": outcome.errors,
-            "manifest_errors": [str(e) for e in outcome.desired.errors],
-            "sets": {name: status_row(s, self.last_errors.get(name)) for name, s in sorted(statuses.items())},
-            "expectations": self.expectations.to_json(),
-        }
-
-    def _save(self, outcome: PassOutcome) -> None:
-        if self.status_file is None:
-            return
-        document = self.status_document(outcome)
-        try:
-            write_atomically(self.status_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
-        except OSError as exc:
-            self._log.warning("cannot write status file", path=str(self.status_file), error=str(exc))
-
-    def _restore(self) -> None:
-        """Pick up expectations from the last run, so a restart mid-rollout remembers its work."""
-        if self.status_file is not None:
-            self.expectations, self.last_errors = read_status_file(self.status_file, self._log)
-            self._known_sets = set(self.last_errors)
-
-
-def read_status_file(path: Path, log: Any = None) -> tuple[Expectations, dict[str, str]]:
-    """The expectations and each set's last error from a status file; empty when there is none."""
-    if not path.exists():
-        return Expectations(), {}
-    try:
-        document = json.loads(path.read_text())
-        expectations = Expectations.from_json(document.get("expectations", {}))
-        last_errors = {name: row["last_error"] for name, row in document.get("sets", {}).items()
-                       if row.get("last_error")}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        if log is not None:
-            log.warning("ignoring unreadable status file", path=str(path), error=str(exc))
-        return Expectations(), {}
-    return expectations, last_errors
+    def _settle(self, action: Create) -> None:
+        """This create surely did not happen: free its slot, in memory and in the journal."""
+        key = (action.set_name, action.slot)
+        expected = self.memory.creates.get(key)
+        if expected is not None and expected.name == action.name and expected.session_id is None:
+            del self.memory.creates[key]
+            if self.ledger is not None:
+                self.ledger.note_settled(key, action.name)
 
 
-def status_row(status: SetStatus, last_error: str | None) -> dict[str, Any]:
-    """One set's row of the status file and of ``status -o json``."""
-    row = dataclasses.asdict(status)
-    del row["name"]  # the key of the row
-    return {**row, "ended": status.ended, "last_error": last_error}
+def create_result(exc: ControllerError) -> CreateResult:
+    """What a failed create proves. Only a 4xx proves "not created"; skaha has no idempotency key."""
+    if isinstance(exc, ClientError):
+        return "throttled" if exc.status == 429 else "refused"
+    if isinstance(exc, APIError):
+        return "uncertain"  # no answer, a 5xx, or an answer that is not an id
+    return "not-sent"  # refused before sending: a bad credential file, an invalid request
 
 
 def describe(action: Create | Destroy) -> str:
     if isinstance(action, Create):
         return f"create {action.name} (set {action.set_name}, slot {action.slot}, {action.reason})"
     return f"destroy {action.session_id} {action.name} (set {action.set_name}, {action.reason}, was {action.phase})"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

@@ -187,8 +187,12 @@ class DesiredState:
     invalid: Mapping[str, str] = field(default_factory=dict)
     #: Every problem found, in file order.
     errors: tuple[ManifestError, ...] = ()
+    #: Files that changed and have not settled yet (their previous content is still in force).
+    unsettled: tuple[str, ...] = ()
+    #: When the earliest unsettled file may settle (the loader's clock): look again then.
+    settles_at: float | None = None
 
     @property
     def complete(self) -> bool:
-        """True when every manifest parsed cleanly: the only state in which pruning is allowed."""
-        return not self.errors
+        """True when every manifest parsed cleanly and settled: the only state in which pruning is allowed."""
+        return not self.errors and not self.unsettled

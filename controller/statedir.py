@@ -9,8 +9,11 @@ the planner prunes orphans only then, so a typo can never look like a deleted se
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,35 +50,149 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(result)
 
 
-class StateLoader:
-    """Reads a state directory again and again, remembering each set's last good spec."""
+#: How long a changed file must stay the same before it is acted on (see ``StateLoader``).
+SETTLE_WINDOW = 1.0
 
-    def __init__(self, directory: Path, *, prefix: str) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One file's contribution: its valid sets, its errors, and every set name it mentions."""
+
+    sets: list[SessionSet]
+    errors: list[ManifestError]
+    names: set[str]
+
+
+@dataclass(slots=True)
+class _File:
+    """The latest content seen in one file, and whether it has settled."""
+
+    stamp: tuple[int, int, int]  # inode, size, mtime_ns of that content
+    digest: bytes
+    since: float  # when this content was first read (loader clock)
+    mtime: float  # wall-clock seconds
+    text: str | None  # kept until parsed
+    parsed: _Parsed | None = None
+
+
+class StateLoader:
+    """Reads a state directory again and again, remembering each set's last good spec.
+
+    **Settling.** A file that changed is acted on only once its content has been stable for
+    ``settle_window`` seconds: either it was last modified that long ago, or two reads that far
+    apart saw the same content. Until then the file's previous content stays in force, so a manifest
+    caught half-written (a slow ``cp``, ``scp`` or shell redirect that makes ``replicas: 30`` read as
+    ``replicas: 3`` for a moment) never scales a set down; a file that vanished counts as there for
+    the same window. ``DesiredState.settles_at`` says when to look again.
+
+    **Cost.** A file is read again only when its inode, size or mtime change, and parsed only once
+    its content settled, with libyaml's C loader where available: a steady state costs one ``stat``
+    per file per pass.
+    """
+
+    def __init__(self, directory: Path, *, prefix: str, settle_window: float = 0.0,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
         self.prefix = prefix
+        self.settle_window = settle_window
+        self._wall_clock = wall_clock  # against file mtimes; injectable so tests decide what is "old"
         self._last_good: dict[str, SessionSet] = {}
         self._sets_of_file: dict[Path, set[str]] = {}
+        self._files: dict[Path, _File] = {}
+        self._settled: dict[Path, _Parsed] = {}
+        self._settled_digest: dict[Path, bytes] = {}
+        self._absent_since: dict[Path, float] = {}
 
-    def load(self) -> DesiredState:
+    def load(self, now: float | None = None) -> DesiredState:
+        """The desired state at ``now`` (loader clock); ``None`` reads every file as settled."""
         if not self.directory.is_dir():
             error = ManifestError(str(self.directory), "state directory does not exist or is not a directory")
             return DesiredState(sets=dict(self._last_good), invalid={}, errors=(error,))
+        clock = now if now is not None else 0.0
+        window = self.settle_window if now is not None else 0.0
+        files = manifest_files(self.directory)
+        contributions: list[tuple[Path, _Parsed]] = []
+        unsettled: list[str] = []
+        settles_at: float | None = None
+        for path in files:
+            self._absent_since.pop(path, None)
+            parsed, waits_until = self._read(path, clock, window)
+            if waits_until is not None:
+                unsettled.append(str(path))
+                settles_at = waits_until if settles_at is None else min(settles_at, waits_until)
+            if parsed is not None:
+                contributions.append((path, parsed))
+        present = set(files)
+        for path in [p for p in self._settled if p not in present]:
+            since = self._absent_since.setdefault(path, clock)
+            if clock - since < window:  # a vanished file counts as there until its absence settles
+                unsettled.append(str(path))
+                settles_at = since + window if settles_at is None else min(settles_at, since + window)
+                contributions.append((path, self._settled[path]))
+                continue
+            self._forget(path)
+        for path in [p for p in self._files if p not in present and p not in self._settled]:
+            self._forget(path)
+        return self._combine(contributions, tuple(unsettled), settles_at)
+
+    def _read(self, path: Path, now: float, window: float) -> tuple[_Parsed | None, float | None]:
+        """The file's settled contribution, and when it may settle if its newest content has not."""
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            return _Parsed([], [ManifestError(str(path), f"cannot read file: {exc.strerror or exc}")], set()), None
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        known = self._files.get(path)
+        if known is None or known.stamp != stamp:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                parsed = _Parsed([], [ManifestError(str(path), f"cannot read file: {reason or exc}")], set())
+                self._files.pop(path, None)
+                self._settled[path] = parsed
+                self._settled_digest.pop(path, None)
+                return parsed, None
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if known is not None and known.digest == digest:
+                known.stamp, known.mtime = stamp, stat.st_mtime  # touched, not changed
+            elif self._settled_digest.get(path) == digest:  # back to the content in force: nothing to wait for
+                known = self._files[path] = _File(stamp, digest, now, stat.st_mtime, None, self._settled[path])
+            else:
+                known = self._files[path] = _File(stamp, digest, now, stat.st_mtime, text)
+        if known.parsed is None:
+            age = self._wall_clock() - known.mtime
+            if now - known.since < window and age < window:
+                settles_at = min(known.since + window, now + window - age)
+                return self._settled.get(path), settles_at
+            assert known.text is not None
+            known.parsed = parse_text(str(path), known.text, prefix=self.prefix)
+            known.text = None
+            self._settled[path] = known.parsed
+            self._settled_digest[path] = known.digest
+        return known.parsed, None
+
+    def _forget(self, path: Path) -> None:
+        self._files.pop(path, None)
+        self._settled.pop(path, None)
+        self._settled_digest.pop(path, None)
+        self._absent_since.pop(path, None)
+        self._sets_of_file.pop(path, None)
+
+    def _combine(self, contributions: list[tuple[Path, _Parsed]], unsettled: tuple[str, ...],
+                 settles_at: float | None) -> DesiredState:
         errors: list[ManifestError] = []
         invalid: dict[str, str] = {}
         definitions: dict[str, list[tuple[Path, SessionSet]]] = {}
-        files = manifest_files(self.directory)
-        for path in files:
-            sets, file_errors, names = parse_file(path, prefix=self.prefix)
-            if file_errors:
-                errors += file_errors
-                for name in names | self._sets_of_file.get(path, set()):
-                    invalid.setdefault(name, str(file_errors[0]))
+        for path, parsed in contributions:
+            if parsed.errors:
+                errors += parsed.errors
+                for name in parsed.names | self._sets_of_file.get(path, set()):
+                    invalid.setdefault(name, str(parsed.errors[0]))
                 continue
-            self._sets_of_file[path] = {s.name for s in sets}
-            for session_set in sets:
+            self._sets_of_file[path] = {s.name for s in parsed.sets}
+            for session_set in parsed.sets:
                 definitions.setdefault(session_set.name, []).append((path, session_set))
-        for path in set(self._sets_of_file) - set(files):
-            del self._sets_of_file[path]
 
         current: dict[str, SessionSet] = {}
         for name, defined in definitions.items():
@@ -92,30 +209,42 @@ class StateLoader:
         for name in invalid:
             if name in self._last_good:
                 effective[name] = self._last_good[name]
-        # A set that vanished while some file is broken may live in that file: keep it.
-        if errors:
+        # A set that vanished while some file is broken or unsettled may live in that file: keep it.
+        if errors or unsettled:
             for name, spec in self._last_good.items():
                 effective.setdefault(name, spec)
         self._last_good = dict(effective)
-        return DesiredState(sets=effective, invalid=invalid, errors=tuple(errors))
+        return DesiredState(sets=effective, invalid=invalid, errors=tuple(errors), unsettled=unsettled,
+                            settles_at=settles_at)
 
 
 def parse_file(path: Path, *, prefix: str) -> tuple[list[SessionSet], list[ManifestError], set[str]]:
     """Parse one file: its valid sets, its errors, and every set name it mentions (even invalid)."""
-    where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [ManifestError(where, f"cannot read file: {exc}")], set()
+        return [], [ManifestError(str(path), f"cannot read file: {exc}")], set()
+    parsed = parse_text(str(path), text, prefix=prefix)
+    return parsed.sets, parsed.errors, parsed.names
+
+
+def parse_text(where: str, text: str, *, prefix: str) -> _Parsed:
+    """Parse the content of one manifest file; ``where`` names it in errors."""
+    if not text.strip():
+        return _Parsed([], [ManifestError(where, "the file is empty: a manifest defines at least one SessionSet "
+                                                 "(delete the file to remove its sets)")], set())
     try:
         documents = list(_documents(text))
     except _DuplicateKey as exc:
-        return [], [ManifestError(where, f"duplicate key {exc.key!r}", line=exc.line)], set()
+        return _Parsed([], [ManifestError(where, f"duplicate key {exc.key!r}", line=exc.line)], set())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        return [], [ManifestError(where, f"invalid YAML: {problem}",
-                                  line=mark.line + 1 if mark is not None else None)], set()
+        return _Parsed([], [ManifestError(where, f"invalid YAML: {problem}",
+                                          line=mark.line + 1 if mark is not None else None)], set())
+    if all(data is None for data, _, _ in documents):
+        return _Parsed([], [ManifestError(where, "the file defines no SessionSet (only comments or empty "
+                                                 "documents); delete the file to remove its sets")], set())
 
     sets: list[SessionSet] = []
     errors: list[ManifestError] = []
@@ -147,7 +276,7 @@ def parse_file(path: Path, *, prefix: str) -> tuple[list[SessionSet], list[Manif
                 field="metadata.name", document=document))
             continue
         sets.append(session_set)
-    return sets, errors, names
+    return _Parsed(sets, errors, names)
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -178,12 +307,16 @@ class _DuplicateKey(yaml.YAMLError):
         self.line = line
 
 
+#: libyaml's C parser when PyYAML was built with it (several times faster), else the pure-Python one.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _documents(text: str) -> Iterator[tuple[Any, dict[Location, int], int]]:
     """Each document's data, a map from key paths to 1-based lines, and its first line."""
-    for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+    for node in yaml.compose_all(text, Loader=_LOADER):
         lines: dict[Location, int] = {}
         _index_lines(node, (), lines)
-        loader = yaml.SafeLoader("")
+        loader = _LOADER("")
         yield loader.construct_document(node), lines, node.start_mark.line + 1
 
 

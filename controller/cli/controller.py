@@ -27,16 +27,19 @@ from controller.cli.common import add_client_options, client_settings
 from controller.client import AsyncSession
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
-from controller.models import SessionInfo
+from controller.ledger import Ledger
+from controller.models import ObservedSession
 from controller.names import session_name_problem
 from controller.observability.health import HealthState, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
-from controller.plan import Create, Destroy, Plan, PlanOptions, plan
-from controller.reconcile import Reconciler, describe, read_status_file, status_row
+from controller.outcome import OutcomeHandler, status_row
+from controller.plan import MAX_CREATES_PER_PASS, Create, Destroy, Plan, PlanOptions, plan
+from controller.reconcile import Reconciler, describe
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.spec import DesiredState
-from controller.statedir import StateLoader
+from controller.statedir import SETTLE_WINDOW, StateLoader
+from controller.statusfile import read_status
 
 MAX_PREFIX_LENGTH = 16
 #: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
@@ -56,8 +59,8 @@ class ControllerSettings(BaseSettings):
     metrics_port: int = Field(8080, ge=0, le=65535)
     status_file: Path | None = None
     log_level: str = "info"
-    max_creates_per_pass: int = Field(20, ge=1)
-    concurrency: int = Field(8, ge=1, le=128, description="API calls in flight at once")
+    max_creates_per_pass: int = Field(MAX_CREATES_PER_PASS, ge=1)
+    concurrency: int = Field(32, ge=1, le=128, description="API calls in flight at once")
     allow_empty: bool = False
     restart_backoff: float = Field(10.0, ge=0, description="first wait before a slot runs again; doubles to 300 s")
 
@@ -192,24 +195,34 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
     if settings.metrics_port and not args.once:
         server = serve(settings.metrics_host, settings.metrics_port, metrics.registry, health)
     assert settings.state is not None
+    status_file = settings.status_file or default_status_file()
+    ledger = Ledger.beside(status_file)
     try:
         async with AsyncSession(client_config, on_request=metrics.observe_api) as client:
             reconciler = Reconciler(
-                loader=StateLoader(settings.state, prefix=settings.prefix),
+                # One pass acts on the files as they are; the daemon waits for changed files to settle.
+                loader=StateLoader(settings.state, prefix=settings.prefix,
+                                   settle_window=0.0 if args.once else SETTLE_WINDOW),
                 client=client,
                 options=PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
                                     max_creates=settings.max_creates_per_pass,
                                     restart_backoff=settings.restart_backoff),
-                metrics=metrics,
+                ledger=ledger,
                 dry_run=args.dry_run,
                 concurrency=settings.concurrency,
-                status_file=settings.status_file or default_status_file(),
             )
+            handler = OutcomeHandler(metrics=metrics, health=health, status_file=status_file,
+                                     interval=settings.interval)
             if args.once:
-                outcome = await reconciler.run_pass()
+                try:
+                    outcome = await reconciler.run_pass()
+                except Exception as error:
+                    handler.crashed(error, 0.0)
+                    raise
+                handler.handle(outcome, reconciler)
                 return 0 if outcome.result == "success" else 1
-            daemon = Daemon(reconciler, schedule=Schedule(settings.interval, settings.stats_interval),
-                            metrics=metrics, health=health, state_dir=settings.state)
+            daemon = Daemon(reconciler, handler, schedule=Schedule(settings.interval, settings.stats_interval),
+                            metrics=metrics, state_dir=settings.state, stats=client.stats)
             return await daemon.run()
     finally:
         if server is not None:
@@ -222,17 +235,28 @@ def _observe(args: argparse.Namespace, settings: ControllerSettings) -> tuple[De
     """Load the state, list once, and plan with the daemon's remembered expectations."""
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
-    expectations, last_errors = read_status_file(settings.status_file or default_status_file())
+    status_file = settings.status_file or default_status_file()
+    memory = Ledger.beside(status_file).load()
+    last_errors = _last_errors(status_file)
 
-    async def fetch() -> list[SessionInfo]:
+    async def fetch() -> list[ObservedSession]:
         async with AsyncSession(client_settings(args)) as client:
-            return await client.fetch()
+            return await client.observe()
 
     observed = asyncio.run(fetch())
-    decided = plan(desired, observed, expectations, time.time(),
+    decided = plan(desired, observed, memory, time.time(),
                    options=PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
                                        max_creates=10**6))
     return desired, decided, last_errors
+
+
+def _last_errors(status_file: Path) -> dict[str, str]:
+    """Each set's last error from the daemon's status file, when there is one."""
+    try:
+        document = read_status(status_file)
+    except ConfigError:
+        return {}
+    return {name: row.last_error for name, row in document.sets.items() if row.last_error}
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -259,7 +283,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     desired, decided, last_errors = _observe(args, settings_from(args))
-    rows = {name: status_row(s, last_errors.get(name)) for name, s in sorted(decided.statuses.items())}
+    rows = {name: status_row(s, last_errors.get(name)).model_dump() for name, s in sorted(decided.statuses.items())}
     if args.output == "json":
         print(json.dumps({"sets": rows, "manifest_errors": [str(e) for e in desired.errors]}, indent=2))
         return 0

@@ -34,7 +34,7 @@ from controller.client.exchange import (
 from controller.client.operations import Batch, Ids, Outcomes, Plan
 from controller.client.settings import ClientSettings, TokenSource, load_settings
 from controller.errors import APIError, ConfigError
-from controller.models import Event, PlatformStats, SessionInfo
+from controller.models import Event, ObservedSession, PlatformStats, SessionInfo
 
 log = logging.getLogger("controller.client")
 
@@ -323,6 +323,10 @@ class AsyncSession(_Base):
                     ) -> list[SessionInfo]:
         """The user's sessions, optionally filtered by kind (wire ``type``), status and view."""
         return await self._run(ops.fetch(kind, status, view))
+
+    async def observe(self, kind: str | None = None) -> list[ObservedSession]:
+        """The user's sessions, read lean: only what a controller decides on."""
+        return await self._run(ops.observe(kind))
 
     async def stats(self) -> PlatformStats:
         """Platform statistics (``view=stats``)."""

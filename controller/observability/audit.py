@@ -24,6 +24,7 @@ import structlog
 from controller.models import Event
 
 __all__ = [
+    "CREATE_UNCERTAIN",
     "ENDED",
     "FAILED_CREATE",
     "FAILED_DESTROY",
@@ -37,19 +38,24 @@ __all__ = [
 ]
 
 AuditReason = Literal[
-    "SuccessfulCreate", "FailedCreate", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
+    "SuccessfulCreate", "FailedCreate", "CreateUncertain", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
 ]
 SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
 FAILED_CREATE: Final = "FailedCreate"
+#: A create whose outcome is unknown (timeout, 5xx, an answer that is not an id): it may exist.
+CREATE_UNCERTAIN: Final = "CreateUncertain"
 SUCCESSFUL_DESTROY: Final = "SuccessfulDestroy"
 FAILED_DESTROY: Final = "FailedDestroy"
 #: A session was destroyed because it no longer belongs to a wanted slot (old template, scaled down).
 PRUNED: Final = "Pruned"
 #: A session reached Completed or Failed; for a failure the evidence rides along on this event.
 ENDED: Final = "Ended"
-REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED, ENDED)
+REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, CREATE_UNCERTAIN, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED,
+                  ENDED)
 
-_FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, FAILED_DESTROY: SUCCESSFUL_DESTROY}
+#: Failure reasons, each with the success that shows the action works again.
+_FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, CREATE_UNCERTAIN: SUCCESSFUL_CREATE,
+                    FAILED_DESTROY: SUCCESSFUL_DESTROY}
 #: Default pause before an unchanged failure is logged again.
 REPEAT_AFTER: Final = 3600.0
 #: How much of a failed session's log is kept: the end is where the error is.

@@ -53,12 +53,18 @@ class HealthState:
         self._passes = 0
         self._manifests_loaded = False
         self._listed = False
+        self._last_result = ""
 
-    def pass_completed(self) -> None:
-        """Record that a pass finished, whatever its result: the loop is alive."""
+    def pass_completed(self, result: str = "success", problem: str = "") -> None:
+        """Record that a pass finished, whatever its result: the loop is alive.
+
+        ``result`` and ``problem`` (one line, e.g. an unreadable token file) are shown by the probes,
+        so ``curl /healthz`` tells why passes fail without changing whether the loop counts as alive.
+        """
         with self._lock:
             self._last_pass = self._clock()
             self._passes += 1
+            self._last_result = result if not problem else f"{result}: {problem}"
 
     def manifests_loaded(self) -> None:
         """Record that the manifests were loaded (readiness needs it once)."""
@@ -75,11 +81,13 @@ class HealthState:
         with self._lock:
             age = self._clock() - self._last_pass
             passes = self._passes
+            result = self._last_result
         limit = self.stale_after * self.interval
         what = "last pass" if passes else "no pass yet, started"
+        detail = f" ({result})" if result else ""
         if age > limit:
-            return False, f"stuck: {what} {age:.1f}s ago (limit {limit:.0f}s)"
-        return True, f"ok: {what} {age:.1f}s ago"
+            return False, f"stuck: {what} {age:.1f}s ago (limit {limit:.0f}s){detail}"
+        return True, f"ok: {what} {age:.1f}s ago{detail}"
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the controller is ready, and what it still waits for."""

@@ -19,8 +19,9 @@ All methods are thread-safe: the HTTP server scrapes from its own thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, get_args
 
@@ -64,7 +65,7 @@ DESTROY_REASONS: Final[tuple[str, ...]] = get_args(DestroyReason)
 #: Labels ``failure_reason`` gives to create failures; each starts at 0 for every set.
 CREATE_FAILURE_REASONS: Final = (
     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServerError", "ServiceUnavailable",
-    "Transport", "Unknown",
+    "TooManyRequests", "Transport", "Unknown",
 )
 #: The ``code`` label of an API attempt that got no HTTP answer (refused, dropped, timed out).
 TRANSPORT_CODE: Final = "transport"
@@ -103,6 +104,12 @@ class SetSnapshot:
     #: Sessions of the set by phase (``Running``, ``Pending``...); missing phases count 0.
     counts: Mapping[str, int] = field(default_factory=dict)
     suspended: bool = False
+    #: Creates back off until then (epoch seconds) after the service refused one; None: no back-off.
+    backoff_until: float | None = None
+    #: Creates whose outcome is unknown, blocking their slots.
+    uncertain: int = 0
+    #: Slots whose session one list left out, waiting for a second list.
+    held: int = 0
 
 
 @dataclass
@@ -120,8 +127,10 @@ class ControllerMetrics:
     daemon hands the same registry to ``observability.health.serve``.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, version: str = __version__) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, version: str = __version__,
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._clock = clock  # only to turn back-off deadlines into seconds left, at scrape time
         self._lock = threading.Lock()
         self._sets: dict[str, _SetState] = {}
         self._stats: PlatformStats | None = None
@@ -140,6 +149,11 @@ class ControllerMetrics:
         )
         for result in RECONCILE_RESULTS:
             self._reconcile_total.labels(result)
+        self._suspect_lists = Counter(
+            "canfar_controller_suspect_lists",
+            "List answers that lost every live owned session at once: the pass did nothing.",
+            registry=self.registry,
+        )
         self._reconcile_seconds = Histogram(
             "canfar_controller_reconcile_duration_seconds", "Duration of one reconcile pass.",
             buckets=_RECONCILE_BUCKETS, registry=self.registry,
@@ -183,20 +197,24 @@ class ControllerMetrics:
             for name, snapshot in sets.items():
                 self._set(name).snapshot = snapshot
 
-    def created(self, sessionset: str) -> None:
-        """Count one session created for ``sessionset``."""
+    def created(self, sessionset: str, count: int = 1) -> None:
+        """Count sessions created for ``sessionset``."""
         with self._lock:
-            self._set(sessionset).created += 1
+            self._set(sessionset).created += count
 
-    def destroyed(self, sessionset: str, reason: str) -> None:
-        """Count one session of ``sessionset`` destroyed; ``reason`` is the planner's ``DestroyReason``."""
+    def destroyed(self, sessionset: str, reason: str, count: int = 1) -> None:
+        """Count sessions of ``sessionset`` destroyed; ``reason`` is the planner's ``DestroyReason``."""
         with self._lock:
-            self._set(sessionset).destroyed[reason] += 1
+            self._set(sessionset).destroyed[reason] += count
 
-    def create_failed(self, sessionset: str, reason: str) -> None:
-        """Count one failed create for ``sessionset``; ``failure_reason(error)`` makes ``reason``."""
+    def create_failed(self, sessionset: str, reason: str, count: int = 1) -> None:
+        """Count failed creates for ``sessionset``; ``failure_reason(error)`` makes ``reason``."""
         with self._lock:
-            self._set(sessionset).create_failures[reason] += 1
+            self._set(sessionset).create_failures[reason] += count
+
+    def suspect_list(self) -> None:
+        """Count a list answer the planner did not trust (it lost every live owned session at once)."""
+        self._suspect_lists.inc()
 
     def reconcile_done(self, result: str, seconds: float, now: float) -> None:
         """Record one finished pass: ``result`` is ``success``, ``partial`` or ``error``.
@@ -256,13 +274,34 @@ class ControllerMetrics:
             labels=["sessionset", "reason"],
         )
         failures = CounterMetricFamily(
-            "canfar_controller_create_failures", "Failed session creates per SessionSet, by reason.",
+            "canfar_controller_create_failures",
+            "Failed or uncertain session creates per SessionSet, by reason.",
             labels=["sessionset", "reason"],
         )
+        backoff = GaugeMetricFamily(
+            "canfar_controller_sessionset_backoff_seconds",
+            "Seconds until a SessionSet may create again after the service refused a create (0: none).",
+            labels=["sessionset"],
+        )
+        uncertain = GaugeMetricFamily(
+            "canfar_controller_sessionset_uncertain_creates",
+            "Creates of a SessionSet whose outcome is unknown; each blocks its slot until a list settles it.",
+            labels=["sessionset"],
+        )
+        held = GaugeMetricFamily(
+            "canfar_controller_sessionset_held_slots",
+            "Slots whose session one list left out: refilled only if a second list confirms it is gone.",
+            labels=["sessionset"],
+        )
+        now = self._clock()
         for name, (snapshot, n_created, n_destroyed, n_failures) in sets.items():
             if snapshot is not None:
                 desired.add_metric([name], snapshot.desired)
                 suspended.add_metric([name], 1 if snapshot.suspended else 0)
+                until = snapshot.backoff_until
+                backoff.add_metric([name], max(0.0, until - now) if until is not None else 0.0)
+                uncertain.add_metric([name], snapshot.uncertain)
+                held.add_metric([name], snapshot.held)
                 for status in _with_defaults(SESSION_STATUSES, snapshot.counts):
                     sessions.add_metric([name, status], snapshot.counts.get(status, 0))
             created.add_metric([name], n_created)
@@ -270,7 +309,7 @@ class ControllerMetrics:
                 destroyed.add_metric([name, reason], n_destroyed[reason])
             for reason in _with_defaults(CREATE_FAILURE_REASONS, n_failures):
                 failures.add_metric([name, reason], n_failures[reason])
-        yield from (desired, sessions, suspended, created, destroyed, failures)
+        yield from (desired, sessions, suspended, created, destroyed, failures, backoff, uncertain, held)
 
         reconciled = GaugeMetricFamily(
             "canfar_controller_last_reconcile_success_timestamp_seconds",

@@ -151,10 +151,11 @@ def test_evidence_of_nothing() -> None:
 
 
 def test_reasons_are_kubernetes_style() -> None:
-    """The six reasons the issue names, spelled as Kubernetes spells event reasons."""
+    """The reasons, spelled as Kubernetes spells event reasons (CreateUncertain: a create that may exist)."""
     assert set(REASONS) == {
         "SuccessfulCreate",
         "FailedCreate",
+        "CreateUncertain",
         "SuccessfulDestroy",
         "FailedDestroy",
         "Pruned",

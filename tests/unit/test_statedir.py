@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,91 @@ def test_template_hash_ignores_key_order_and_number_form(tmp_path):
     reordered = good("alpha").replace("    cores: 2\n    ram: 8\n", "    ram: 8.0\n    cores: 2\n")
     (tmp_path / "a.yaml").write_text(reordered.replace("{QUEUE: q, THREADS: 4}", "{THREADS: '4', QUEUE: q}"))
     assert load(tmp_path).sets["alpha"].spec.template.hash() == first
+
+
+# -- settling: a file is acted on only once its content stopped changing -------------------------
+
+
+class Settling:
+    """A loader with a 1 s settle window whose files all look freshly written (mtime never old)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.loader = StateLoader(directory, prefix="cc", settle_window=1.0, wall_clock=lambda: 0.0)
+
+    def replicas(self, now: float) -> dict[str, int]:
+        return {name: s.spec.replicas for name, s in self.loader.load(now).sets.items()}
+
+
+def test_a_torn_write_never_scales_a_set_down(tmp_path):
+    """'replicas: 30' read half-written as 'replicas: 3' stays 30 while the writer finishes."""
+    path = tmp_path / "w.yaml"
+    path.write_text(good(replicas=30))
+    settling = Settling(tmp_path)
+    assert settling.replicas(0.0) == {}  # a new file waits too
+    assert settling.replicas(1.0) == {"workers": 30}
+    whole = path.read_text()
+    path.write_text(whole[: whole.index("replicas: 30") + len("replicas: 3")])  # the first chunk
+    assert settling.replicas(1.2) == {"workers": 30}
+    assert not settling.loader.load(1.4).complete  # no pruning while a file is in flux
+    path.write_text(whole)  # the rest arrives
+    state = settling.loader.load(1.6)
+    assert state.unsettled == () and {n: s.spec.replicas for n, s in state.sets.items()} == {"workers": 30}
+
+
+def test_a_change_applies_once_stable_for_the_window(tmp_path):
+    """The same new content on two reads a window apart is acted on; settles_at says when to look."""
+    path = tmp_path / "w.yaml"
+    path.write_text(good(replicas=2))
+    settling = Settling(tmp_path)
+    settling.replicas(0.0)
+    assert settling.replicas(1.0) == {"workers": 2}
+    path.write_text(good(replicas=5))
+    state = settling.loader.load(3.0)
+    assert state.settles_at == 4.0 and state.unsettled == (str(path),)
+    assert settling.replicas(3.5) == {"workers": 2}
+    assert settling.replicas(4.0) == {"workers": 5}
+
+
+def test_a_file_last_written_long_ago_applies_at_once(tmp_path):
+    """A file whose mtime is older than the window has settled already (a daemon start, a ConfigMap)."""
+    (tmp_path / "w.yaml").write_text(good(replicas=4))
+    loader = StateLoader(tmp_path, prefix="cc", settle_window=1.0, wall_clock=lambda: time.time() + 5)
+    assert {n: s.spec.replicas for n, s in loader.load(0.0).sets.items()} == {"workers": 4}
+
+
+def test_a_removed_file_keeps_its_sets_for_the_window(tmp_path):
+    """A file deleted and written again (rm then cp) does not make its sets orphans in between."""
+    path = tmp_path / "w.yaml"
+    path.write_text(good())
+    settling = Settling(tmp_path)
+    settling.replicas(0.0)
+    settling.replicas(1.0)
+    path.unlink()
+    gap = settling.loader.load(1.5)
+    assert set(gap.sets) == {"workers"} and not gap.complete
+    gone = settling.loader.load(2.6)  # the absence has settled: the set is removed
+    assert gone.sets == {} and gone.complete
+
+
+@pytest.mark.parametrize("content", ["", "   \n\n", "# only a comment\n", "---\n---\n"])
+def test_an_empty_file_is_an_error_and_its_sets_keep_their_last_good_spec(tmp_path, content):
+    """Truncate-then-write that stays empty never prunes: the file is invalid, not 'no sets'."""
+    path = tmp_path / "w.yaml"
+    path.write_text(good(replicas=3))
+    loader = StateLoader(tmp_path, prefix="cc")
+    loader.load()
+    path.write_text(content)
+    state = loader.load()
+    assert [e.path for e in state.errors] == [str(path)]
+    assert "empty" in str(state.errors[0]) or "defines no SessionSet" in str(state.errors[0])
+    assert state.sets["workers"].spec.replicas == 3 and not state.complete
+
+
+def test_an_unchanged_file_is_not_parsed_again(tmp_path):
+    """Steady state costs a stat per file: the parsed sets are the very same objects pass after pass."""
+    (tmp_path / "w.yaml").write_text(good())
+    loader = StateLoader(tmp_path, prefix="cc", settle_window=1.0, wall_clock=lambda: time.time() + 5)
+    first = loader.load(0.0).sets["workers"]
+    assert loader.load(1.0).sets["workers"] is first
+    (tmp_path / "w.yaml").write_text(good(replicas=3))
+    assert loader.load(2.0).sets["workers"] is not first

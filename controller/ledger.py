@@ -1,0 +1,329 @@
+"""The ledger: the controller's memory on disk, written ahead of every create.
+
+Two files next to each other:
+
+- the **snapshot** (``…memory.json``): the whole ``Memory`` as a typed, versioned JSON document
+  (``MemoryDocument``, ``version: 1``), replaced atomically (temporary file, fsync, rename, fsync of
+  the directory) at the end of a pass that changed it;
+- the **journal** (``…memory.journal``): one JSON line per event since that snapshot. Before any
+  create is sent, the names of the creates about to go out are appended and fsynced in one write
+  (``write_ahead``), so a process killed at any instant afterwards restarts knowing that those
+  creates may have happened: it looks for them by name and never makes a second session for their
+  slots. What happens next (an id came back, the service refused, the create was never sent) is
+  appended without an fsync: losing such a line only errs on the safe side.
+
+Loading reads the snapshot, then replays the journal lines written after it. A torn last line (a
+crash in the middle of an append) is ignored: its fsync never completed, so its creates were never
+sent. Anything else that cannot be read (a corrupt line, an unknown ``version``) is a
+``LedgerError``: the controller stops rather than act without its memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from controller.errors import LedgerError
+from controller.plan.memory import (
+    CreateBackoff,
+    ExpectedCreate,
+    Memory,
+    SeenSession,
+    SlotHistory,
+    SlotKey,
+)
+
+VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreateEntry(_Strict):
+    set: str
+    slot: int
+    name: str
+    at: float
+    session_id: str | None = None
+    prior_ids: list[str] = []
+    misses: int = 0
+
+
+class RestartEntry(_Strict):
+    set: str
+    slot: int
+    count: int
+    last_end: float
+    last_session: str
+
+
+class FinishedEntry(_Strict):
+    set: str
+    slot: int
+    template_hash: str
+
+
+class SeenEntry(_Strict):
+    id: str
+    set: str
+    slot: int
+    name: str
+
+
+class BackoffEntry(_Strict):
+    set: str
+    failures: int
+    until: float
+    message: str
+    spec_key: str
+
+
+class MemoryDocument(_Strict):
+    """The snapshot file, version 1. Field meanings are those of ``controller.plan.memory.Memory``."""
+
+    version: Literal[1] = 1
+    #: The last journal line already contained in this snapshot.
+    journal_seq: int = 0
+    creates: list[CreateEntry] = []
+    destroys: dict[str, float] = {}
+    orphans_seen: list[str] = []
+    restarts: list[RestartEntry] = []
+    finished: list[FinishedEntry] = []
+    seen_live: list[SeenEntry] = []
+    missing: list[str] = []
+    backoffs: list[BackoffEntry] = []
+    creates_paused_until: float = 0.0
+    ended_reported: list[str] = []
+
+
+def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
+    """The snapshot of ``memory`` as plain JSON data in the shape of ``MemoryDocument``."""
+    return {
+        "version": VERSION,
+        "journal_seq": journal_seq,
+        "creates": [{"set": s, "slot": n, "name": e.name, "at": e.at, "session_id": e.session_id,
+                     "prior_ids": list(e.prior_ids), "misses": e.misses}
+                    for (s, n), e in sorted(memory.creates.items())],
+        "destroys": dict(sorted(memory.destroys.items())),
+        "orphans_seen": sorted(memory.orphans_seen),
+        "restarts": [{"set": s, "slot": n, "count": r.count, "last_end": r.last_end,
+                      "last_session": r.last_session} for (s, n), r in sorted(memory.restarts.items())],
+        "finished": [{"set": s, "slot": n, "template_hash": h} for s, n, h in sorted(memory.finished)],
+        "seen_live": [{"id": sid, "set": e.set_name, "slot": e.slot, "name": e.name}
+                      for sid, e in sorted(memory.seen_live.items())],
+        "missing": sorted(memory.missing),
+        "backoffs": [{"set": name, "failures": b.failures, "until": b.until, "message": b.message,
+                      "spec_key": b.spec_key} for name, b in sorted(memory.backoffs.items())],
+        "creates_paused_until": memory.creates_paused_until,
+        "ended_reported": sorted(memory.ended_reported),
+    }
+
+
+def from_document(document: MemoryDocument) -> Memory:
+    return Memory(
+        creates={(e.set, e.slot): ExpectedCreate(e.name, e.at, e.session_id, tuple(e.prior_ids), e.misses)
+                 for e in document.creates},
+        destroys=dict(document.destroys),
+        orphans_seen=frozenset(document.orphans_seen),
+        restarts={(r.set, r.slot): SlotHistory(r.count, r.last_end, r.last_session) for r in document.restarts},
+        finished={(f.set, f.slot, f.template_hash) for f in document.finished},
+        seen_live={e.id: SeenSession(e.set, e.slot, e.name) for e in document.seen_live},
+        missing=frozenset(document.missing),
+        backoffs={b.set: CreateBackoff(b.failures, b.until, b.message, b.spec_key) for b in document.backoffs},
+        creates_paused_until=document.creates_paused_until,
+        ended_reported=set(document.ended_reported),
+    )
+
+
+def ledger_paths(status_file: Path) -> tuple[Path, Path]:
+    """Where the ledger of a controller whose status file is ``status_file`` lives (snapshot, journal)."""
+    stem = status_file.name.removesuffix(".json")
+    return status_file.with_name(f"{stem}.memory.json"), status_file.with_name(f"{stem}.memory.journal")
+
+
+class Ledger:
+    """Reads and writes one controller's memory: snapshot plus write-ahead journal."""
+
+    def __init__(self, snapshot: Path, journal: Path) -> None:
+        self.snapshot = snapshot
+        self.journal = journal
+        self._seq = 0
+        self._saved: Memory | None = None
+        self._journal_fd: int | None = None
+
+    @classmethod
+    def beside(cls, status_file: Path) -> Ledger:
+        return cls(*ledger_paths(status_file))
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def load(self) -> Memory:
+        """The memory as the last process left it (empty when there is none); ``LedgerError`` if unreadable."""
+        memory, self._seq = self._read_snapshot()
+        for entry in self._read_journal():
+            if entry["seq"] > self._seq:
+                _replay(memory, entry)
+                self._seq = entry["seq"]
+        self._saved = None  # the replayed memory is not on disk as a snapshot yet
+        return memory
+
+    def _read_snapshot(self) -> tuple[Memory, int]:
+        try:
+            text = self.snapshot.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return Memory(), 0
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LedgerError(f"cannot read the controller's memory {self.snapshot}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise LedgerError(f"the controller's memory {self.snapshot} is not valid JSON ({exc}); "
+                              "move it aside to start without memory") from None
+        version = data.get("version") if isinstance(data, dict) else None
+        if version != VERSION:
+            raise LedgerError(
+                f"the controller's memory {self.snapshot} has version {version!r}, and this controller reads "
+                f"version {VERSION} only: run the controller version that wrote it, or move the file aside to "
+                "start without memory (creates in flight are then no longer known)")
+        try:
+            document = MemoryDocument.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            raise LedgerError(f"the controller's memory {self.snapshot} is damaged: {problems}") from None
+        return from_document(document), document.journal_seq
+
+    def _read_journal(self) -> Iterator[dict[str, Any]]:
+        try:
+            data = self.journal.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise LedgerError(f"cannot read the controller's journal {self.journal}: {exc}") from None
+        lines = data.split(b"\n")
+        # The last element is what follows the last newline: empty, or a line torn by a crash.
+        for number, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+                    raise ValueError("not a journal entry")
+            except ValueError as exc:
+                raise LedgerError(f"the controller's journal {self.journal} is damaged at line {number}: {exc}; "
+                                  "move it aside to start from the last snapshot") from None
+            yield entry
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write_ahead(self, creates: Iterable[tuple[SlotKey, ExpectedCreate]]) -> None:
+        """Durably record creates that are about to be sent: one write and one fsync for all of them."""
+        self.write_durably(self.intents(creates))
+
+    def intents(self, creates: Iterable[tuple[SlotKey, ExpectedCreate]]) -> bytes:
+        """The journal lines for creates about to be sent, numbered now, to be written by ``write_durably``.
+
+        Numbering and writing are split so that the slow part (the fsync) can run in another thread
+        while the event loop numbers and appends other lines: appends to an ``O_APPEND`` file are
+        atomic, and an fsync makes every line written before it durable.
+        """
+        return self._encode([{"op": "intent", "set": s, "slot": n, "name": e.name, "at": e.at,
+                              "prior_ids": list(e.prior_ids)} for (s, n), e in creates])
+
+    def write_durably(self, data: bytes) -> None:
+        """Append ``data`` (from ``intents``) and fsync; safe to call from another thread."""
+        if data:
+            fd = self._open_journal()
+            os.write(fd, data)
+            os.fsync(fd)
+
+    def note_created(self, key: SlotKey, name: str, session_id: str) -> None:
+        self._append([{"op": "created", "set": key[0], "slot": key[1], "name": name, "id": session_id}])
+
+    def note_settled(self, key: SlotKey, name: str) -> None:
+        """A create that surely did not happen (refused, or never sent): its slot is free again."""
+        self._append([{"op": "settled", "set": key[0], "slot": key[1], "name": name}])
+
+    def note_destroyed(self, session_id: str, at: float) -> None:
+        self._append([{"op": "destroyed", "id": session_id, "at": at}])
+
+    def save(self, memory: Memory) -> None:
+        """Replace the snapshot with ``memory`` (if it changed) and start an empty journal."""
+        if memory == self._saved and self._journal_fd is None:
+            return
+        text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
+        write_durably(self.snapshot, text + "\n")
+        self._saved = memory.copy()
+        self._close_journal()
+        with suppress(FileNotFoundError):
+            self.journal.unlink()
+
+    def close(self) -> None:
+        self._close_journal()
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        os.write(self._open_journal(), self._encode(entries))
+
+    def _encode(self, entries: list[dict[str, Any]]) -> bytes:
+        lines = []
+        for entry in entries:
+            self._seq += 1
+            lines.append(json.dumps({"seq": self._seq, **entry}, separators=(",", ":")))
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def _open_journal(self) -> int:
+        if self._journal_fd is None:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            self._journal_fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return self._journal_fd
+
+    def _close_journal(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+
+def _replay(memory: Memory, entry: dict[str, Any]) -> None:
+    op = entry.get("op")
+    if op == "destroyed":
+        memory.destroys[str(entry["id"])] = float(entry["at"])
+        return
+    key = (str(entry["set"]), int(entry["slot"]))
+    name = str(entry["name"])
+    existing = memory.creates.get(key)
+    if op == "intent":
+        memory.creates[key] = ExpectedCreate(name, float(entry["at"]), None, tuple(entry.get("prior_ids", ())))
+    elif op == "created" and existing is not None and existing.name == name:
+        memory.creates[key] = replace(existing, session_id=str(entry["id"]))
+    elif op == "settled" and existing is not None and existing.name == name:
+        del memory.creates[key]
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically and durably: temporary file, fsync, rename, fsync dir."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            temporary.unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

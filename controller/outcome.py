@@ -1,0 +1,185 @@
+"""The one place that interprets a pass: its log line, metrics, health, status file and next run.
+
+Modelled on controller-runtime's ``reconcileHandler``: the reconciler returns what happened as
+plain data (``PassOutcome``), or raises; ``OutcomeHandler`` turns either into every visible effect
+and decides when the next pass runs. The daemon and ``run --once`` both go through it, so a crash,
+a failed list and a clean pass are reported the same way wherever they happen.
+
+When the next pass runs, soonest first:
+
+- at once, when the planner held creates back (the per-pass cap) and nothing failed;
+- when an unsettled manifest may have settled, a create pause ends or a set's back-off ends;
+- otherwise after the interval, with ±10% jitter so many controllers do not synchronise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.errors import ControllerError
+from controller.observability.health import HealthState
+from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.plan import SetStatus
+from controller.reconcile import PassOutcome, Reconciler
+from controller.spec import DesiredState
+from controller.statusfile import SetRow, StatusDocument, write_status
+
+JITTER_FRACTION = 0.1
+
+
+class OutcomeHandler:
+    """Reports each pass and says when the next one should run."""
+
+    def __init__(
+        self,
+        *,
+        metrics: ControllerMetrics,
+        health: HealthState | None = None,
+        status_file: Path | None = None,
+        interval: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        log: Any = None,
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.status_file = status_file
+        self.interval = interval
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._log = log if log is not None else structlog.get_logger("canfar_controller")
+        self._manifest_errors: tuple[str, ...] = ()
+        self._last_list_error: str | None = None
+
+    def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
+        """Report a finished pass; returns the seconds until the next pass."""
+        now = self._clock()
+        log = self._log.bind(pass_id=outcome.pass_id)
+        self._report_manifests(outcome.desired, log)
+        self._report_list(outcome, log)
+        self._count(outcome)
+        self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
+        if self.health is not None:
+            self.health.pass_completed(outcome.result, outcome.list_error or "")
+            if not any(e.message.startswith("state directory") for e in outcome.desired.errors):
+                self.health.manifests_loaded()
+            if outcome.list_ok:
+                self.health.list_succeeded()
+        self._write_status(outcome, reconciler, now)
+        decided = outcome.plan
+        changed = decided is not None and decided.changes
+        report = log.info if changed or outcome.result != "success" else log.debug
+        report("pass done", result=outcome.result, seconds=round(outcome.seconds, 3),
+               creates=len(decided.creates) if decided else 0, destroys=len(decided.destroys) if decided else 0,
+               deferred=decided.deferred if decided else 0, sets=len(outcome.desired.sets),
+               manifest_errors=len(outcome.desired.errors), unsettled=len(outcome.desired.unsettled))
+        return self._next_run(outcome, reconciler, now)
+
+    def crashed(self, error: BaseException, seconds: float) -> float:
+        """Report a pass that raised (a bug, or an error nothing below handled); returns the next run."""
+        now = self._clock()
+        if isinstance(error, ControllerError):  # expected kinds of failure: one line, no traceback
+            self._log.error("pass failed", error=str(error))
+        else:
+            self._log.error("pass crashed", exc_info=error)
+        self.metrics.reconcile_done("error", seconds, now)
+        if self.health is not None:
+            self.health.pass_completed("error", f"{type(error).__name__}: {error}")
+        return self._jittered(self.interval)
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def _report_manifests(self, desired: DesiredState, log: Any) -> None:
+        by_file: dict[str, int] = {}
+        for error in desired.errors:
+            by_file[error.path] = by_file.get(error.path, 0) + 1
+        self.metrics.manifest_errors(by_file)
+        current = tuple(str(e) for e in desired.errors)
+        if current != self._manifest_errors:  # log a problem when it appears, not every pass
+            for error in desired.errors:
+                log.error("invalid manifest: its sets keep their last good spec", error=str(error))
+            if not current:
+                log.info("all manifests valid again")
+            self._manifest_errors = current
+
+    def _report_list(self, outcome: PassOutcome, log: Any) -> None:
+        if outcome.plan is not None and outcome.plan.suspect:
+            self.metrics.suspect_list()
+        if outcome.list_error is not None:
+            log.warning("this pass changes nothing", reason=outcome.list_error)
+        elif self._last_list_error is not None:
+            log.info("listing works again")
+        elif outcome.plan is not None and outcome.plan.lost:
+            log.warning("the list left out live sessions: their slots wait for a second list",
+                        sessions=list(outcome.plan.lost))
+        self._last_list_error = outcome.list_error
+
+    def _count(self, outcome: PassOutcome) -> None:
+        for name, count in outcome.created.items():
+            self.metrics.created(name, count)
+        for (name, reason), count in outcome.destroyed.items():
+            self.metrics.destroyed(name, reason, count)
+        for (name, reason), count in outcome.create_failures.items():
+            self.metrics.create_failed(name, reason, count)
+        if outcome.plan is not None:
+            self.metrics.sync_sets({name: _snapshot(s) for name, s in outcome.plan.statuses.items()})
+
+    def _write_status(self, outcome: PassOutcome, reconciler: Reconciler, now: float) -> None:
+        if self.status_file is None:
+            return
+        statuses = outcome.plan.statuses if outcome.plan is not None else {}
+        memory = outcome.memory
+        paused = memory.creates_paused_until if memory is not None else 0.0
+        document = StatusDocument(
+            updated_at=now,
+            pass_id=outcome.pass_id,
+            result=outcome.result,
+            list_ok=outcome.list_ok,
+            errors=[e for e in [outcome.list_error, *outcome.errors] if e],
+            manifest_errors=[str(e) for e in outcome.desired.errors],
+            unsettled=list(outcome.desired.unsettled),
+            creates_paused_until=paused if paused > now else None,
+            sets={name: status_row(s, reconciler.last_errors.get(name)) for name, s in sorted(statuses.items())},
+        )
+        try:
+            write_status(self.status_file, document)
+        except OSError as exc:
+            self._log.warning("cannot write status file", path=str(self.status_file), error=str(exc))
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def _next_run(self, outcome: PassOutcome, reconciler: Reconciler, now: float) -> float:
+        if outcome.more_work:
+            return 0.0
+        soonest = now + self._jittered(self.interval)
+        candidates = [outcome.desired.settles_at]
+        memory = outcome.memory
+        if memory is not None:
+            candidates.append(memory.creates_paused_until)
+            candidates += [backoff.until for backoff in memory.backoffs.values()]
+        for when in candidates:
+            if when is not None and now < when < soonest:
+                soonest = when
+        return max(0.0, soonest - now)
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * (1 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))
+
+
+def _snapshot(status: SetStatus) -> SetSnapshot:
+    return SetSnapshot(desired=status.desired or 0, counts=status.counts(), suspended=status.suspended,
+                       backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held)
+
+
+def status_row(status: SetStatus, last_error: str | None) -> SetRow:
+    """One set's row of the status file and of ``status -o json``."""
+    fields = dataclasses.asdict(status)
+    del fields["name"]  # the key of the row
+    return SetRow(**fields, ended=status.ended, last_error=last_error)

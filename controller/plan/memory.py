@@ -1,0 +1,105 @@
+"""What the controller remembers between passes, and across restarts (see ``controller.ledger``).
+
+A pass plans from the service's list *and* this memory, because a list alone cannot tell apart a
+session that is still being created, one the controller just destroyed, or one a lossy list
+answer left out. Everything here is plain data keyed by set, slot or session id.
+
+The planner never changes the ``Memory`` it is given: it returns a new one in its ``Plan``, which
+the reconciler then owns for the rest of the pass and updates in place while it acts (one
+structure per pass, no copy per action), before the ledger persists it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+#: A slot's identity: (SessionSet name, slot number 1..replicas).
+SlotKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedCreate:
+    """A create that was sent (or is about to be) and that no list has confirmed yet.
+
+    With ``session_id`` the service answered with an id: the create happened, and only a lagging
+    list can hide it. Without one the outcome is *uncertain* (timeout, dropped connection, 5xx, an
+    answer that is not an id, or a crash before the answer was recorded): the session may or may
+    not exist, so it is looked for by name. ``prior_ids`` are the sessions of that name the list
+    already showed before the create was sent, so an old ended session of the slot is never taken
+    for the new one.
+    """
+
+    name: str
+    at: float
+    session_id: str | None = None
+    prior_ids: tuple[str, ...] = ()
+    #: Trusted lists since ``at`` that did not show an uncertain create.
+    misses: int = 0
+
+    @property
+    def uncertain(self) -> bool:
+        return self.session_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotHistory:
+    """How a slot's sessions have ended recently: drives the restart back-off."""
+
+    count: int  # consecutive ends since the slot last ran long enough
+    last_end: float
+    last_session: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBackoff:
+    """A set whose creates the service refused (4xx): no creates for it until ``until``.
+
+    ``spec_key`` is the template hash and replica count the refusals were for; a change to
+    either ends the back-off at once (the user probably fixed the cause).
+    """
+
+    failures: int
+    until: float
+    message: str
+    spec_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeenSession:
+    """An owned session that was live in the last trusted list."""
+
+    set_name: str
+    slot: int
+    name: str
+
+
+@dataclass(slots=True)
+class Memory:
+    """Everything a pass needs from earlier passes. See the module docstring for who may change it."""
+
+    #: Creates not yet seen in a list, by slot.
+    creates: dict[SlotKey, ExpectedCreate] = field(default_factory=dict)
+    #: Sessions this controller destroyed (id -> when), so a lagging list does not count them.
+    destroys: dict[str, float] = field(default_factory=dict)
+    #: Orphans seen in the last pass: an orphan is destroyed only when seen twice in a row.
+    orphans_seen: frozenset[str] = frozenset()
+    #: Restart back-off history per slot.
+    restarts: dict[SlotKey, SlotHistory] = field(default_factory=dict)
+    #: Slots whose session ended and must not run again under that template: (set, slot, hash).
+    finished: set[tuple[str, int, str]] = field(default_factory=set)
+    #: Owned sessions live in the last trusted list, by id.
+    seen_live: dict[str, SeenSession] = field(default_factory=dict)
+    #: Ids of ``seen_live`` that one list left out: their slots wait for a second list to confirm.
+    missing: frozenset[str] = frozenset()
+    #: Per-set back-off after the service refused a create.
+    backoffs: dict[str, CreateBackoff] = field(default_factory=dict)
+    #: No create at all before this time (the service said 429 or 503 with Retry-After).
+    creates_paused_until: float = 0.0
+    #: Ended sessions whose end was already reported (logs, events, audit): once per session.
+    ended_reported: set[str] = field(default_factory=set)
+
+    def copy(self) -> Memory:
+        """A copy whose containers can be changed without touching this one."""
+        return replace(self, creates=dict(self.creates), destroys=dict(self.destroys),
+                       restarts=dict(self.restarts), finished=set(self.finished), seen_live=dict(self.seen_live),
+                       backoffs=dict(self.backoffs), ended_reported=set(self.ended_reported))

@@ -1,0 +1,100 @@
+"""The status file: what the daemon last saw and did, for people and for ``canfar-controller status``.
+
+It is a report, not memory: nothing the controller decides depends on it (that is the ledger's
+job, ``controller.ledger``), so it is written atomically but without fsync, once per pass. The
+document is versioned; ``read_status`` checks the version and names the file in every error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from controller.errors import ConfigError
+
+VERSION = 1
+
+
+class SetRow(BaseModel):
+    """One SessionSet's line of the status file."""
+
+    model_config = ConfigDict(extra="allow")
+
+    desired: int | None = None
+    running: int = 0
+    pending: int = 0
+    unknown: int = 0
+    completed: int = 0
+    failed: int = 0
+    terminating: int = 0
+    outdated: int = 0
+    in_flight: int = 0
+    uncertain: int = 0
+    held: int = 0
+    ended: int = 0
+    suspended: bool = False
+    invalid: str | None = None
+    waiting: str | None = None
+    backoff_until: float | None = None
+    backoff_message: str | None = None
+    last_error: str | None = None
+
+
+class StatusDocument(BaseModel):
+    """The whole status file, version 1."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal[1] = 1
+    updated_at: float
+    pass_id: int
+    result: str
+    list_ok: bool
+    errors: list[str] = []
+    manifest_errors: list[str] = []
+    #: Manifest files that changed and have not settled yet.
+    unsettled: list[str] = []
+    #: Every create waits until then (epoch seconds): the service asked to slow down.
+    creates_paused_until: float | None = None
+    sets: dict[str, SetRow] = {}
+
+
+def write_status(path: Path, document: StatusDocument) -> None:
+    """Replace the status file atomically (a reader never sees half of it)."""
+    write_atomically(path, json.dumps(document.model_dump(), indent=2, sort_keys=True) + "\n")
+
+
+def read_status(path: Path) -> StatusDocument:
+    """The status file at ``path``; ``ConfigError`` naming the file when it is missing or unreadable."""
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no status file at {path}: the controller has not completed a pass yet "
+                          "(or it writes elsewhere: pass the same --state, --server and --prefix, or --status-file)"
+                          ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read status file {path}: {exc}") from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if version != VERSION:
+        raise ConfigError(f"status file {path} has version {version!r}; this controller reads version {VERSION}")
+    try:
+        return StatusDocument.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"status file {path} is damaged: {exc.errors()[0]['msg']}") from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -1,0 +1,128 @@
+"""The ledger: the memory survives a restart, and a kill at any instant loses no create that was sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.errors import LedgerError
+from controller.ledger import Ledger, MemoryDocument, ledger_paths
+from controller.plan import CreateBackoff, ExpectedCreate, Memory, SeenSession, SlotHistory
+
+NOW = 1_800_000_000.0
+
+
+def full_memory() -> Memory:
+    """A memory with something in every field."""
+    return Memory(
+        creates={("w", 1): ExpectedCreate("cc-w-abcdef-1", NOW, "id1"),
+                 ("w", 2): ExpectedCreate("cc-w-abcdef-2", NOW, None, ("old2",), misses=1)},
+        destroys={"gone": NOW - 3},
+        orphans_seen=frozenset({"orph"}),
+        restarts={("w", 3): SlotHistory(2, NOW - 10, "id3")},
+        finished={("batch", 1, "abcdef")},
+        seen_live={"id4": SeenSession("w", 4, "cc-w-abcdef-4")},
+        missing=frozenset({"id4"}),
+        backoffs={"w": CreateBackoff(3, NOW + 20, "image refused", "abcdef/4")},
+        creates_paused_until=NOW + 5,
+        ended_reported={"id9"},
+    )
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return ledger_paths(tmp_path / "state" / "status.json")
+
+
+def test_a_saved_memory_reads_back_identically(paths):
+    """Every field survives a snapshot, and the snapshot is a version 1 document."""
+    memory = full_memory()
+    Ledger(*paths).save(memory)
+    assert Ledger(*paths).load() == memory
+    assert MemoryDocument.model_validate_json(paths[0].read_text()).version == 1
+
+
+def test_no_files_is_an_empty_memory(paths):
+    assert Ledger(*paths).load() == Memory()
+
+
+def test_intents_written_ahead_survive_a_kill(paths):
+    """Creates recorded before sending are known to the next process although no snapshot followed."""
+    ledger = Ledger(*paths)
+    ledger.save(Memory())
+    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW, None, ("old",))),
+                        (("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
+    ledger.note_created(("w", 2), "cc-w-abcdef-2", "newid")
+    # kill -9: no save, no close
+    memory = Ledger(*paths).load()
+    assert memory.creates == {("w", 1): ExpectedCreate("cc-w-abcdef-1", NOW, None, ("old",)),
+                              ("w", 2): ExpectedCreate("cc-w-abcdef-2", NOW, "newid")}
+
+
+def test_a_settled_create_frees_its_slot_after_a_restart(paths):
+    """Refused or never sent: the journal says so, and the slot is not blocked after a restart."""
+    ledger = Ledger(*paths)
+    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
+    ledger.note_settled(("w", 1), "cc-w-abcdef-1")
+    ledger.note_destroyed("x", NOW)
+    memory = Ledger(*paths).load()
+    assert memory.creates == {} and memory.destroys == {"x": NOW}
+
+
+def test_a_line_torn_by_a_crash_is_ignored(paths):
+    """A crash in the middle of an append leaves half a line: its fsync never completed, so it is skipped."""
+    ledger = Ledger(*paths)
+    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
+    with paths[1].open("a") as journal:
+        journal.write('{"seq": 2, "op": "intent", "set": "w", "sl')
+    assert set(Ledger(*paths).load().creates) == {("w", 1)}
+
+
+def test_journal_lines_already_in_the_snapshot_are_not_replayed(paths):
+    """A kill between writing the snapshot and removing the journal replays nothing twice."""
+    ledger = Ledger(*paths)
+    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
+    journal = paths[1].read_bytes()
+    memory = ledger.load()
+    del memory.creates[("w", 1)]  # settled by a list in the meantime
+    ledger.save(memory)
+    paths[1].write_bytes(journal)  # as if the process died before removing it
+    assert Ledger(*paths).load().creates == {}
+
+
+def test_an_unknown_version_is_refused_with_a_clear_error(paths):
+    """Memory written by another version is not guessed at: nothing is acted on."""
+    paths[0].parent.mkdir(parents=True)
+    paths[0].write_text(json.dumps({"version": 7, "creates": []}))
+    with pytest.raises(LedgerError, match=r"version 7.*reads version 1"):
+        Ledger(*paths).load()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"version": 1, "creates": [{"set": "w"}]}'])
+def test_a_damaged_snapshot_is_an_error_that_names_the_file(paths, content):
+    paths[0].parent.mkdir(parents=True)
+    paths[0].write_text(content)
+    with pytest.raises(LedgerError, match=str(paths[0])):
+        Ledger(*paths).load()
+
+
+def test_a_damaged_journal_line_is_an_error_that_names_the_line(paths):
+    paths[1].parent.mkdir(parents=True)
+    paths[1].write_text('{"seq": 1, "op": "destroyed", "id": "a", "at": 1}\ngarbage\n{"seq": 3}\n')
+    with pytest.raises(LedgerError, match="line 2"):
+        Ledger(*paths).load()
+
+
+def test_an_unchanged_memory_is_not_rewritten(paths):
+    """A steady-state pass costs no disk write; a changed one does."""
+    ledger = Ledger(*paths)
+    memory = full_memory()
+    ledger.save(memory)
+    paths[0].unlink()
+    ledger.save(memory.copy())
+    assert not paths[0].exists()
+    memory.destroys["another"] = NOW
+    ledger.save(memory)
+    assert paths[0].exists()

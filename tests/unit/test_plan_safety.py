@@ -1,0 +1,179 @@
+"""The planner's safety rules under a misbehaving service: lossy lists, uncertain creates, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.plan import (
+    UNCERTAIN_WINDOW,
+    CreateBackoff,
+    ExpectedCreate,
+    Memory,
+    PlanOptions,
+    plan,
+    spec_key,
+)
+from tests.unit.test_plan import NOW, OPTIONS, WORKERS, desired, destroyed, name_of, running, session, session_set
+from tests.unit.test_plan import slots_created as slots
+
+ALL = [running(WORKERS, n) for n in (1, 2, 3)]
+
+
+def converged_memory() -> Memory:
+    """The memory after a pass that saw every slot of WORKERS running."""
+    return plan(desired(WORKERS), ALL, Memory(), NOW, options=OPTIONS).memory
+
+
+# -- a list that loses sessions ---------------------------------------------------------------------
+
+
+def test_session_missing_from_one_list_is_not_replaced_until_a_second_list_confirms():
+    """A partial answer holds the slot; the next answer without it (a real delete) refills it."""
+    partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
+    assert partial.creates == () and partial.destroys == ()
+    assert partial.lost == ("wor1",) and partial.statuses["workers"].held == 1
+    confirmed = plan(desired(WORKERS), ALL[1:], partial.memory, NOW + 10, options=OPTIONS)
+    assert slots(confirmed) == [("workers", 1)]
+
+
+def test_session_back_in_the_next_list_is_simply_kept():
+    """A session a lossy answer left out and the next one shows again causes nothing."""
+    partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
+    back = plan(desired(WORKERS), ALL, partial.memory, NOW + 10, options=OPTIONS)
+    assert (back.creates, back.destroys, back.lost) == ((), (), ())
+    assert back.memory.missing == frozenset()
+
+
+def test_empty_answer_after_live_sessions_makes_the_pass_suspect():
+    """An empty list while owned sessions were live: no create, no destroy, not even of orphans."""
+    gone = session_set("gone")
+    memory = plan(desired(WORKERS), [*ALL, running(gone, 1, "orph")], Memory(), NOW, options=OPTIONS).memory
+    suspect = plan(desired(WORKERS), [session("f1", "someone-else")], memory, NOW + 5, options=OPTIONS)
+    assert suspect.suspect and (suspect.creates, suspect.destroys) == ((), ())
+    # A second empty answer in a row is believed: the sessions really are gone.
+    believed = plan(desired(WORKERS), [], suspect.memory, NOW + 10, options=OPTIONS)
+    assert not believed.suspect
+    assert slots(believed) == [("workers", 1), ("workers", 2), ("workers", 3)]
+
+
+def test_sessions_this_controller_destroyed_are_not_counted_as_lost():
+    """A session we destroyed may vanish from the list at once: that is no reason for suspicion."""
+    memory = converged_memory()
+    memory.destroys["wor1"] = NOW + 1
+    after = plan(desired(WORKERS), ALL[1:], memory, NOW + 5, options=OPTIONS)
+    assert after.lost == () and slots(after) == [("workers", 1)]
+
+
+def test_ended_sessions_are_not_expected_to_stay_listed():
+    """Only live sessions are tracked: an ended one may be reaped, its absence is normal."""
+    ended = [running(WORKERS, 1, "wor1", status="Completed"), *ALL[1:]]
+    memory = plan(desired(WORKERS), ended, Memory(), NOW, options=OPTIONS).memory
+    assert "wor1" not in memory.seen_live
+
+
+# -- creates whose outcome is unknown -------------------------------------------------------------
+
+
+def uncertain(slot: int = 1, at: float = NOW, prior: tuple[str, ...] = ()) -> Memory:
+    memory = converged_memory()
+    memory.creates[("workers", slot)] = ExpectedCreate(name_of(WORKERS, slot), at, None, prior)
+    return memory
+
+
+def test_uncertain_create_blocks_its_slot_for_the_window_and_two_lists():
+    """Not refilled before UNCERTAIN_WINDOW has passed *and* two lists did not show it."""
+    memory = uncertain()
+    listed = ALL[1:]
+    memory.seen_live.pop("wor1")
+    first = plan(desired(WORKERS), listed, memory, NOW + UNCERTAIN_WINDOW + 1, options=OPTIONS)
+    assert first.creates == ()  # the window passed, but only one list missed it
+    second = plan(desired(WORKERS), listed, first.memory, NOW + UNCERTAIN_WINDOW + 2, options=OPTIONS)
+    assert slots(second) == [("workers", 1)]
+    early = plan(desired(WORKERS), listed, first.memory, NOW + 10, options=OPTIONS)
+    assert early.creates == ()  # two lists, but the window has not passed
+
+
+def test_uncertain_create_that_appears_is_settled():
+    """The session showing up under the slot's name settles the uncertain create."""
+    memory = uncertain()
+    memory.seen_live.pop("wor1")
+    result = plan(desired(WORKERS), [running(WORKERS, 1, "late1"), *ALL[1:]], memory, NOW + 3, options=OPTIONS)
+    assert result.memory.creates == {} and result.creates == ()
+
+
+def test_an_old_session_of_the_same_name_does_not_settle_an_uncertain_create():
+    """The slot's previous (ended, terminating) session has the same name: it is not the new one."""
+    memory = uncertain(prior=("old1",))
+    memory.seen_live.pop("wor1")
+    memory.destroys["old1"] = NOW - 1
+    listed = [running(WORKERS, 1, "old1", status="Terminating"), *ALL[1:]]
+    result = plan(desired(WORKERS), listed, memory, NOW + 3, options=OPTIONS)
+    assert (name_of(WORKERS, 1) in [e.name for e in result.memory.creates.values()]) and result.creates == ()
+
+
+def test_a_create_applied_after_the_window_is_destroyed_as_the_newer_duplicate():
+    """Two live sessions in one slot after a very late create: the newer one goes."""
+    listed = [running(WORKERS, 1, "first", started=NOW - 300), running(WORKERS, 1, "late", started=NOW - 2),
+              *ALL[1:]]
+    result = plan(desired(WORKERS), listed, converged_memory(), NOW, options=OPTIONS)
+    assert destroyed(result) == {"late": "duplicate"}
+
+
+# -- refusals and throttling ------------------------------------------------------------------------
+
+
+def test_a_set_in_back_off_creates_nothing_while_others_carry_on():
+    """A set the service refused waits for its back-off; another set is created as usual."""
+    other = session_set("other", replicas=1)
+    key = spec_key(WORKERS.spec.template.hash(), WORKERS.spec.replicas)
+    memory = Memory(backoffs={"workers": CreateBackoff(2, NOW + 10, "image refused", key)})
+    during = plan(desired(WORKERS, other), [], memory, NOW, options=OPTIONS)
+    assert slots(during) == [("other", 1)]
+    assert during.statuses["workers"].backoff_until == NOW + 10
+    assert during.statuses["workers"].backoff_message == "image refused"
+    after = plan(desired(WORKERS), [], memory, NOW + 11, options=OPTIONS)
+    assert len(after.creates) == 3
+
+
+@pytest.mark.parametrize("change", [{"replicas": 4}, {"cores": 2}])
+def test_a_change_to_template_or_replicas_ends_the_back_off(change):
+    """The user fixed something: the set is tried again at once."""
+    key = spec_key(WORKERS.spec.template.hash(), WORKERS.spec.replicas)
+    memory = Memory(backoffs={"workers": CreateBackoff(5, NOW + 600, "refused", key)})
+    changed = session_set(**change)
+    result = plan(desired(changed), [], memory, NOW, options=OPTIONS)
+    assert result.creates and "workers" not in result.memory.backoffs
+
+
+def test_paused_creates_wait_for_retry_after():
+    """A 429 or 503 with Retry-After pauses every create until then, and only creates."""
+    memory = Memory(creates_paused_until=NOW + 30)
+    listed = [running(WORKERS, 1, "done", status="Completed")]
+    paused = plan(desired(WORKERS), listed, memory, NOW, options=OPTIONS)
+    assert paused.creates == () and destroyed(paused) == {"done": "ended"}
+    assert "paused" in (paused.statuses["workers"].waiting or "")
+    resumed = plan(desired(WORKERS), [], memory, NOW + 31, options=OPTIONS)
+    assert len(resumed.creates) == 3
+
+
+# -- once per session --------------------------------------------------------------------------------
+
+
+def test_an_ended_session_is_reported_once_however_many_passes_its_destroy_takes():
+    """The first plan asks for the end report and the evidence; later ones only retry the destroy."""
+    listed = [running(WORKERS, 1, "bad", status="Failed"), *ALL[1:]]
+    first = plan(desired(WORKERS), listed, Memory(), NOW, options=OPTIONS)
+    [action] = first.destroys
+    assert action.report_end and action.collect_evidence
+    memory = first.memory
+    memory.ended_reported.add("bad")  # what the reconciler does once it reported the end
+    again = plan(desired(WORKERS), listed, memory, NOW + 5, options=OPTIONS)
+    [retry] = again.destroys
+    assert (retry.session_id, retry.report_end, retry.collect_evidence) == ("bad", False, False)
+
+
+def test_the_default_cap_is_replicasets_burst():
+    """500 creates per pass by default, like ReplicaSet's burstReplicas."""
+    big = session_set(replicas=512)
+    result = plan(desired(big), [], Memory(), NOW, options=PlanOptions())
+    assert (len(result.creates), result.deferred) == (500, 12)
