@@ -9,17 +9,20 @@ Rules, in the order they protect users:
 2. Sessions of a set whose manifest is invalid and never was valid are left alone.
 3. A list answer is not trusted blindly. An owned session that was live in the last list, that the
    controller did not destroy and that cannot have been reaped (only ended sessions are reaped,
-   after an hour) may be missing from a new answer: its slot is not refilled until a second list in
-   a row confirms it is gone. An answer with no owned session at all, while the last one had live
-   ones, makes the whole pass suspect: nothing is created or destroyed.
+   after an hour) may be missing from a new answer: its slot is not refilled until the next list
+   confirms it is gone. A list that itself leaves out sessions the previous one showed is *lossy*
+   and confirms nothing: every slot it is missing stays held. An answer with no owned session at
+   all, while the last one had live ones, makes the whole pass suspect: nothing is created or
+   destroyed. (Two answers in a row that leave out exactly the same sessions and nothing else look
+   like a real deletion; if such a session comes back, rule 6 removes the extra one.)
 4. Orphans (owned sessions of sets that no longer exist) are destroyed only when every manifest
    parsed cleanly and has settled, the desired state is not empty (unless ``allow_empty``), and the
    same orphan was already seen in the previous pass.
 5. Expectations: a create the service confirmed counts as present until the list shows its id (or
    5 min pass); one we just destroyed counts as gone. A create whose outcome is unknown (timeout,
    5xx, garbled answer, crash before recording) is looked for by name and blocks its slot until a
-   list shows it, or until ``uncertain_window`` (2 min) has passed *and* two trusted lists did not
-   show it. A lagging list never causes a duplicate.
+   list shows it, or until ``uncertain_window`` (2 min) has passed *and* two lists that were not
+   lossy did not show it. A lagging list never causes a duplicate.
 6. A slot is the identity: slot N of a set has at most one live session of the current template.
    If a second one appears anyway (a create applied later than the window), the newer is destroyed
    as a duplicate.
@@ -272,18 +275,20 @@ class _Planner:
     # -- trust ------------------------------------------------------------------------------------
 
     def _lost(self) -> tuple[set[str], set[str]]:
-        """Owned live sessions of the last list that this one left out: (first time, second time)."""
+        """Owned live sessions of the last list that this one left out: (all of them, the new ones)."""
         gone = {sid for sid in self.memory.seen_live
                 if sid not in self.ids and sid not in self.memory.destroys}
-        first = gone - self.memory.missing
-        return first, gone - first
+        return gone, gone - self.memory.missing
 
     def run(self) -> Plan:
-        lost_first, _confirmed = self._lost()
+        gone, lost_first = self._lost()
         if lost_first and not self.by_name:
             return self._suspect(lost_first)
+        # A lossy list (it left out something new) confirms nothing: all its missing slots stay held.
+        self.lossy = bool(lost_first)
+        held_ids = gone if self.lossy else set()
         self.held: dict[SlotKey, str] = {}
-        for sid in lost_first:
+        for sid in held_ids:
             seen = self.memory.seen_live[sid]
             self.held[(seen.set_name, seen.slot)] = sid
         self.expected_creates = self._settle_creates()
@@ -316,8 +321,8 @@ class _Planner:
             orphans_seen=orphans_seen,
             restarts={k: v for k, v in self.restarts.items() if k[0] in sets},
             finished={f for f in self.finished if f[0] in sets and f[1] <= sets[f[0]].spec.replicas},
-            seen_live={**self.live, **{sid: self.memory.seen_live[sid] for sid in lost_first}},
-            missing=frozenset(lost_first),
+            seen_live={**self.live, **{sid: self.memory.seen_live[sid] for sid in held_ids}},
+            missing=frozenset(held_ids),
             backoffs=self.backoffs,
             creates_paused_until=self.memory.creates_paused_until,
             ended_reported={sid for sid in self.memory.ended_reported if sid in self.ids},
@@ -345,7 +350,7 @@ class _Planner:
             listed = self.by_name.get(expected.name, ())
             if any(sid not in expected.prior_ids for sid in listed):
                 continue  # it happened: the session is in the list
-            misses = expected.misses + 1
+            misses = expected.misses + (0 if self.lossy else 1)
             if misses >= UNCERTAIN_MIN_LISTS and now - expected.at >= options.uncertain_window:
                 continue  # long enough and often enough not seen: it did not happen
             kept[key] = replace(expected, misses=misses)

@@ -36,6 +36,15 @@ def test_session_missing_from_one_list_is_not_replaced_until_a_second_list_confi
     assert slots(confirmed) == [("workers", 1)]
 
 
+def test_a_second_lossy_list_confirms_nothing():
+    """Missing twice, but the second answer also lost another session: it is lossy, the slots stay held."""
+    first = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
+    second = plan(desired(WORKERS), ALL[2:], first.memory, NOW + 10, options=OPTIONS)
+    assert second.creates == () and second.statuses["workers"].held == 2
+    clean = plan(desired(WORKERS), ALL[2:], second.memory, NOW + 15, options=OPTIONS)
+    assert slots(clean) == [("workers", 1), ("workers", 2)]
+
+
 def test_session_back_in_the_next_list_is_simply_kept():
     """A session a lossy answer left out and the next one shows again causes nothing."""
     partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
@@ -99,6 +108,16 @@ def test_uncertain_create_that_appears_is_settled():
     memory.seen_live.pop("wor1")
     result = plan(desired(WORKERS), [running(WORKERS, 1, "late1"), *ALL[1:]], memory, NOW + 3, options=OPTIONS)
     assert result.memory.creates == {} and result.creates == ()
+
+
+def test_a_lossy_list_does_not_count_against_an_uncertain_create():
+    """A list that lost other sessions may have lost the new one too: it is no evidence either way."""
+    memory = uncertain()
+    memory.seen_live.pop("wor1")
+    late = NOW + UNCERTAIN_WINDOW + 1
+    lossy = plan(desired(WORKERS), [ALL[1]], memory, late, options=OPTIONS)  # wor3 missing too
+    clean = plan(desired(WORKERS), [ALL[1]], lossy.memory, late + 1, options=OPTIONS)
+    assert ("workers", 1) not in slots(clean) and clean.memory.creates[("workers", 1)].misses == 1
 
 
 def test_an_old_session_of_the_same_name_does_not_settle_an_uncertain_create():
