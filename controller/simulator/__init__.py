@@ -36,13 +36,18 @@ from __future__ import annotations
 from controller.simulator.clock import ManualClock
 from controller.simulator.config import SimulatorConfig
 from controller.simulator.server import SimulatorServer
-from controller.simulator.simulator import RecordedRequest, Simulator
+from controller.simulator.simulator import Creation, InFlight, RecordedRequest, Simulator
+from controller.simulator.transport import AsyncSimulatorTransport, SimulatorTransport
 from controller.simulator.wire import Request, Response
 
 __all__ = [
+    "AsyncSimulatorTransport",
+    "Creation",
+    "InFlight",
     "ManualClock",
     "RecordedRequest", "Request", "Response",
     "Simulator",
     "SimulatorConfig",
     "SimulatorServer",
+    "SimulatorTransport",
 ]
