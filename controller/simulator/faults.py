@@ -148,6 +148,8 @@ class FaultInjector:
     def add(self, fault: Fault, *, method: str | None, path: str | None, name: str | None = None,
             count: int | None) -> None:
         """Add a rule; checks the fault's values so a mistake fails where the test sets it up."""
+        if name is not None and not name:
+            raise ValueError("a name glob must not be empty (None matches every request)")
         if count is not None and count < 1:
             raise ValueError(f"count must be at least 1 (or None for always), got {count}")
         if fault.status is not None and not 400 <= fault.status <= 599:

@@ -125,6 +125,7 @@ class Simulator:
         self.cluster = Cluster(self.config, random.Random(self.config.seed))
         self._faults = FaultInjector(self.config)
         self._seq = 0
+        self._in_flight = 0
         self._horizon = -math.inf  # the simulated time the cluster has been advanced to
         self._deferred: list[tuple[float, int, InFlight]] = []  # heap by due time, then arrival
         #: Recent requests in the order answered; trimmed to ``max_recorded_requests`` so a long run stays small.
@@ -211,6 +212,7 @@ class Simulator:
             now = self.now()
             self._catch_up(now)
             self._seq += 1
+            self._in_flight += 1
             flight = InFlight(self, request, path, params, fault, self._seq, now)
             if fault is None or fault.effect == "arrival":
                 self._apply(flight, now)
@@ -236,6 +238,11 @@ class Simulator:
             self._catch_up(now)
             self._advance(now)
 
+    def in_flight(self) -> int:
+        """How many requests have arrived and not been answered yet: wait on it to act mid-request."""
+        with self._lock:
+            return self._in_flight
+
     def deferred(self) -> list[float]:
         """Simulated times at which deferred requests will take effect, soonest first."""
         with self._lock:
@@ -256,6 +263,7 @@ class Simulator:
             if flight.done:
                 raise RuntimeError(f"request {flight.seq} was already answered or abandoned")
             flight.done = True
+            self._in_flight -= 1
             now = self.now()
             self._catch_up(now)
             if flight.fault is not None and flight.fault.effect == "answer":
@@ -269,6 +277,7 @@ class Simulator:
             if flight.done:
                 return
             flight.done = True
+            self._in_flight -= 1
             if flight.fault is not None and flight.fault.effect == "answer":
                 self._defer(flight, flight.arrived + flight.delay * self.config.time_scale)
             self._record(flight, None)
