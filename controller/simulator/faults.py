@@ -90,8 +90,8 @@ def _error(status: int, path: str, retry_after: float | None) -> Response:
 
 
 def _seconds(value: float) -> str:
-    """A Retry-After value: whole seconds as an integer, as the header's grammar wants."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    """A Retry-After value: whole seconds as an integer, as the header's grammar wants; else a plain decimal."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def _spoil_list(served: Response, mode: ListMode, keep: float, seed: int) -> Response:

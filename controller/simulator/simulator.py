@@ -200,15 +200,19 @@ class Simulator:
         """Answer ``request`` as the service would, faults and their delays included; ``None``: drop."""
         flight = self.receive(request)
         if flight.delay:
-            time.sleep(flight.delay)
+            try:
+                time.sleep(flight.delay)
+            except BaseException:  # interrupted while waiting: the request was sent all the same
+                flight.abandon()
+                raise
         return flight.answer()
 
     def receive(self, request: Request) -> InFlight:
         """Take ``request`` in: decide its fault and apply it now unless the fault defers its effect."""
         path = relative_path(request.path)
         params = _safe_params(request)
-        fault = self._faults.decide(request.method, path, params)
-        with self._lock:
+        with self._lock:  # faults are decided in arrival order, so a seed replays the same run
+            fault = self._faults.decide(request.method, path, params)
             now = self.now()
             self._catch_up(now)
             self._seq += 1
