@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from controller.simulator.config import SimulatorConfig
@@ -57,7 +57,7 @@ class RecordedRequest:
 
     @property
     def applied(self) -> bool:
-        """Whether the service acted on the request (a refused create was still acted on: it said 400)."""
+        """Whether the service handled it (one it refused itself, say with a 400, counts; a faulted one not)."""
         return self.applied_at is not None
 
     def param(self, name: str) -> str | None:
@@ -78,6 +78,7 @@ class Creation:
     """``RecordedRequest.seq`` of the request that made it; ``None`` for set-up through ``Simulator.handle``."""
 
 
+@dataclass(slots=True, eq=False)
 class InFlight:
     """A request the simulator has received and not yet answered.
 
@@ -86,32 +87,33 @@ class InFlight:
     that was to take effect when answered takes effect at its due simulated time all the same.
     """
 
-    __slots__ = ("_simulator", "applied_at", "arrived", "delay", "done", "fault", "params", "path",
-                 "recorded", "request", "seq", "served", "session_id")
+    simulator: Simulator = field(repr=False)
+    request: Request
+    path: str
+    params: dict[str, list[str]]
+    fault: Fault | None
+    seq: int
+    arrived: float
+    """Simulated arrival time."""
+    served: Response | None = None
+    """The service's own answer, once it has handled the request."""
+    applied_at: float | None = None
+    session_id: str | None = None
+    done: bool = False
+    recorded: bool = False
 
-    def __init__(self, simulator: Simulator, request: Request, path: str, params: dict[str, list[str]],
-                 fault: Fault | None, seq: int, arrived: float) -> None:
-        self._simulator = simulator
-        self.request = request
-        self.path = path
-        self.params = params
-        self.fault = fault
-        self.seq = seq
-        self.arrived = arrived
-        self.delay = fault.delay if fault is not None else 0.0
-        self.served: Response | None = None
-        self.applied_at: float | None = None
-        self.session_id: str | None = None
-        self.done = False
-        self.recorded = False
+    @property
+    def delay(self) -> float:
+        """Real seconds to wait before ``answer()``."""
+        return self.fault.delay if self.fault is not None else 0.0
 
     def answer(self) -> Response | None:
         """The answer to send now; ``None`` means close the connection without one."""
-        return self._simulator._answer(self)
+        return self.simulator._answer(self)
 
     def abandon(self) -> None:
         """The caller is gone: record the request unanswered; the service carries on regardless."""
-        self._simulator._abandon(self)
+        self.simulator._abandon(self)
 
 
 class Simulator:
