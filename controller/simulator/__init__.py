@@ -7,11 +7,28 @@ it unchanged. Offline development::
     canfar-controller simulator --port 8000 --time-scale 60     # prints http://127.0.0.1:8000/skaha/v1
     CANFAR_URL=http://127.0.0.1:8000/skaha/v1 CANFAR_TOKEN=anything python my_script.py
 
-In tests::
+In tests, over loopback HTTP or in-process (no sockets; any base URL)::
 
     sim = Simulator(SimulatorConfig(token="t"), clock=ManualClock())
     with SimulatorServer(sim) as server:     # server.url, then sim.requests / sim.inject_fault(...)
         ...
+    AsyncSession(url="http://simulator.invalid/skaha/v1", token="t", transport=sim.async_transport())
+
+Faults on demand, for a controller that must survive a misbehaving service (``faults``)::
+
+    sim.inject_fault("POST", "/session", status=504, apply_after=3.0)  # error now, create lands 3 s later
+    sim.inject_fault("POST", "/session", status=None, processed=True)  # create made, answer lost
+    sim.inject_fault("GET", "/session", status=429, retry_after=5)     # any status, with Retry-After
+    sim.inject_fault("POST", "/session", status=400, count=None, name="cc-bad-*")  # only that set
+    sim.inject_delay("POST", "/session", seconds=0.5, apply="after")   # slow create, lands when done
+    sim.inject_list_fault("partial", keep=0.5)   # or "empty", "garbage", "truncated": still 200
+
+Deferred effects land in simulated-time order before the next request (or ``sim.catch_up()``);
+a slow request still lands when its client hangs up or its in-process task is cancelled. The
+ground truth for checks: ``sim.requests`` (``status`` the client got, ``applied_at``,
+``session_id``), ``sim.created`` (every session made, by which request), ``sim.in_flight()``
+(requests arrived and not yet answered: wait on it to kill a client mid-request) and
+``sim.deferred()`` (effects still to come).
 
 Simulated behaviour worth knowing: headless ``cmd``/``args`` decide the outcome (``sleep N``,
 ``true``, ``false``, else run until deleted; see ``workload``); sessions that do not fit the
@@ -28,7 +45,8 @@ Modules, one job each:
 - ``routes``: request validation and dispatch (``handle``);
 - ``faults``: targeted and seeded random faults;
 - ``simulator``: ``Simulator``, tying clock, cluster, faults and the request log together;
-- ``server``: ``SimulatorServer``, the HTTP front end.
+- ``server``: ``SimulatorServer``, the HTTP front end;
+- ``transport``: ``SimulatorTransport``/``AsyncSimulatorTransport``, the in-process httpx front ends.
 """
 
 from __future__ import annotations
@@ -36,13 +54,18 @@ from __future__ import annotations
 from controller.simulator.clock import ManualClock
 from controller.simulator.config import SimulatorConfig
 from controller.simulator.server import SimulatorServer
-from controller.simulator.simulator import RecordedRequest, Simulator
+from controller.simulator.simulator import Creation, InFlight, RecordedRequest, Simulator
+from controller.simulator.transport import AsyncSimulatorTransport, SimulatorTransport
 from controller.simulator.wire import Request, Response
 
 __all__ = [
+    "AsyncSimulatorTransport",
+    "Creation",
+    "InFlight",
     "ManualClock",
     "RecordedRequest", "Request", "Response",
     "Simulator",
     "SimulatorConfig",
     "SimulatorServer",
+    "SimulatorTransport",
 ]

@@ -2,7 +2,9 @@
 
 Each connection gets a thread (``ThreadingHTTPServer``) and speaks HTTP/1.1, so clients reuse
 connections like they do against the real service. A dropped request closes the socket without
-writing a byte, which clients see as a transport error (``RemoteProtocolError`` in httpx).
+writing a byte, which clients see as a transport error (``RemoteProtocolError`` in httpx). A
+slow answer (``Simulator.inject_delay``) sleeps in the connection's thread; a client that hangs
+up meanwhile does not stop the request, and the failed write is ignored.
 ``stop()`` also closes idle keep-alive connections, so nothing lingers after a test.
 """
 
@@ -70,6 +72,14 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     disable_nagle_algorithm = True  # headers and body go out in two writes: avoid a 40 ms delayed-ACK stall
     server: _HTTPServer
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError as error:
+            # The client went away before its answer was written (killed, or timed out during a slow
+            # answer). The request has taken effect; a real server logs nothing for this either.
+            log.debug("client %s went away: %s", self.client_address[0], error)
 
     def do_GET(self) -> None:
         self._serve()

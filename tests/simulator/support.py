@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import httpx
 
 from controller.simulator import Simulator
@@ -33,3 +36,19 @@ def fill(simulator: Simulator, count: int, *, token: str) -> None:
             headers={"authorization": f"Bearer {token}"},
         ))
         assert response.status == 200, response.body
+
+
+def names(http: httpx.Client) -> list[str]:
+    """The names in the session list, in the order listed."""
+    response = http.get("/session")
+    assert response.status_code == 200, response.text
+    return [row["name"] for row in response.json()]
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``check`` until it holds: waiting for an event another thread causes, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
