@@ -99,6 +99,7 @@ class MemoryDocument(_Strict):
     finished: list[FinishedEntry] = []
     seen_live: list[SeenEntry] = []
     missing: list[str] = []
+    suspect_since: float | None = None
     backoffs: list[BackoffEntry] = []
     creates_paused_until: float = 0.0
     ended_reported: list[str] = []
@@ -120,6 +121,7 @@ def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
         "seen_live": [{"id": sid, "set": e.set_name, "slot": e.slot, "name": e.name}
                       for sid, e in sorted(memory.seen_live.items())],
         "missing": sorted(memory.missing),
+        "suspect_since": memory.suspect_since,
         "backoffs": [{"set": name, "failures": b.failures, "until": b.until, "message": b.message,
                       "spec_key": b.spec_key} for name, b in sorted(memory.backoffs.items())],
         "creates_paused_until": memory.creates_paused_until,
@@ -137,6 +139,7 @@ def from_document(document: MemoryDocument) -> Memory:
         finished={(f.set, f.slot, f.template_hash) for f in document.finished},
         seen_live={e.id: SeenSession(e.set, e.slot, e.name) for e in document.seen_live},
         missing=frozenset(document.missing),
+        suspect_since=document.suspect_since,
         backoffs={b.set: CreateBackoff(b.failures, b.until, b.message, b.spec_key) for b in document.backoffs},
         creates_paused_until=document.creates_paused_until,
         ended_reported=set(document.ended_reported),

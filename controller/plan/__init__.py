@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from controller.plan.memory import CreateBackoff, ExpectedCreate, Memory, SeenSession, SlotHistory, SlotKey
 from controller.plan.planner import (
+    EMPTY_LIST_WINDOW,
     EXPECTATION_TTL,
     MAX_CREATES_PER_PASS,
     RESTART_RESET_AFTER,
@@ -25,6 +26,7 @@ from controller.plan.planner import (
 )
 
 __all__ = [
+    "EMPTY_LIST_WINDOW",
     "EXPECTATION_TTL",
     "MAX_CREATES_PER_PASS",
     "RESTART_RESET_AFTER",

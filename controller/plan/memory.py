@@ -91,6 +91,8 @@ class Memory:
     seen_live: dict[str, SeenSession] = field(default_factory=dict)
     #: Ids of ``seen_live`` that one list left out: their slots wait for a second list to confirm.
     missing: frozenset[str] = frozenset()
+    #: When the current run of suspect lists began (no owned session at all where live ones were).
+    suspect_since: float | None = None
     #: Per-set back-off after the service refused a create.
     backoffs: dict[str, CreateBackoff] = field(default_factory=dict)
     #: No create at all before this time (the service said 429 or 503 with Retry-After).

@@ -10,11 +10,13 @@ Rules, in the order they protect users:
 3. A list answer is not trusted blindly. An owned session that was live in the last list, that the
    controller did not destroy and that cannot have been reaped (only ended sessions are reaped,
    after an hour) may be missing from a new answer: its slot is not refilled until the next list
-   confirms it is gone. A list that itself leaves out sessions the previous one showed is *lossy*
-   and confirms nothing: every slot it is missing stays held. An answer with no owned session at
+   confirms it is gone, by leaving out exactly the same sessions and nothing else. Any other
+   answer missing sessions is *lossy* and confirms nothing: every slot it is missing stays held. An answer with no owned session at
    all, while the last one had live ones, makes the whole pass suspect: nothing is created or
-   destroyed. (Two answers in a row that leave out exactly the same sessions and nothing else look
-   like a real deletion; if such a session comes back, rule 6 removes the extra one.)
+   destroyed, and nothing is learnt from it. Such answers are believed only once they have
+   persisted for ``empty_list_window`` (1 min): an account really emptied by hand is refilled then.
+   (Two answers in a row that leave out exactly the same sessions and nothing else look like a
+   real deletion; if such a session comes back, rule 6 removes the extra one.)
 4. Orphans (owned sessions of sets that no longer exist) are destroyed only when every manifest
    parsed cleanly and has settled, the desired state is not empty (unless ``allow_empty``), and the
    same orphan was already seen in the previous pass.
@@ -55,6 +57,8 @@ EXPECTATION_TTL = 300.0
 #: How long an uncertain create blocks its slot at least (and it takes two lists without it too).
 UNCERTAIN_WINDOW = 120.0
 UNCERTAIN_MIN_LISTS = 2
+#: How long answers with no owned session at all must persist before they are believed.
+EMPTY_LIST_WINDOW = 60.0
 RESTART_BACKOFF_BASE = 10.0
 RESTART_BACKOFF_CAP = 300.0
 RESTART_RESET_AFTER = 600.0
@@ -163,6 +167,7 @@ class PlanOptions:
     max_creates: int = MAX_CREATES_PER_PASS
     expectation_ttl: float = EXPECTATION_TTL
     uncertain_window: float = UNCERTAIN_WINDOW
+    empty_list_window: float = EMPTY_LIST_WINDOW
     restart_backoff: float = RESTART_BACKOFF_BASE
     restart_backoff_cap: float = RESTART_BACKOFF_CAP
 
@@ -282,10 +287,15 @@ class _Planner:
 
     def run(self) -> Plan:
         gone, lost_first = self._lost()
+        believed_empty = False
         if lost_first and not self.by_name:
-            return self._suspect(lost_first)
-        # A lossy list (it left out something new) confirms nothing: all its missing slots stay held.
-        self.lossy = bool(lost_first)
+            since = self.memory.suspect_since
+            if since is None or self.now - since < self.options.empty_list_window:
+                return self._suspect(lost_first)
+            believed_empty = True  # empty for long enough: the sessions really are gone
+        # A lossy list confirms nothing: all its missing slots stay held. Only an answer that leaves out
+        # exactly what the last one left out (nothing new, nothing back) confirms those are gone.
+        self.lossy = bool(gone or self.memory.missing) and gone != self.memory.missing and not believed_empty
         held_ids = gone if self.lossy else set()
         self.held: dict[SlotKey, str] = {}
         for sid in held_ids:
@@ -323,6 +333,7 @@ class _Planner:
             finished={f for f in self.finished if f[0] in sets and f[1] <= sets[f[0]].spec.replicas},
             seen_live={**self.live, **{sid: self.memory.seen_live[sid] for sid in held_ids}},
             missing=frozenset(held_ids),
+            suspect_since=None,
             backoffs=self.backoffs,
             creates_paused_until=self.memory.creates_paused_until,
             ended_reported={sid for sid in self.memory.ended_reported if sid in self.ids},
@@ -332,9 +343,10 @@ class _Planner:
                     lost=tuple(sorted(lost_first)))
 
     def _suspect(self, lost: set[str]) -> Plan:
-        """No owned session in the answer while the last one had live ones: act on nothing."""
+        """No owned session in the answer while the last one had live ones: act on, and learn, nothing."""
         memory = self.memory.copy()
-        memory.missing = frozenset(self.memory.missing | lost)
+        if memory.suspect_since is None:
+            memory.suspect_since = self.now
         return Plan((), (), _idle_statuses(self.desired, self.memory, self.now), memory, suspect=True,
                     lost=tuple(sorted(lost)))
 

@@ -25,6 +25,7 @@ def full_memory() -> Memory:
         finished={("batch", 1, "abcdef")},
         seen_live={"id4": SeenSession("w", 4, "cc-w-abcdef-4")},
         missing=frozenset({"id4"}),
+        suspect_since=NOW - 7,
         backoffs={"w": CreateBackoff(3, NOW + 20, "image refused", "abcdef/4")},
         creates_paused_until=NOW + 5,
         ended_reported={"id9"},

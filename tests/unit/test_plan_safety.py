@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.plan import (
+    EMPTY_LIST_WINDOW,
     UNCERTAIN_WINDOW,
     CreateBackoff,
     ExpectedCreate,
@@ -45,6 +46,15 @@ def test_a_second_lossy_list_confirms_nothing():
     assert slots(clean) == [("workers", 1), ("workers", 2)]
 
 
+def test_a_list_where_some_missing_sessions_are_back_confirms_nothing():
+    """Two left out, then one of them is back: the answers are unreliable, the other slot stays held."""
+    first = plan(desired(WORKERS), [ALL[2]], converged_memory(), NOW + 5, options=OPTIONS)
+    second = plan(desired(WORKERS), ALL[1:], first.memory, NOW + 10, options=OPTIONS)
+    assert second.creates == () and second.statuses["workers"].held == 1
+    third = plan(desired(WORKERS), ALL[1:], second.memory, NOW + 15, options=OPTIONS)
+    assert slots(third) == [("workers", 1)]
+
+
 def test_session_back_in_the_next_list_is_simply_kept():
     """A session a lossy answer left out and the next one shows again causes nothing."""
     partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
@@ -59,10 +69,19 @@ def test_empty_answer_after_live_sessions_makes_the_pass_suspect():
     memory = plan(desired(WORKERS), [*ALL, running(gone, 1, "orph")], Memory(), NOW, options=OPTIONS).memory
     suspect = plan(desired(WORKERS), [session("f1", "someone-else")], memory, NOW + 5, options=OPTIONS)
     assert suspect.suspect and (suspect.creates, suspect.destroys) == ((), ())
-    # A second empty answer in a row is believed: the sessions really are gone.
-    believed = plan(desired(WORKERS), [], suspect.memory, NOW + 10, options=OPTIONS)
+    again = plan(desired(WORKERS), [], suspect.memory, NOW + 10, options=OPTIONS)
+    assert again.suspect and again.creates == ()  # a few seconds of empty answers: still not believed
+    # Empty for a minute: the account really was emptied by hand, and the sessions come back.
+    believed = plan(desired(WORKERS), [], again.memory, NOW + 5 + EMPTY_LIST_WINDOW, options=OPTIONS)
     assert not believed.suspect
     assert slots(believed) == [("workers", 1), ("workers", 2), ("workers", 3)]
+
+
+def test_a_partial_list_after_an_empty_one_confirms_nothing():
+    """An empty answer teaches nothing: a partial one after it is still lossy, and holds its slots."""
+    suspect = plan(desired(WORKERS), [], converged_memory(), NOW + 5, options=OPTIONS)
+    partial = plan(desired(WORKERS), ALL[2:], suspect.memory, NOW + 10, options=OPTIONS)
+    assert partial.creates == () and partial.statuses["workers"].held == 2
 
 
 def test_sessions_this_controller_destroyed_are_not_counted_as_lost():

@@ -1,0 +1,18 @@
+"""Fixtures of the in-process tier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.rig import Rig
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    """The controller and the simulated service in this process, on a manual clock."""
+    rig = Rig(tmp_path)
+    yield rig
+    rig.close()

@@ -1,0 +1,208 @@
+"""The in-process tier: the real controller against the simulator, with no sockets and a manual clock.
+
+``Rig`` wires what ``canfar-controller run`` wires (state directory, client, ledger, reconciler,
+outcome handler), except that the client talks to the simulator through an in-process httpx
+transport and every clock is a ``ManualClock``: a pass takes milliseconds, and simulated time
+moves only when the test says so. ``crash()`` models kill -9 exactly: the ledger files are as they
+were at the instant of the kill, whatever the dying process would still have written.
+
+The simulator's own state (``simulator.cluster``) is the ground truth the invariants are checked
+against: what the controller is told may be a lie (faults), what exists may not be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.client import AsyncSession
+from controller.ledger import Ledger
+from controller.observability.health import HealthState
+from controller.observability.metrics import ControllerMetrics
+from controller.outcome import OutcomeHandler
+from controller.plan import PlanOptions
+from controller.reconcile import PassOutcome, Reconciler
+from controller.simulator import ManualClock, Simulator, SimulatorConfig
+from controller.simulator.wire import Request
+from controller.statedir import SETTLE_WINDOW, StateLoader
+
+TOKEN = "rig-token"
+URL = "http://simulator.invalid/skaha/v1"
+IMAGE = "images.canfar.net/skaha/astroml:latest"
+LIVE = ("Pending", "Running")
+
+SESSIONSET = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  template:
+    image: {image}
+    cores: 1
+    ram: 1
+    cmd: sleep
+    args: "{seconds}"
+    env:
+      REVISION: "{revision}"
+"""
+
+
+def manifest(name: str, replicas: int, *, revision: int = 1, seconds: int = 10_000_000, image: str = IMAGE) -> str:
+    return SESSIONSET.format(name=name, replicas=replicas, revision=revision, seconds=seconds, image=image)
+
+
+_OWNED = re.compile(r"cc-(?P<set>[a-z0-9-]+?)-(?P<hash>[0-9a-f]{6})-(?P<slot>[1-9][0-9]{0,2})")
+
+
+def owned(name: str) -> tuple[str, str, int] | None:
+    """(set, template hash, slot) of a name this controller would own."""
+    match = _OWNED.fullmatch(name)
+    return (match["set"], match["hash"], int(match["slot"])) if match else None
+
+
+@dataclass
+class Rig:
+    """One controller and one simulated service in the same process."""
+
+    root: Path
+    seed: int = 0
+    clock: ManualClock = field(default_factory=ManualClock)
+    interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.state = self.root / "state"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.token_file = self.root / "token"
+        self.token_file.write_text(TOKEN)
+        self.status_file = self.root / "status" / "status.json"
+        self.simulator = Simulator(SimulatorConfig(token=TOKEN, cores=100_000, ram_gb=400_000, seed=self.seed),
+                                   clock=self.clock)
+        self.metrics = ControllerMetrics(clock=self.clock)
+        self.health = HealthState(interval=self.interval, clock=self.clock)
+        self.handler = OutcomeHandler(metrics=self.metrics, health=self.health, status_file=self.status_file,
+                                      interval=self.interval, clock=self.clock)
+        self.restarts = 0
+        self.loop = asyncio.new_event_loop()
+        self.client: AsyncSession | None = None
+        self.reconciler = self._start()
+
+    # -- the controller process -------------------------------------------------------------------
+
+    def _start(self) -> Reconciler:
+        self.client = AsyncSession(url=URL, token_file=self.token_file, transport=self.simulator.async_transport(),
+                                   retries=0)
+        return Reconciler(
+            # Every file looks freshly written (wall clock 0), so settling is decided on the manual clock.
+            loader=StateLoader(self.state, prefix="cc", settle_window=SETTLE_WINDOW, wall_clock=lambda: 0.0),
+            client=self.client,
+            options=PlanOptions(prefix="cc"),
+            ledger=Ledger.beside(self.status_file),
+            clock=self.clock,
+        )
+
+    def run_pass(self) -> PassOutcome:
+        """One pass, reported through the outcome handler as the daemon does."""
+        outcome = self.loop.run_until_complete(self.reconciler.run_pass())
+        self.handler.handle(outcome, self.reconciler)
+        return outcome
+
+    def passes(self, count: int, *, every: float = 5.0) -> PassOutcome:
+        outcome = self.run_pass()
+        for _ in range(count - 1):
+            self.clock.advance(every)
+            outcome = self.run_pass()
+        return outcome
+
+    def restart(self) -> None:
+        """A clean restart: a new process that reads the ledger the old one left."""
+        self._close()
+        self.restarts += 1
+        self.reconciler = self._start()
+
+    def crash_mid_pass(self, *, in_flight: int = 1) -> bool:
+        """kill -9 once ``in_flight`` requests are on the wire (or the pass ends); True if it was mid-pass.
+
+        The ledger files are copied at the instant of the kill and put back afterwards, so nothing the
+        dying process would still write (a snapshot on cancellation) survives it.
+        """
+        snapshot, journal = Ledger.beside(self.status_file).snapshot, Ledger.beside(self.status_file).journal
+
+        async def kill() -> bool:
+            task = asyncio.ensure_future(self.reconciler.run_pass())
+            while not task.done() and self.simulator.in_flight() < in_flight:
+                await asyncio.sleep(0)
+            if task.done():
+                task.result()
+                return False
+            saved = {path: path.read_bytes() if path.exists() else None for path in (snapshot, journal)}
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # noqa: S110 - the process is dead; nothing it says matters
+                pass
+            for path, content in saved.items():
+                if content is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_bytes(content)
+            return True
+
+        killed = self.loop.run_until_complete(kill())
+        self._close()
+        self.restarts += 1
+        self.reconciler = self._start()
+        return killed
+
+    def _close(self) -> None:
+        if self.reconciler.ledger is not None:
+            self.reconciler.ledger.close()
+        if self.client is not None:
+            self.loop.run_until_complete(self.client.aclose())
+
+    def close(self) -> None:
+        self._close()
+        self.loop.close()
+
+    # -- the world --------------------------------------------------------------------------------
+
+    def write(self, name: str, text: str) -> None:
+        (self.state / f"{name}.yaml").write_text(text)
+
+    def add_foreign(self, name: str, *, status_cmd: str = "sleep", args: str = "10000000") -> str:
+        """A session someone else made: the controller must never touch it."""
+        response = self.simulator.handle(Request(
+            "POST", "/skaha/v1/session", query=f"name={name}&image={IMAGE}&cmd={status_cmd}&args={args}",
+            headers={"authorization": f"Bearer {TOKEN}"}))
+        assert response.status == 200, response.body
+        return response.body.decode().strip()
+
+    def delete_outside(self, session_id: str) -> None:
+        """A user deleting a session by hand, not through the controller."""
+        self.simulator.handle(Request("DELETE", f"/skaha/v1/session/{session_id}",
+                                      headers={"authorization": f"Bearer {TOKEN}"}))
+
+    def truth(self) -> list[tuple[str, str, str]]:
+        """(id, name, status) of every session that exists now, whatever lists say."""
+        self.simulator.catch_up()
+        now = self.simulator.now()
+        return [(r.id, r.name, r.status(now)) for r in self.simulator.cluster]
+
+    def live_by_slot(self, set_name: str) -> Counter[tuple[str, int]]:
+        """Live sessions per (template hash, slot) of one set, from the ground truth."""
+        counts: Counter[tuple[str, int]] = Counter()
+        for _, name, status in self.truth():
+            parts = owned(name)
+            if parts is not None and parts[0] == set_name and status in LIVE:
+                counts[(parts[1], parts[2])] += 1
+        return counts
+
+    def requests(self, method: str, since: int = 0) -> Iterator[Any]:
+        return (r for r in self.simulator.requests if r.method == method and r.seq > since)
