@@ -9,18 +9,16 @@ many ids). The async driver runs them concurrently, at most ``concurrency`` requ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import SecretStr
 
 from controller import __version__
 from controller.client import operations as ops
+from controller.client.credentials import CertificateSource, TokenSource
 from controller.client.exchange import (
     Backoff,
     Call,
@@ -32,29 +30,13 @@ from controller.client.exchange import (
     exchange,
 )
 from controller.client.operations import Batch, Ids, Outcomes, Plan
-from controller.client.settings import ClientSettings, TokenSource, load_settings
-from controller.errors import APIError, ConfigError
+from controller.client.settings import ClientSettings, load_settings
+from controller.errors import APIError
 from controller.models import Event, PlatformStats, SessionInfo
 
 log = logging.getLogger("controller.client")
 
 R = TypeVar("R")
-
-
-class BearerAuth(httpx.Auth):
-    """Adds the current bearer token to each request, asking the ``TokenSource`` every time."""
-
-    def __init__(self, source: TokenSource) -> None:
-        self._source = source
-
-    def __repr__(self) -> str:
-        return f"BearerAuth({self._source!r})"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._source.current()
-        if token is not None:
-            request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        yield request
 
 
 class _Base:
@@ -74,6 +56,8 @@ class _Base:
         self.settings = settings
         self._url = settings.require_url()
         self._tokens = TokenSource(token=settings.token, path=settings.token_file)
+        self._certificate = (CertificateSource(settings.certificate, verify=settings.verify)
+                             if settings.certificate is not None and self._use_certificate() else None)
         self._policy = RetryPolicy(retries=settings.retries, backoff=settings.backoff)
         self._on_request = on_request
 
@@ -86,8 +70,7 @@ class _Base:
                               max_keepalive_connections=min(settings.concurrency, 8))
         return {
             "base_url": self._url + "/",
-            "auth": BearerAuth(self._tokens) if self._tokens.configured else None,
-            "verify": _ssl_context(settings) if self._use_certificate() else settings.verify,
+            "verify": self._certificate.context if self._certificate is not None else settings.verify,
             "timeout": httpx.Timeout(settings.timeout),
             "limits": limits,
             "headers": {
@@ -105,32 +88,29 @@ class _Base:
             return False
         return True
 
+    def _headers(self) -> dict[str, str] | None:
+        """This attempt's credential headers; ``CredentialError`` (nothing is sent) if a file is unusable.
+
+        Done here rather than in an ``httpx.Auth`` flow, so the error comes from our own code
+        path, before httpx is involved, and each retry picks up a rotated token.
+        """
+        if self._certificate is not None:
+            self._certificate.check()
+        token = self._tokens.current()
+        return None if token is None else {"Authorization": "Bearer " + token.get_secret_value()}
+
     def _redact(self, text: str) -> str:
-        token: SecretStr | None = None
-        with contextlib.suppress(ConfigError):  # an unreadable file has nothing to leak
-            token = self._tokens.current()
+        """Scrub the token we sent from server text, in case a proxy echoes it back."""
+        token = self._tokens.last
         secret = token.get_secret_value() if token is not None else ""
-        return text.replace(secret, "**********") if secret else text
+        return text.replace(secret, "**********") if secret and secret in text else text
 
     def _exchange(self, call: Call[Any]) -> Exchange[Any]:
         return exchange(call, self._policy, hook=self._on_request, redact=self._redact)
 
 
-def _ssl_context(settings: ClientSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not settings.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        context.load_cert_chain(str(settings.certificate))
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"cannot load certificate {settings.certificate}: {reason}") from None
-    return context
-
-
-def _send_kwargs(request: Request) -> dict[str, Any]:
-    return {"method": request.method, "url": request.path, "params": list(request.params)}
+def _send_kwargs(request: Request, headers: dict[str, str] | None) -> dict[str, Any]:
+    return {"method": request.method, "url": request.path, "params": list(request.params), "headers": headers}
 
 
 class Session(_Base):
@@ -184,9 +164,10 @@ class Session(_Base):
                     time.sleep(step.seconds)
                     step = steps.send(None)
                     continue
+                headers = self._headers()
                 started = time.monotonic()
                 try:
-                    reply: httpx.Response | httpx.HTTPError = self._http.request(**_send_kwargs(step))
+                    reply: httpx.Response | httpx.HTTPError = self._http.request(**_send_kwargs(step, headers))
                 except httpx.HTTPError as exc:
                     reply = exc
                 step = steps.send(Reply(reply, time.monotonic() - started))
@@ -304,11 +285,12 @@ class AsyncSession(_Base):
                     await asyncio.sleep(step.seconds)
                     step = steps.send(None)
                     continue
+                headers = self._headers()
                 async with self._slots:
                     started = time.monotonic()
                     try:
                         reply: httpx.Response | httpx.HTTPError = await self._http.request(
-                            **_send_kwargs(step)
+                            **_send_kwargs(step, headers)
                         )
                     except httpx.HTTPError as exc:
                         reply = exc
