@@ -3,7 +3,8 @@
 Every failure the package raises on purpose is a ``ControllerError``::
 
     ControllerError
-    ├── ConfigError                 bad settings or arguments (no server URL, unreadable token file)
+    ├── ConfigError                 bad settings or arguments (no server URL, bad log level)
+    │   └── CredentialError         a token file or certificate that cannot be used (names the file only)
     ├── InvalidRequestError         a request refused client-side, before any I/O (also a ValueError)
     ├── ManifestError               a SessionSet manifest is wrong: carries file, line and field
     ├── LockError                   another controller already owns the state directory
@@ -15,13 +16,14 @@ Every failure the package raises on purpose is a ``ControllerError``::
         │   ├── BadRequestError           400
         │   ├── AuthenticationError       401
         │   ├── PermissionDeniedError     403
-        │   └── NotFoundError             404
+        │   ├── NotFoundError             404
+        │   └── TooManyRequestsError      429 (rate limited: nothing was done; see ``retry_after``)
         └── ServerError             5xx
             └── ServiceUnavailableError   503
 
 ``error_for_status`` is the single place that maps an HTTP status to a class. Nothing here
-ever holds a credential: errors are built from the operation name, the status and the
-server's own text only, never from request headers.
+ever holds a credential: errors are built from the operation name, the status, the server's
+own text and its ``Retry-After`` header only, never from request headers.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ class ControllerError(Exception):
 
 
 class ConfigError(ControllerError):
-    """Settings or command-line arguments that cannot work (missing URL, unreadable token file)."""
+    """Settings or command-line arguments that cannot work (missing URL, bad log level)."""
+
+
+class CredentialError(ConfigError):
+    """A token file or certificate that cannot be used: missing, unreadable, not UTF-8, empty, not PEM.
+
+    Raised by any client call, before anything is sent. The message names the file and what is
+    wrong with it, never its content.
+    """
 
 
 class InvalidRequestError(ControllerError, ValueError):
@@ -84,18 +94,29 @@ class APIError(ControllerError):
 
     ``status`` is the HTTP status (``None`` when no answer came back) and ``server_message``
     the service's own text/plain explanation, which is what a user needs to fix the cause.
+    ``retry_after`` is the server's ``Retry-After`` in seconds (any status; 429 and 503 send
+    it), ``None`` when it sent none: how long the caller should leave the service alone.
     """
 
-    def __init__(self, operation: str, *, status: int | None = None, server_message: str = "") -> None:
+    def __init__(
+        self,
+        operation: str,
+        *,
+        status: int | None = None,
+        server_message: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         self.operation = operation
         self.status = status
         self.server_message = _clean(server_message)
+        self.retry_after = retry_after
         super().__init__(str(self))
 
     def __str__(self) -> str:
         code = f"HTTP {self.status}" if self.status is not None else "no response"
         text = f": {self.server_message}" if self.server_message else ""
-        return f"{self.operation} failed ({code}){text}"
+        wait = f" (retry after {round(self.retry_after, 1):g} s)" if self.retry_after is not None else ""
+        return f"{self.operation} failed ({code}){text}{wait}"
 
     @property
     def retryable(self) -> bool:
@@ -131,6 +152,18 @@ class NotFoundError(ClientError):
     """404: no such session (or it was reaped after its TTL)."""
 
 
+class TooManyRequestsError(ClientError):
+    """429: rate limited. The request was refused before it was carried out, so it made nothing.
+
+    Retryable (the same request may succeed once ``retry_after`` has passed), but the client
+    resends only idempotent requests itself; see ``controller.client.exchange.RetryPolicy``.
+    """
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
 class ServerError(APIError):
     """5xx: the service failed; the request may succeed if repeated."""
 
@@ -163,16 +196,19 @@ _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    429: TooManyRequestsError,
     503: ServiceUnavailableError,
 }
 
 
-def error_for_status(operation: str, status: int, server_message: str = "") -> APIError:
+def error_for_status(
+    operation: str, status: int, server_message: str = "", *, retry_after: float | None = None
+) -> APIError:
     """Build the most specific ``APIError`` for an HTTP error status."""
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else ClientError if status >= 400 else APIError
-    return cls(operation, status=status, server_message=server_message)
+    return cls(operation, status=status, server_message=server_message, retry_after=retry_after)
 
 
 def _clean(text: str) -> str:

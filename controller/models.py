@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -103,6 +104,113 @@ class SessionInfo(BaseModel):
     @property
     def ended(self) -> bool:
         return self.phase in ("Completed", "Failed")
+
+
+class ObservedSession(NamedTuple):
+    """One session as the controller's list path needs it: eight fields, no validation framework.
+
+    The full ``SessionInfo`` costs about ten times more to build; a pass over 10,000 sessions
+    reads only these.
+    """
+
+    id: str
+    name: str
+    phase: Phase  # phase_of(status)
+    kind: str  # wire "type", default "headless"
+    started: float | None  # startTime as epoch seconds (None while unset/unparsable)
+    expires: float | None  # expiryTime as epoch seconds
+    cores: float | None  # requestedCPUCores (present for fixed-resource sessions)
+    ram_bytes: float | None  # requestedRAM (decimal GB string) in bytes
+
+
+def parse_observed(text: str) -> list[ObservedSession]:
+    """The list endpoint's answer as ``ObservedSession`` rows, tolerant of what servers send.
+
+    Placeholders (``"<none>"``, ``""``), missing and extra keys, old status values and numbers
+    sent as strings (or as numbers) are all fine. What is refused, with ``ValueError``, is an
+    answer the controller must not act on at all: a body that is not a JSON array, or a row that
+    is not an object or has no id or name. One bad row fails the whole list, because acting on
+    the rest would treat the bad row's session as missing.
+
+    This runs for every session of every pass, so the common case is inlined and the rarer
+    shapes go to helpers; times are cached per answer, since sessions started in one burst
+    share them.
+    """
+    rows = json.loads(text)
+    if type(rows) is not list:
+        raise ValueError(f"expected a JSON array of sessions, got {type(rows).__name__}")
+    times: dict[Any, float | None] = {None: None}
+    new = tuple.__new__
+    observed: list[ObservedSession] = []
+    append = observed.append
+    for row in rows:
+        if type(row) is not dict:
+            raise ValueError(f"session {len(observed)}: expected an object, got {type(row).__name__}")
+        get = row.get
+        session_id = get("id")
+        name = get("name")
+        if type(session_id) is not str or type(name) is not str or _missing(session_id) or _missing(name):
+            raise ValueError(f"session {len(observed)}: no id or name ({_show(session_id)}, {_show(name)})")
+        status = get("status")
+        kind = get("type")
+        start = get("startTime")
+        expiry = get("expiryTime")
+        cores = get("requestedCPUCores")
+        ram = get("requestedRAM")
+        started = times[start] if start in times else times.setdefault(start, _epoch(start))
+        expires = times[expiry] if expiry in times else times.setdefault(expiry, _epoch(expiry))
+        append(new(ObservedSession, (
+            session_id,
+            name,
+            phase_of(status) if type(status) is str else "Unknown",
+            kind if type(kind) is str and kind and kind != "<none>" else "headless",
+            started,
+            expires,
+            None if cores is None else _number(cores),
+            None if ram is None else _ram_bytes(ram),
+        )))
+    return observed
+
+
+def _missing(text: str) -> bool:
+    """An id or name that is not there. Only these two placeholders: a session may be called ``none``."""
+    return not text or text == "<none>" or text.isspace()
+
+
+def _show(value: Any) -> str:
+    return "missing" if value is None else repr(value[:40]) if type(value) is str else type(value).__name__
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of an ISO-8601 time (``Z`` or an offset; none means UTC), ``None`` if not one."""
+    if type(value) is not str:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:  # "", "<none>" and anything else that is not a time
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _number(value: Any) -> float | None:
+    """A float from a number or a numeric string; ``None`` for placeholders and anything else."""
+    if type(value) is str or type(value) is int or type(value) is float:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _ram_bytes(value: Any) -> float | None:
+    """``requestedRAM`` in bytes: decimal GB without a unit (current servers) or a quantity (``8G``)."""
+    number = _number(value)
+    if number is not None:
+        return float(round(number * 1e9))
+    return parse_quantity(value, bare_unit=1e9) if type(value) is str else None
 
 
 # -- quantities -------------------------------------------------------------------------------
@@ -215,53 +323,3 @@ def parse_events(text: str) -> list[Event]:
         events.append(Event(type=cells[0], reason=cells[1], message=cells[2], first_time=cells[3],
                             last_time=cells[4]))
     return events
-
-
-# -- the controller's lean view of a list answer -------------------------------------------------
-
-
-class ObservedSession(NamedTuple):
-    """One session of a list answer, with only what the controller decides on (cheap to build)."""
-
-    id: str
-    name: str
-    phase: Phase
-    kind: str
-    started: float | None  # startTime, epoch seconds; None while the service has not started it
-    expires: float | None  # expiryTime, epoch seconds
-    cores: float | None  # requestedCPUCores (fixed-resource sessions only)
-    ram_bytes: float | None  # requestedRAM (decimal GB on the wire) in bytes
-
-
-def _epoch(value: Any) -> float | None:
-    if not isinstance(value, str) or not value or value in _PLACEHOLDERS:
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
-def parse_observed(text: str) -> list[ObservedSession]:
-    """Read a list answer into ``ObservedSession`` rows; anything that is not a list of sessions is an error.
-
-    A body that is not a JSON array, or a row without an id or a name, raises ``ValueError``: the
-    controller never acts on an answer it cannot fully read.
-    """
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError(f"expected a JSON array of sessions, got {type(data).__name__}")
-    rows = []
-    for row in data:
-        if not isinstance(row, dict):
-            raise ValueError(f"expected a session object, got {type(row).__name__}")
-        session_id, name = row.get("id"), row.get("name")
-        if not isinstance(session_id, str) or not session_id or not isinstance(name, str) or not name:
-            raise ValueError("a session row has no id or no name")
-        ram = parse_quantity(row.get("requestedRAM"), bare_unit=1e9)
-        rows.append(ObservedSession(
-            session_id, name, phase_of(row.get("status")), str(row.get("type") or "headless"),
-            _epoch(row.get("startTime")), _epoch(row.get("expiryTime")),
-            parse_quantity(row.get("requestedCPUCores")), ram,
-        ))
-    return rows

@@ -183,8 +183,8 @@ def _register_credentials(client_config: Any) -> None:
     if client_config.token is not None:
         register_secret(client_config.token.get_secret_value())
     if client_config.token_file is not None:
-        with contextlib.suppress(OSError):  # the client reports an unreadable token file itself
-            register_secret(client_config.token_file.read_text().strip())
+        with contextlib.suppress(OSError, ValueError):  # the client reports an unusable token file itself
+            register_secret(client_config.token_file.read_text(encoding="utf-8").strip())
 
 
 async def _run(args: argparse.Namespace, settings: ControllerSettings, client_config: Any) -> int:

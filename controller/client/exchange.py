@@ -10,6 +10,7 @@ a typed result or a ``controller.errors`` exception (HTTP status to class via
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ log = logging.getLogger("controller.client")
 
 T = TypeVar("T")
 
-#: Longest wait between retries, whatever the backoff or a Retry-After header asks for.
+#: Longest wait between retries. A server asking (``Retry-After``) for a longer pause than this is
+#: not retried at all: the error, carrying ``retry_after``, goes to the caller, which can schedule
+#: the retry (the controller pauses creates for that long) instead of blocking a call for minutes.
 MAX_DELAY = 30.0
 
 
@@ -83,27 +86,33 @@ RequestHook = Callable[[str, int | None, float], None]
 class RetryPolicy:
     """When and after how long a failed attempt is repeated.
 
-    Only idempotent requests are resent after an answer-less failure or a 5xx: a create may have
-    reached the server and made a session, so resending it could make two. The one exception
-    is a failure to connect at all, which proves the request never left.
+    Idempotent requests are resent after an answer-less failure, a 5xx or a 429, waiting at least
+    what the server's ``Retry-After`` asks for; a wait longer than ``MAX_DELAY`` is not retried.
+
+    A create is resent only after a failure to connect at all, which proves the request never
+    left: after a timeout or a 5xx it may have reached the server and made a session, so
+    resending could make two. A 429 also proves nothing was made, yet a create is not resent
+    after one either: the caller decides when creating resumes (the controller pauses every
+    create for ``retry_after``), rather than each of many concurrent creates sleeping and
+    retrying on its own and hitting the limit again together.
     """
 
     retries: int = 3
     backoff: float = 0.5
     jitter: Callable[[], float] = field(default=random.random, repr=False)
 
-    def delay(
-        self, request: Request, error: APIError, attempt: int, retry_after: float | None
-    ) -> float | None:
+    def delay(self, request: Request, error: APIError, attempt: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up with ``error``."""
         if attempt >= self.retries or not error.retryable:
             return None
         if not request.idempotent and not _never_sent(error):
             return None
+        if error.retry_after is not None and error.retry_after > MAX_DELAY:
+            return None
         # Exponential backoff with "equal jitter": between half and all of the full step.
         seconds = self.backoff * (2**attempt) * (0.5 + 0.5 * self.jitter())
-        if retry_after is not None:
-            seconds = max(seconds, retry_after)
+        if error.retry_after is not None:
+            seconds = max(seconds, error.retry_after)
         return min(seconds, MAX_DELAY)
 
 
@@ -130,8 +139,7 @@ def exchange(
         try:
             return interpret(call, reply, redact=redact)
         except APIError as error:
-            retry_after = _retry_after(reply) if isinstance(reply, httpx.Response) else None
-            seconds = policy.delay(call.request, error, attempt, retry_after)
+            seconds = policy.delay(call.request, error, attempt)
             if seconds is None:
                 raise
             log.warning("%s; retry %d of %d in %.2fs", error, attempt + 1, policy.retries, seconds)
@@ -159,7 +167,8 @@ def interpret(
     if not isinstance(reply, httpx.Response):
         raise transport_error(operation, reply)
     if not 200 <= reply.status_code < 300:
-        raise error_for_status(operation, reply.status_code, redact(reply.text))
+        raise error_for_status(operation, reply.status_code, redact(reply.text),
+                               retry_after=retry_after(reply.headers.get("Retry-After")))
     try:
         return call.parse(reply.text)
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
@@ -175,16 +184,20 @@ def transport_error(operation: str, exc: BaseException | None) -> TransportError
     return error
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """Seconds a ``Retry-After`` header asks for: delay-seconds or an HTTP date; ``None`` if absent or bad."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    if when.tzinfo is None:  # RFC 850 / asctime forms carry no zone: they are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now()).total_seconds())

@@ -25,7 +25,15 @@ from urllib.parse import quote
 
 from controller.client.exchange import Call, Request
 from controller.errors import APIError, BatchError, InvalidRequestError
-from controller.models import Event, ObservedSession, PlatformStats, SessionInfo, parse_events, parse_observed, phase_of
+from controller.models import (
+    Event,
+    ObservedSession,
+    PlatformStats,
+    SessionInfo,
+    parse_events,
+    parse_observed,
+    phase_of,
+)
 from controller.names import MAX_REPLICAS, session_name_problem
 from controller.spec import SessionKind
 
@@ -152,9 +160,14 @@ def fetch(
 
 
 def observe(kind: str | None = None) -> Plan[list[ObservedSession]]:
-    """The caller's sessions with only the fields a controller decides on (fast to parse)."""
+    """The caller's sessions as the controller reads them: only the fields of ``ObservedSession``.
+
+    About three times cheaper than ``fetch`` for a long list. An answer that is not an array of
+    sessions with ids and names raises ``APIError`` (status 200, "unexpected response"): the
+    whole list counts as failed, so nothing is acted on.
+    """
     params = (("type", kind),) if kind else ()
-    return (yield from _single(Call(Request("fetch", "GET", "session", params), parse_observed)))
+    return (yield from _single(Call(Request("list", "GET", "session", params), parse_observed)))
 
 
 def stats() -> Plan[PlatformStats]:

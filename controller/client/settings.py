@@ -7,8 +7,6 @@ log line or error can show them: the token is a ``SecretStr`` and the token file
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -111,52 +109,3 @@ def _redact_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
-@dataclass(frozen=True, slots=True)
-class _Stamp:
-    inode: int
-    mtime_ns: int
-    size: int
-
-
-class TokenSource:
-    """The current bearer token: a fixed one, or a file re-read when its inode, mtime or size changes.
-
-    Re-reading on change (not on a timer) means a rotated token works on the very next request
-    while an unchanged file costs one ``stat`` per request.
-    """
-
-    def __init__(self, *, token: SecretStr | None = None, path: Path | None = None) -> None:
-        self._token = token
-        self._path = path
-        self._stamp: _Stamp | None = None
-        self._cached: SecretStr | None = None
-
-    def __repr__(self) -> str:
-        source = "token" if self._token is not None else f"file {self._path}" if self._path else "none"
-        return f"TokenSource({source})"
-
-    @property
-    def configured(self) -> bool:
-        return self._token is not None or self._path is not None
-
-    def current(self) -> SecretStr | None:
-        """The token to send now, or ``None`` when no token is configured."""
-        if self._token is not None or self._path is None:
-            return self._token
-        try:
-            info = os.stat(self._path)
-        except OSError as exc:
-            raise ConfigError(f"cannot read token file {self._path}: {exc.strerror or exc}") from None
-        stamp = _Stamp(info.st_ino, info.st_mtime_ns, info.st_size)
-        if stamp != self._stamp or self._cached is None:
-            try:
-                text = self._path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ConfigError(f"cannot read token file {self._path}: {reason or exc}") from None
-            if not text:
-                raise ConfigError(f"token file {self._path} is empty")
-            self._cached, self._stamp = SecretStr(text), stamp
-        return self._cached

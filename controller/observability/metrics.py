@@ -39,6 +39,7 @@ from controller.errors import (
     PermissionDeniedError,
     ServerError,
     ServiceUnavailableError,
+    TooManyRequestsError,
     TransportError,
 )
 from controller.models import Phase, PlatformStats
@@ -64,8 +65,8 @@ RECONCILE_RESULTS: Final = ("success", "partial", "error")
 DESTROY_REASONS: Final[tuple[str, ...]] = get_args(DestroyReason)
 #: Labels ``failure_reason`` gives to create failures; each starts at 0 for every set.
 CREATE_FAILURE_REASONS: Final = (
-    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServerError", "ServiceUnavailable",
-    "TooManyRequests", "Transport", "Unknown",
+    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "ServerError",
+    "ServiceUnavailable", "Transport", "Unknown",
 )
 #: The ``code`` label of an API attempt that got no HTTP answer (refused, dropped, timed out).
 TRANSPORT_CODE: Final = "transport"
@@ -81,6 +82,7 @@ _REASON_BY_ERROR: tuple[tuple[type[APIError], str], ...] = (
     (AuthenticationError, "Unauthorized"),
     (PermissionDeniedError, "Forbidden"),
     (NotFoundError, "NotFound"),
+    (TooManyRequestsError, "TooManyRequests"),
     (ServiceUnavailableError, "ServiceUnavailable"),
     (ServerError, "ServerError"),
     (TransportError, "Transport"),

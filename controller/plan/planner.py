@@ -11,10 +11,11 @@ Rules, in the order they protect users:
    controller did not destroy and that cannot have been reaped (only ended sessions are reaped,
    after an hour) may be missing from a new answer: its slot is not refilled until the next list
    confirms it is gone, by leaving out exactly the same sessions and nothing else. Any other
-   answer missing sessions is *lossy* and confirms nothing: every slot it is missing stays held. An answer with no owned session at
-   all, while the last one had live ones, makes the whole pass suspect: nothing is created or
-   destroyed, and nothing is learnt from it. Such answers are believed only once they have
-   persisted for ``empty_list_window`` (1 min): an account really emptied by hand is refilled then.
+   answer missing sessions is *lossy* and confirms nothing: every slot it is missing stays held.
+   An answer with no owned session at all, while the last one had live ones, makes the whole pass
+   suspect: nothing is created or destroyed, and nothing is learnt from it. Such answers are
+   believed only once they have persisted for ``empty_list_window`` (1 min): an account really
+   emptied by hand is refilled then.
    (Two answers in a row that leave out exactly the same sessions and nothing else look like a
    real deletion; if such a session comes back, rule 6 removes the extra one.)
 4. Orphans (owned sessions of sets that no longer exist) are destroyed only when every manifest

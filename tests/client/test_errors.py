@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from controller.errors import (
     AuthenticationError,
     BadRequestError,
     BatchError,
+    ClientError,
     InvalidRequestError,
     ServerError,
     ServiceUnavailableError,
+    TooManyRequestsError,
     TransportError,
 )
 from tests.client.conftest import IMAGE, NOTEBOOK_IMAGE, TOKEN
@@ -165,11 +168,78 @@ def test_retry_after_is_honoured(make_client: Any, sim: Any) -> None:
 
 
 def test_a_503_that_persists_is_service_unavailable(make_client: Any, sim: Any) -> None:
-    """With retries off, a 503 surfaces as ServiceUnavailableError with the server's text."""
+    """With retries off, a 503 surfaces as ServiceUnavailableError with the server's text and Retry-After."""
     client = make_client(retries=0)
     sim.inject_fault(method="GET", path="/session", status=503, count=1)
-    with pytest.raises(ServiceUnavailableError, match="temporarily unavailable"):
+    with pytest.raises(ServiceUnavailableError, match="temporarily unavailable") as caught:
         client.stats()
+    assert caught.value.retry_after == 1.0
+    assert str(caught.value).endswith("(retry after 1 s)")
+
+
+class RateLimiter:
+    """A gateway in front of the service (an httpx transport handler): 429 for the first ``limited`` requests."""
+
+    def __init__(self, retry_after: str | None, limited: int = 1) -> None:
+        self.retry_after = retry_after
+        self.limited = limited
+        self.requests: list[tuple[str, float]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, time.monotonic()))
+        if len(self.requests) <= self.limited:
+            headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+            return httpx.Response(429, text="Too Many Requests", headers=headers)
+        if request.method == "POST":
+            return httpx.Response(200, text="abcdefgh\n")
+        return httpx.Response(200, json=[])
+
+    def client(self, make_client: Any, **options: Any) -> Any:
+        return make_client(url="http://gateway.test/skaha/v1", transport=httpx.MockTransport(self), **options)
+
+
+def test_a_read_answered_429_is_retried_after_retry_after(make_client: Any) -> None:
+    """A rate-limited list waits what Retry-After asks (longer than the backoff), then succeeds."""
+    gateway = RateLimiter(retry_after="0.3")
+    assert gateway.client(make_client).fetch() == []
+    [(_, first), (_, second)] = gateway.requests
+    assert second - first >= 0.29
+
+
+def test_a_429_that_persists_is_too_many_requests_with_retry_after(make_client: Any) -> None:
+    """After the retries, a 429 surfaces as TooManyRequestsError, a ClientError, carrying Retry-After."""
+    gateway = RateLimiter(retry_after="0", limited=10)
+    with pytest.raises(TooManyRequestsError) as caught:
+        gateway.client(make_client, retries=2).fetch()
+    assert isinstance(caught.value, ClientError)
+    assert (caught.value.status, caught.value.retry_after) == (429, 0.0)
+    assert len(gateway.requests) == 3
+
+
+def test_a_retry_after_beyond_the_cap_goes_to_the_caller_at_once(make_client: Any) -> None:
+    """A server asking for two minutes is not waited out inside the call: the error carries the 120 s."""
+    gateway = RateLimiter(retry_after="120")
+    with pytest.raises(TooManyRequestsError) as caught:
+        gateway.client(make_client).fetch()
+    assert caught.value.retry_after == 120.0
+    assert "retry after 120 s" in str(caught.value)
+    assert len(gateway.requests) == 1
+
+
+def test_a_create_answered_429_is_not_resent(make_client: Any) -> None:
+    """A rate-limited create made nothing, and it is left to the caller when to create again."""
+    gateway = RateLimiter(retry_after="5")
+    with pytest.raises(TooManyRequestsError) as caught:
+        gateway.client(make_client).create("job", IMAGE)
+    assert caught.value.retry_after == 5.0
+    assert gateway.requests[0][0] == "POST" and len(gateway.requests) == 1
+
+
+def test_a_429_without_retry_after_backs_off_as_usual(make_client: Any) -> None:
+    """No Retry-After: the error's retry_after is None and reads retry with the ordinary backoff."""
+    gateway = RateLimiter(retry_after=None)
+    assert gateway.client(make_client).fetch() == []
+    assert len(gateway.requests) == 2
 
 
 def test_create_is_not_retried_on_5xx(client: Any, sim: Any) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
 from controller.client import exchange as ex
 from controller.client import operations as ops
-from controller.errors import BadRequestError, InvalidRequestError, ServerError, TransportError
+from controller.errors import (
+    BadRequestError,
+    InvalidRequestError,
+    ServerError,
+    TooManyRequestsError,
+    TransportError,
+)
 
 
 def _transport_error(cause: Exception) -> TransportError:
@@ -60,7 +68,7 @@ def test_gpu_zero_means_no_gpu() -> None:
 def test_only_safe_failures_are_retried(error: Exception, request_: ex.Request, delay: float | None) -> None:
     """5xx and transport errors retry for idempotent requests; a create only if it never connected."""
     policy = ex.RetryPolicy(retries=3, backoff=1.0, jitter=lambda: 1.0)
-    assert policy.delay(request_, error, 0, None) == delay
+    assert policy.delay(request_, error, 0) == delay
 
 
 def test_backoff_doubles_with_jitter_and_stops_after_the_retries() -> None:
@@ -68,16 +76,48 @@ def test_backoff_doubles_with_jitter_and_stops_after_the_retries() -> None:
     error = ServerError("fetch", status=500)
     full = ex.RetryPolicy(retries=3, backoff=0.5, jitter=lambda: 1.0)
     half = ex.RetryPolicy(retries=3, backoff=0.5, jitter=lambda: 0.0)
-    assert [full.delay(READ, error, attempt, None) for attempt in range(4)] == [0.5, 1.0, 2.0, None]
-    assert [half.delay(READ, error, attempt, None) for attempt in range(3)] == [0.25, 0.5, 1.0]
+    assert [full.delay(READ, error, attempt) for attempt in range(4)] == [0.5, 1.0, 2.0, None]
+    assert [half.delay(READ, error, attempt) for attempt in range(3)] == [0.25, 0.5, 1.0]
 
 
-def test_retry_after_raises_the_delay_up_to_the_cap() -> None:
-    """A longer Retry-After wins over the backoff, but never beyond MAX_DELAY."""
+def test_retry_after_raises_the_delay_and_a_longer_one_is_left_to_the_caller() -> None:
+    """A Retry-After up to MAX_DELAY wins over the backoff; a longer one is not waited out here."""
     policy = ex.RetryPolicy(retries=3, backoff=0.5, jitter=lambda: 1.0)
-    error = ServerError("stats", status=503)
-    assert policy.delay(READ, error, 0, 2.0) == 2.0
-    assert policy.delay(READ, error, 0, 3600.0) == ex.MAX_DELAY
+    assert policy.delay(READ, ServerError("stats", status=503, retry_after=2.0), 0) == 2.0
+    assert policy.delay(READ, ServerError("stats", status=503, retry_after=ex.MAX_DELAY), 0) == ex.MAX_DELAY
+    assert policy.delay(READ, ServerError("stats", status=503, retry_after=3600.0), 0) is None
+
+
+@pytest.mark.parametrize(
+    ("request_", "delay"),
+    [(READ, 5.0), (ex.Request("destroy", "DELETE", "session/x"), 5.0), (CREATE, None)],
+)
+def test_429_is_retried_for_idempotent_requests_only(request_: ex.Request, delay: float | None) -> None:
+    """A 429 made nothing, yet only reads, deletes and renews are resent; creates go back to the caller."""
+    policy = ex.RetryPolicy(retries=3, backoff=0.5, jitter=lambda: 1.0)
+    assert policy.delay(request_, TooManyRequestsError("x", status=429, retry_after=5.0), 0) == delay
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("-3", 0.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # HTTP date, 30 s after "now" below
+        ("Wednesday, 21-Oct-15 07:28:30 GMT", 30.0),  # the obsolete RFC 850 form
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("inf", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float | None) -> None:
+    """Retry-After is delay-seconds or an HTTP date; anything else counts as absent."""
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert ex.retry_after(header, now=lambda: now) == seconds
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import webbrowser
 from typing import Any
 
+import httpx
 import pytest
 
-from controller.errors import BadRequestError, BatchError, NotFoundError
-from controller.models import Event, PlatformStats, SessionInfo
+from controller.errors import APIError, BadRequestError, BatchError, NotFoundError
+from controller.models import Event, ObservedSession, PlatformStats, SessionInfo
 from controller.simulator import ManualClock as Clock
 from tests.client.conftest import IMAGE, NOTEBOOK_IMAGE
 
@@ -104,6 +105,55 @@ def test_fetch_passes_the_view(client: Any, sim: Any) -> None:
     sessions = client.fetch(view="all")
     assert sim.requests[-1].param("view") == "all"
     assert len(sessions) == 1 and sessions[0].kind == "headless"
+
+
+def test_observe_reads_the_fields_the_controller_needs(client: Any, clock: Clock) -> None:
+    """observe returns one lean row per session, agreeing with fetch's full models."""
+    client.create("fixed", IMAGE, cores=2, ram=8)
+    client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
+    client.create("done", IMAGE, cmd="true")
+    clock.advance(60)
+    full = {session.id: session for session in client.fetch()}
+    observed = client.observe()
+    assert sorted(row.id for row in observed) == sorted(full)
+    for row in observed:
+        session = full[row.id]
+        assert isinstance(row, ObservedSession)
+        assert (row.name, row.phase, row.kind) == (session.name, session.phase, session.kind)
+        assert row.started == session.start_time.timestamp()
+        assert row.expires == session.expiry_time.timestamp()
+    by_name = {row.name: row for row in observed}
+    assert (by_name["fixed"].cores, by_name["fixed"].ram_bytes) == (2.0, 8.59e9)  # 8 Gi in decimal GB
+    assert (by_name["nb"].cores, by_name["done"].phase) == (None, "Completed")
+
+
+def test_observe_filters_by_kind_on_the_wire(client: Any, sim: Any) -> None:
+    """observe(kind) sends type=kind and nothing else."""
+    client.create("a", IMAGE)
+    [notebook] = client.create("b", NOTEBOOK_IMAGE, kind="notebook")
+    assert [row.id for row in client.observe("notebook")] == [notebook]
+    assert dict(sim.requests[-1].params) == {"type": ("notebook",)}
+
+
+@pytest.mark.parametrize(
+    "body", ['{"error": "not a list"}', '[{"id": "abcdefgh"}]', '[{"id": "abcdefgh", "name": "a"}, "x"]'],
+)
+def test_observe_refuses_an_answer_it_cannot_trust(make_client: Any, body: str) -> None:
+    """A 200 that is not an array of sessions with ids and names fails the whole list as an APIError."""
+    gateway = httpx.MockTransport(lambda request: httpx.Response(200, text=body))
+    client = make_client(url="http://gateway.test/skaha/v1", transport=gateway)
+    with pytest.raises(APIError, match=r"list failed \(HTTP 200\): unexpected response") as caught:
+        client.observe()
+    assert caught.value.status == 200
+
+
+def test_observe_retries_like_a_read(client: Any, sim: Any) -> None:
+    """A 5xx on the list is retried, and the answer after it is returned."""
+    client.create("a", IMAGE)
+    sim.inject_fault(method="GET", path="/session", status=503, count=1)
+    sim.requests.clear()
+    assert [row.name for row in client.observe()] == ["a"]
+    assert [request.status for request in sim.requests] == [503, 200]
 
 
 def test_stats_returns_platform_stats(client: Any, sim: Any) -> None:

@@ -16,6 +16,7 @@ from controller.errors import (
     PermissionDeniedError,
     ServerError,
     ServiceUnavailableError,
+    TooManyRequestsError,
     TransportError,
 )
 from controller.models import PlatformStats
@@ -301,6 +302,7 @@ def test_manifest_errors_are_replaced(metrics: ControllerMetrics, registry: Coll
         (AuthenticationError("create", status=401), "Unauthorized"),
         (PermissionDeniedError("create", status=403), "Forbidden"),
         (NotFoundError("create", status=404), "NotFound"),
+        (TooManyRequestsError("create", status=429), "TooManyRequests"),
         (ServerError("create", status=500), "ServerError"),
         (ServiceUnavailableError("create", status=503), "ServiceUnavailable"),
         (TransportError("create"), "Transport"),

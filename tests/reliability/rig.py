@@ -13,8 +13,8 @@ against: what the controller is told may be a lie (faults), what exists may not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,10 +144,8 @@ class Rig:
                 return False
             saved = {path: path.read_bytes() if path.exists() else None for path in (snapshot, journal)}
             task.cancel()
-            try:
+            with contextlib.suppress(BaseException):
                 await task
-            except BaseException:  # noqa: S110 - the process is dead; nothing it says matters
-                pass
             for path, content in saved.items():
                 if content is None:
                     path.unlink(missing_ok=True)

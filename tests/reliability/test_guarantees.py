@@ -6,6 +6,7 @@ failure says which promise broke.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -169,7 +170,7 @@ def test_a_refused_create_backs_off_while_other_sets_carry_on(rig: Rig) -> None:
         rig.clock.advance(1)
     assert rig.live_by_slot("good").total() == 2
     attempts = [r.at for r in rig.requests("POST") if (r.param("name") or "").startswith("cc-bad-")]
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) == 4  # at 0, ~5, ~15, ~35 s: not one per pass
     for gap, base in zip(gaps, (5, 10, 20), strict=True):
         assert base * 0.9 <= gap <= base * 1.1 + 1

@@ -8,16 +8,12 @@ from controller.models import ObservedSession, phase_of
 from controller.plan import (
     EXPECTATION_TTL,
     RESTART_RESET_AFTER,
-    UNCERTAIN_WINDOW,
     Create,
-    CreateBackoff,
     ExpectedCreate,
     Memory,
     PlanOptions,
-    SeenSession,
     plan,
     restart_delay,
-    spec_key,
 )
 from controller.spec import DesiredState, SessionSet
 

@@ -1,0 +1,116 @@
+"""``parse_observed``: the controller's lean reading of the list answer, tolerant but never of garbage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from controller.models import ObservedSession, parse_observed
+
+#: A row as skaha HEAD sends it (session numbers are strings, nulls omitted).
+HEAD_ROW = {
+    "id": "k3x9q2ab", "userid": "jdoe", "runAsUID": "20001", "runAsGID": "20001", "supplementalGroups": [34241],
+    "image": "images.canfar.net/skaha/astroml:latest", "type": "headless", "status": "Running", "name": "sweep-3",
+    "startTime": "2026-01-05T21:48:29Z", "expiryTime": "2026-01-19T21:48:29Z", "connectURL": "",
+    "requestedRAM": "8.59", "requestedCPUCores": "2", "requestedGPUCores": "0", "ramInUse": "1.61",
+    "cpuCoresInUse": "0.233", "isFixedResources": True,
+}
+STARTED = 1767649709.0  # 2026-01-05T21:48:29Z
+
+
+def _one(**row: Any) -> ObservedSession:
+    [session] = parse_observed(json.dumps([row]))
+    return session
+
+
+def test_a_current_row_gives_the_eight_fields() -> None:
+    """Every field the controller needs comes out in base units; the rest is ignored."""
+    assert parse_observed(json.dumps([HEAD_ROW])) == [ObservedSession(
+        id="k3x9q2ab", name="sweep-3", phase="Running", kind="headless", started=STARTED,
+        expires=STARTED + 14 * 86400, cores=2.0, ram_bytes=8.59e9,
+    )]
+
+
+def test_a_pending_flexible_row_has_no_times_and_no_resources() -> None:
+    """Missing startTime, expiryTime and requested resources are None; a missing type is headless."""
+    assert _one(id="a1", name="n", status="Pending") == ObservedSession("a1", "n", "Pending", "headless",
+                                                                        None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "value"),
+    [
+        ({"status": "Succeeded"}, "phase", "Completed"),  # servers before 1.0.4
+        ({"status": "Failed (DeadlineExceeded)"}, "phase", "Failed"),  # servers 1.0.0-1.0.3
+        ({"status": "Something new"}, "phase", "Unknown"),
+        ({"status": 3}, "phase", "Unknown"),
+        ({"type": "notebook"}, "kind", "notebook"),
+        ({"type": "<none>"}, "kind", "headless"),
+        ({"type": ""}, "kind", "headless"),
+        ({"startTime": "<none>"}, "started", None),
+        ({"startTime": ""}, "started", None),
+        ({"startTime": "yesterday"}, "started", None),
+        ({"startTime": 12}, "started", None),
+        ({"startTime": "2026-01-05T21:48:29"}, "started", STARTED),  # no zone: UTC
+        ({"startTime": "2026-01-05T22:48:29+01:00"}, "started", STARTED),
+        ({"expiryTime": "<none>"}, "expires", None),
+        ({"requestedCPUCores": "0.500"}, "cores", 0.5),
+        ({"requestedCPUCores": 4}, "cores", 4.0),  # a number, not a string
+        ({"requestedCPUCores": "<none>"}, "cores", None),
+        ({"requestedCPUCores": ""}, "cores", None),
+        ({"requestedCPUCores": "NaN"}, "cores", None),
+        ({"requestedCPUCores": True}, "cores", None),
+        ({"requestedRAM": "2"}, "ram_bytes", 2e9),
+        ({"requestedRAM": "16G"}, "ram_bytes", 16e9),  # v0 servers
+        ({"requestedRAM": "32Gi"}, "ram_bytes", 32 * 2**30),
+        ({"requestedRAM": "<none>"}, "ram_bytes", None),
+        ({"requestedRAM": [1]}, "ram_bytes", None),
+        ({"somethingNew": {"x": 1}}, "name", "n"),  # extra keys are ignored
+    ],
+)
+def test_loose_fields_are_tolerated(row: dict[str, Any], field: str, value: Any) -> None:
+    """Placeholders, old statuses, numbers of either type and unknown keys never fail the list."""
+    assert getattr(_one(id="a1", name="n", **row), field) == value
+
+
+def test_a_session_called_none_is_a_name_not_a_placeholder() -> None:
+    """Only "" and "<none>" mean "missing" for ids and names: a session may be named none or null."""
+    assert [s.name for s in parse_observed('[{"id": "a1", "name": "none"}, {"id": "null", "name": "x"}]')] == [
+        "none", "x"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"sessions": []}',  # an object, not an array
+        '"[]"',
+        "null",
+        "<html>login</html>",  # not JSON at all
+        '[{"id": "a1", "name": "n"}, 7]',  # a row that is not an object
+        '[{"id": "a1", "name": "n"}, ["b1", "m"]]',
+        '[{"name": "n"}]',  # no id
+        '[{"id": "a1"}]',  # no name
+        '[{"id": "", "name": "n"}]',
+        '[{"id": "<none>", "name": "n"}]',
+        '[{"id": "a1", "name": "  "}]',
+        '[{"id": 17, "name": "n"}]',
+        '[{"id": "a1", "name": null}]',
+    ],
+)
+def test_garbage_fails_the_whole_list(body: str) -> None:
+    """A body that is not an array of sessions with ids and names is a ValueError: nothing is acted on."""
+    with pytest.raises(ValueError):
+        parse_observed(body)
+
+
+def test_the_error_says_which_row_is_wrong() -> None:
+    """The message names the row's position and what it lacks, so the bad answer can be found."""
+    with pytest.raises(ValueError, match=r"session 1: no id or name \('b1', missing\)"):
+        parse_observed('[{"id": "a1", "name": "n"}, {"id": "b1"}]')
+
+
+def test_an_empty_list_is_an_empty_list() -> None:
+    """[] is a valid answer (no sessions); whether to trust it is the controller's decision."""
+    assert parse_observed("[]") == []
