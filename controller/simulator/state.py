@@ -11,7 +11,9 @@ Life of a session (times in simulated seconds)::
     queued (Pending, no startTime)  --room-->  admitted (Pending: image pull, ``pending_seconds``)
     --> Running --> Completed | Failed (command outcome, or the deadline passed)
     --> reaped after the TTL (404, gone from lists)
-    DELETE: admitted -> Terminating for ``terminating_seconds`` -> gone; queued or ended -> gone at once.
+    DELETE: gone from lists and GET at once (the Job is deleted with Background propagation);
+    an admitted session's pod still stops for ``terminating_seconds``, holding its cores and RAM,
+    with its logs and events readable; queued or ended sessions leave nothing behind.
 
 Queued sessions are like Kueue-suspended Jobs: no ``startTime`` yet and the deadline starts at
 admission. Admission is best-effort FIFO: a big session at the head does not block small ones.
@@ -94,6 +96,11 @@ class SessionRecord:
         if running_at is None or now < running_at:
             return "Pending"
         return "Running"
+
+    @property
+    def listed(self) -> bool:
+        """Whether the Job still exists: list, GET and renew see it (not after DELETE)."""
+        return self.deleted is None
 
     def is_active(self, now: float) -> bool:
         """Whether the Job has a live pod (``.status.active == 1``): what renew requires."""

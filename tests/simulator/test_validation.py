@@ -22,7 +22,7 @@ def _auth(value: str) -> dict[str, str]:
     ("params", "message"),
     [
         ({"name": "job"}, "Missing parameter 'image'"),
-        ({"name": "job", "image": ""}, "Missing parameter 'image'"),
+        ({"name": "job", "image": ""}, "image is required"),
         ({"name": "job", "image": "docker.io/library/ubuntu:22.04"},
          "session image 'docker.io/library/ubuntu:22.04' must come from one of [images.canfar.net]"),
         ({"name": "job", "image": IMAGE, "type": "vm"}, "Invalid session type: vm"),
@@ -103,11 +103,10 @@ def test_headless_sessions_are_not_capped(http: httpx.Client) -> None:
     assert http.post("/session", params={"name": "h", "image": IMAGE}).status_code == 200
 
 
-def test_terminating_sessions_do_not_count_against_the_cap(http: httpx.Client) -> None:
-    """Only Pending/Running sessions count: right after deleting one, another interactive session fits."""
+def test_deleted_sessions_do_not_count_against_the_cap(http: httpx.Client) -> None:
+    """Only listed Pending/Running sessions count: right after deleting one, another interactive session fits."""
     ids = [create(http, name=f"nb-{index}", type="notebook") for index in range(5)]
     http.delete(f"/session/{ids[0]}")
-    assert http.get(f"/session/{ids[0]}").json()["status"] == "Terminating"
     response = http.post("/session", params={"name": "nb-6", "image": IMAGE, "type": "notebook"})
     assert response.status_code == 200
 
