@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from controller.simulator import ManualClock
 from tests.simulator.support import IMAGE, create, status_of
@@ -252,3 +253,24 @@ def test_repository_lists_harbor_hosts(http: httpx.Client) -> None:
 def test_status_helper_sees_pending_first(http: httpx.Client) -> None:
     """A new session is Pending."""
     assert status_of(http, create(http)) == "Pending"
+
+
+@pytest.mark.parametrize("view", ["interactive", "Interactive", "INTERACTIVE"])
+def test_view_interactive_ignores_case(http: httpx.Client, view: str) -> None:
+    """GetAction compares ``interactive`` with equalsIgnoreCase."""
+    create(http, name="h")
+    notebook = create(http, name="n", type="notebook")
+    assert [row["id"] for row in http.get("/session", params={"view": view}).json()] == [notebook]
+
+
+def test_other_views_are_case_sensitive(http: httpx.Client) -> None:
+    """``stats`` and ``all`` are compared with equals: ``view=Stats`` is a plain session list."""
+    session_id = create(http)
+    assert [row["id"] for row in http.get("/session", params={"view": "Stats"}).json()] == [session_id]
+    assert "id" in http.get("/session", params={"view": "ALL"}).json()[0]
+
+
+def test_any_second_path_segment_is_a_desktop_app_request(http: httpx.Client) -> None:
+    """The server only counts segments: ``/session/{id}/anything`` lists desktop apps like ``/app``."""
+    session_id = create(http)
+    assert http.get(f"/session/{session_id}/whatever").json() == []
