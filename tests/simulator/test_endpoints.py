@@ -274,3 +274,13 @@ def test_any_second_path_segment_is_a_desktop_app_request(http: httpx.Client) ->
     """The server only counts segments: ``/session/{id}/anything`` lists desktop apps like ``/app``."""
     session_id = create(http)
     assert http.get(f"/session/{session_id}/whatever").json() == []
+
+
+def test_default_catalogue_has_the_platform_images_for_every_kind(http: httpx.Client) -> None:
+    """The public images are the platform's documented ones, with at least one per creatable kind."""
+    notebooks = {image["id"] for image in http.get("/image", params={"type": "notebook"}).json()}
+    assert "images.canfar.net/skaha/base-notebook:latest" in notebooks
+    headless = {image["id"] for image in http.get("/image", params={"type": "headless"}).json()}
+    assert "images.canfar.net/skaha/terminal:1.1.2" in headless
+    for kind in ("notebook", "desktop", "carta", "contributed", "firefly", "headless", "desktop-app"):
+        assert http.get("/image", params={"type": kind}).json(), kind

@@ -304,3 +304,47 @@ def test_cmd_with_a_space_fails_to_start(http: httpx.Client, sim_clock: ManualCl
     assert status_of(http, session_id) == "Failed"
     events = http.get(f"/session/{session_id}", params={"view": "events"}).text
     assert 'exec: "sleep 5": executable file not found' in events
+
+
+def test_stats_match_what_the_scheduler_does(small: tuple[Simulator, httpx.Client],
+                                             sim_clock: ManualClock) -> None:
+    """Flexible sessions count with /context's defaultRequest; the room left decides who is Pending.
+
+    On a 4-core, 16 GB cluster three flexible sessions (1 core, 4 GiB each) are admitted and a
+    fourth waits for RAM; stats report exactly the three, and never a per-session maximum above
+    the cluster.
+    """
+    _, http = small
+    context = http.get("/context").json()
+    flexible = [create(http, name=f"f{index}") for index in range(4)]
+    stats = http.get("/session", params={"view": "stats"}).json()
+    assert stats["cores"]["requestedCPUCores"] == 3 * context["cores"]["defaultRequest"]
+    assert stats["ram"]["requestedRAM"] == "12.88G"  # 3 x 4 GiB in decimal GB
+    assert stats["cores"]["maxCPUCores"]["cpuCores"] <= stats["cores"]["cpuCoresAvailable"]
+    sim_clock.advance(3)
+    assert [status_of(http, session_id) for session_id in flexible] == ["Running"] * 3 + ["Pending"]
+
+
+def test_a_deleted_session_holds_its_share_until_its_pod_is_gone(small: tuple[Simulator, httpx.Client],
+                                                                 sim_clock: ManualClock) -> None:
+    """Stats keep counting a deleted session while its pod stops, as the scheduler does."""
+    _, http = small
+    session_id = create(http, cores="2", ram="4")
+    sim_clock.advance(3)
+    http.delete(f"/session/{session_id}")
+    assert http.get("/session", params={"view": "stats"}).json()["cores"]["requestedCPUCores"] == 2.0
+    sim_clock.advance(5)
+    assert http.get("/session", params={"view": "stats"}).json()["cores"]["requestedCPUCores"] == 0.0
+
+
+def test_interactive_sessions_fail_at_expiry_unless_renewed(sim_clock: ManualClock, sim_token: str) -> None:
+    """With a short session_expiry an unrenewed notebook fails at it; a renewed one keeps running."""
+    simulator = Simulator(SimulatorConfig(token=sim_token, session_expiry=100), clock=sim_clock)
+    with SimulatorServer(simulator) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {sim_token}"}) as http:
+        kept, dropped = create(http, name="kept", type="notebook"), create(http, name="dropped", type="notebook")
+        sim_clock.advance(60)
+        assert http.post(f"/session/{kept}", params={"action": "renew"}).status_code == 200
+        sim_clock.advance(40)
+        assert (status_of(http, kept), status_of(http, dropped)) == ("Running", "Failed")
+        assert http.get(f"/session/{kept}").json()["expiryTime"] == "2026-01-01T00:02:40Z"
