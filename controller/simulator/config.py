@@ -91,7 +91,9 @@ class SimulatorConfig:
     pending_seconds: float = 2.0
     """Simulated image pull: how long an admitted session stays ``Pending`` before ``Running``."""
     terminating_seconds: float = 5.0
-    """How long a deleted session shows ``Terminating`` before it is gone."""
+    """How long a deleted session's pod takes to stop. The session leaves lists and GET at once
+    (``DeleteAction`` deletes the Job with Background propagation); the pod keeps its cores, RAM,
+    logs and events this long."""
     headless_deadline: float = 1_209_600.0
     """``activeDeadlineSeconds`` of headless Jobs (14 days, ``launch-headless.yaml``)."""
     session_expiry: float = 345_600.0

@@ -87,7 +87,7 @@ class SessionRecord:
     def status(self, now: float) -> str:
         """The status the server would report at ``now`` (``SessionBuilder.withStatus`` values)."""
         if self.deleted is not None:
-            return "Terminating"
+            return "Terminating"  # its pod is stopping; never listed (see ``listed``)
         if self.started is None:
             return "Pending"
         if self.ends_at is not None and now >= self.ends_at:
@@ -114,7 +114,7 @@ class SessionRecord:
 
 class _Event(Enum):
     END = 1  # the Job finished on its own: release capacity, schedule the reap
-    GONE = 2  # Terminating is over: release capacity, remove
+    GONE = 2  # the deleted session's pod has stopped: release capacity, remove
     REAP = 3  # TTL after finishing passed: remove
 
 
