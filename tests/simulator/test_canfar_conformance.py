@@ -151,3 +151,16 @@ def test_async_session(sim_server: SimulatorServer, sim_token: str, sim_clock: M
         assert await client.fetch() == []
 
     asyncio.run(scenario())
+
+
+def test_env_session_prints_its_environment(canfar, sim_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    """canfar's own lifecycle check: ``cmd="env"`` completes and its logs hold the env sent and injected."""
+    [session_id] = canfar.create(name="envy", image="images.canfar.net/skaha/terminal:1.1.2", cores=1, ram=1,
+                                 cmd="env", env={"TEST": "test"})
+    sim_clock.advance(3)
+    assert canfar.info(session_id)[0]["status"] == "Completed"
+    lines = canfar.logs(session_id)[session_id].splitlines()
+    for line in ("TEST=test", "REPLICA_ID=1", "REPLICA_COUNT=1", f"skaha_sessionid={session_id}",
+                 "skaha_username=sim-user", "HOME=/arc/home/sim-user", "PWD=/arc/home/sim-user",
+                 "OMP_NUM_THREADS=1", "HOSTNAME=envy"):
+        assert line in lines
