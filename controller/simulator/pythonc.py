@@ -56,13 +56,15 @@ def run(process: Process, code: str, argv: list[str], env: Mapping[str, str]) ->
     except SyntaxError as error:
         process.write("".join(traceback.format_exception_only(type(error), error)))
         return 1
+    except (ValueError, RecursionError, MemoryError):  # null bytes, absurd nesting: beyond the model
+        raise Blocked from None
     interpreter = _Interpreter(process, argv, env)
     try:
         for statement in tree.body:
             interpreter.statement(statement)
     except Exited as exited:
         return exited.status
-    except Unsupported:
+    except (Unsupported, RecursionError, MemoryError):
         raise Blocked from None
     except _Raised as raised:
         failure = raised.error

@@ -201,7 +201,7 @@ def _format_once(process: Process, form: str, values: list[str]) -> tuple[str, i
         if kind == "b":
             return _unescape(value)[0]
         if kind in "sc":
-            return ("%" + spec) % (value[:1] if kind == "c" else value)
+            return ("%" + spec[:-1] + "s") % (value[:1] if kind == "c" else value)
         try:
             number: float = float(value or "0") if kind in "eEfgG" else int(value or "0", 0)
         except ValueError:

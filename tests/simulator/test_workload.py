@@ -116,3 +116,13 @@ def test_python_code_split_by_spaces_is_a_syntax_error() -> None:
 def test_output_is_bounded() -> None:
     """A one-liner that would print more than the model keeps runs on instead of filling memory."""
     assert outcome_of("python", "-c print('x'*10**9)", ENV).runtime is None
+
+
+@pytest.mark.parametrize(("cmd", "args"), [
+    ("python", "-c " + "1+" * 50_000 + "1"),
+    ("printf", "%c%5c%-3s|"),
+    ("sh", "-c " + "${A:-" * 200),
+])
+def test_odd_command_lines_never_break_the_model(cmd: str, args: str) -> None:
+    """Whatever arrives, the model answers with an outcome (the create is never a simulator crash)."""
+    assert isinstance(outcome_of(cmd, args, ENV), Outcome)
