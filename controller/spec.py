@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,11 +154,75 @@ class Metadata(_Strict):
         return value
 
 
+UpdateType = Literal["RollingUpdate", "OnCompletion", "Recreate"]
+_PERCENT = re.compile(r"(100|[1-9]?[0-9])%")
+
+
+class UpdateStrategy(_Strict):
+    """How sessions of an outdated template are replaced after the template changes.
+
+    - ``RollingUpdate``: a new session is created beside the old one (at most ``maxSurge`` slots at
+      a time) and the old one destroyed once the new one runs; ``maxUnavailable`` slots may instead
+      lose their old session first. The defaults (25%, 0) never leave a slot empty.
+    - ``OnCompletion``: an outdated session is never destroyed while it runs; its slot gets the new
+      template when it ends (batch work is not killed mid-run).
+    - ``Recreate``: every outdated session is destroyed first; new ones start once all are gone.
+    """
+
+    type: UpdateType = "RollingUpdate"
+    max_surge: int | str = Field("25%", alias="maxSurge")
+    max_unavailable: int | str = Field(0, alias="maxUnavailable")
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _amount(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must be a number of slots (0 or more) or a percentage such as '25%'")
+            return value
+        if _PERCENT.fullmatch(value) is None:
+            raise ValueError("must be a number of slots (0 or more) or a percentage such as '25%'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UpdateStrategy:
+        given = self.model_fields_set & {"max_surge", "max_unavailable"}
+        if self.type != "RollingUpdate" and given:
+            raise ValueError(f"maxSurge and maxUnavailable apply only to type RollingUpdate, not {self.type}")
+        if self.type == "RollingUpdate" and _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
+        return self
+
+    def surge(self, replicas: int) -> int:
+        """Slots that may run a new session beside an old one at once (percentages round up)."""
+        return _slots(self.max_surge, replicas, round_up=True)
+
+    def unavailable(self, replicas: int) -> int:
+        """Slots that may be without a running session during a rollout (percentages round down)."""
+        return _slots(self.max_unavailable, replicas, round_up=False)
+
+
+def _is_zero(value: int | str) -> bool:
+    return value in (0, "0%")
+
+
+def _slots(value: int | str, replicas: int, *, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    share = replicas * int(value[:-1]) / 100
+    return math.ceil(share) if round_up else math.floor(share)
+
+
 class SessionSetSpec(_Strict):
     replicas: int = Field(ge=0, le=MAX_REPLICAS)
     template: Template
     restart_policy: RestartPolicy = Field("Always", alias="restartPolicy")
     suspend: bool = False
+    update_strategy: UpdateStrategy = Field(default_factory=lambda: UpdateStrategy(), alias="updateStrategy")
+    #: Renew interactive sessions before they expire (the platform ends them after 4 days otherwise).
+    renew: bool = True
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 

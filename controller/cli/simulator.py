@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
+from controller.simulator.config import DEFAULT_IMAGES, images_from_json
+
+WORKLOADS = """\
+what headless sessions do:
+  The service passes cmd as one argv element and splits args on single spaces, with no
+  quoting; the simulator reads the command line the same way and plays it in simulated time.
+  These end with their exit code, and what they print is the session's logs (view=logs):
+    echo, printf, env, printenv, true, false, sleep N (s/m/h/d, infinity),
+    sh/bash -c SCRIPT (; && || quoting $VAR ${VAR:-x} exit N export set -e),
+    python -c CODE (print, arithmetic, f-strings, os.environ, sys.argv, sys.exit, time.sleep).
+  A script cannot contain spaces (they split it): write sh -c echo${IFS}hi;exit${IFS}3.
+  env prints the session environment: PATH, HOSTNAME, the env you sent (REPLICA_ID and
+  REPLICA_COUNT when your client sends them), then skaha_hostname, skaha_username,
+  skaha_sessionid, HOME, PWD and OMP_NUM_THREADS as the platform injects them.
+  cmd="sleep 5" cannot start (one argv element); anything else (python train.py, no cmd)
+  runs until destroyed or until its deadline (14 days headless, --session-expiry interactive).
+
+lifecycle:
+  Pending (image pull, 2 s) -> Running -> Completed (exit 0) | Failed (exit != 0, deadline).
+  Sessions that do not fit --cores/--ram stay Pending; view=stats reports what admitted
+  sessions request (flexible ones count with /context's defaultRequest: 1 core, 4 GiB).
+  Interactive sessions fail at --session-expiry unless renewed (action=renew). Ended
+  sessions vanish after 1 h (headless) or 24 h (interactive). DELETE removes a session from
+  the list at once; its pod holds its cores for a few seconds more.
+
+images:
+  GET /image serves the platform's public images (images.canfar.net/skaha/astroml:latest,
+  base-notebook, terminal:1.1.2, desktop, carta, firefly, marimo, ...). --images FILE
+  replaces them with a JSON array as GET /image returns it; --image adds or replaces one.
+  Other images from images.canfar.net need the x-skaha-registry-auth header; with
+  --registry-auth they then run, without it they stay Pending with image-pull errors.
+"""
 
 
 def register(subparsers: Any) -> None:
@@ -16,7 +50,9 @@ def register(subparsers: Any) -> None:
         "simulator",
         help="serve an in-memory skaha session service for offline development",
         description="Serve an in-memory skaha session service at http://HOST:PORT/skaha/v1 "
-                    "until SIGINT or SIGTERM.",
+                    "until SIGINT or SIGTERM. Exits 0 when stopped, 1 on bad settings or a busy port.",
+        epilog=WORKLOADS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = SimulatorConfig()
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -32,8 +68,20 @@ def register(subparsers: Any) -> None:
                         help="cluster RAM in GB (default: %(default)s)")
     parser.add_argument("--max-interactive", type=int, default=defaults.max_interactive,
                         help="per-user cap on interactive sessions (default: %(default)s)")
+    parser.add_argument("--session-expiry", type=float, default=defaults.session_expiry, metavar="SECONDS",
+                        help="lifetime of interactive sessions and what renew extends to "
+                             "(default: %(default)s, 4 days)")
     parser.add_argument("--time-scale", type=float, default=defaults.time_scale,
                         help="simulated seconds per real second (default: %(default)s)")
+    parser.add_argument("--images", type=Path, default=None, metavar="FILE",
+                        help="replace the public image catalogue with FILE, a JSON array in the "
+                             "shape of GET /image ([{\"id\": ..., \"types\": [...]}])")
+    parser.add_argument("--image", action="append", default=[], metavar="ID=TYPE[,TYPE]",
+                        help="add an image to the public catalogue, or replace its types "
+                             "(repeatable; applied after --images)")
+    parser.add_argument("--registry-auth", action="store_true",
+                        help="run any image from images.canfar.net when the request carries a valid "
+                             "x-skaha-registry-auth header, as the real service does")
     parser.add_argument("--error-rate", type=float, default=0.0,
                         help="fraction of requests answered 500/503 (default: %(default)s)")
     parser.add_argument("--latency", type=float, default=0.0,
@@ -44,12 +92,36 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def image_catalogue(images_file: Path | None, images: list[str]) -> dict[str, tuple[str, ...]]:
+    """The public images: the defaults or ``images_file``, then each ``ID=TYPE[,TYPE]`` on top."""
+    if images_file is None:
+        catalogue = dict(DEFAULT_IMAGES)
+    else:
+        try:
+            data = json.loads(images_file.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ValueError(f"--images {images_file}: cannot read: {error.strerror or error}") from error
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--images {images_file}: not JSON: {error}") from error
+        catalogue = images_from_json(data, source=f"--images {images_file}")
+    for entry in images:
+        image, sep, kinds = entry.rpartition("=")
+        types = tuple(kind.strip() for kind in kinds.split(",") if kind.strip())
+        if not sep or not image or not types:
+            raise ValueError(f"--image {entry!r}: expected ID=TYPE[,TYPE], "
+                             "e.g. images.canfar.net/skaha/astroml:latest=notebook,headless")
+        catalogue[image] = types
+    return catalogue
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on bad settings or a busy port."""
     try:
         config = SimulatorConfig(
             user=args.user, token=args.token, cores=args.cores, ram_gb=args.ram,
-            max_interactive=args.max_interactive, time_scale=args.time_scale, error_rate=args.error_rate,
+            max_interactive=args.max_interactive, session_expiry=args.session_expiry,
+            time_scale=args.time_scale, images=image_catalogue(args.images, args.image),
+            accept_private_images=args.registry_auth, error_rate=args.error_rate,
             latency=args.latency, drop_rate=args.drop_rate, seed=args.seed,
         )
         server = SimulatorServer(Simulator(config), host=args.host, port=args.port)

@@ -30,16 +30,20 @@ ground truth for checks: ``sim.requests`` (``status`` the client got, ``applied_
 (requests arrived and not yet answered: wait on it to kill a client mid-request) and
 ``sim.deferred()`` (effects still to come).
 
-Simulated behaviour worth knowing: headless ``cmd``/``args`` decide the outcome (``sleep N``,
-``true``, ``false``, else run until deleted; see ``workload``); sessions that do not fit the
-configured cores/RAM stay ``Pending``; images outside the public cache need registry auth and only
-``private_images`` actually pull (see ``routes``); logs narrate the simulated run.
+Simulated behaviour worth knowing: headless ``cmd``/``args`` are read as the server renders them
+and common programs (``echo``, ``env``, ``sleep N``, ``sh -c``, ``python -c`` …) end with their
+exit code, their output being the logs; anything else runs until deleted (see ``workload``).
+Sessions that do not fit the configured cores/RAM stay ``Pending``; interactive ones fail at
+``session_expiry`` unless renewed; a DELETE removes a session from lists at once. Images outside
+the public cache need registry auth and only ``private_images`` actually pull, or every harbor
+image with ``accept_private_images`` (see ``routes``).
 
 Modules, one job each:
 
 - ``clock``: ``ManualClock`` for deterministic tests;
 - ``config``: ``SimulatorConfig``, the cluster size, limits, images and faults;
-- ``workload``: what a headless command does (``sleep N``, ``true``, ``false``, forever);
+- ``workload``: what a headless command line does; ``process``, ``shell`` and ``pythonc`` are
+  the simulated process, its ``sh -c`` subset and its ``python -c`` subset;
 - ``state``: sessions, lifecycle and capacity over simulated time;
 - ``render``: the server's JSON and text formats;
 - ``routes``: request validation and dispatch (``handle``);

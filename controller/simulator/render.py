@@ -5,8 +5,8 @@ Field names, order and formats follow skaha HEAD (``Session.java``, ``SessionBui
 doubles, nulls are omitted, times are ISO-8601 UTC with ``Z``. Events are the kubectl
 custom-columns table, or ``<none>`` when Kubernetes has no (unexpired) events for the pod.
 
-Logs are not real container output (nothing runs): they narrate what happened to the session, so
-a user can see the simulated command, its environment and how it ended.
+Logs are the output of the simulated program (see ``workload``), as far as it has got at the
+time of reading.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from controller.simulator.config import CORE_OPTIONS, GPU_OPTIONS, RAM_OPTIONS, SimulatorConfig
-from controller.simulator.state import GB, Cluster, SessionRecord
+from controller.simulator.state import GB, GIB, Cluster, SessionRecord
 
 RUN_AS_UID = "20001"
 SUPPLEMENTAL_GROUPS = (34241,)
@@ -93,18 +93,28 @@ def public_session_json(record: SessionRecord, now: float) -> dict[str, Any]:
 
 
 def stats_json(cluster: Cluster) -> dict[str, Any]:
-    """``view=stats``: what admitted sessions request, and the cluster size they draw from."""
+    """``view=stats``: what admitted sessions request, and the cluster size they draw from.
+
+    Consistent with the simulated scheduler: ``requested*`` is what admitted sessions hold
+    (queued ones hold nothing, a deleted one holds its share until its pod is gone; flexible
+    sessions count with the ``/context`` ``defaultRequest``), so ``available - requested`` is
+    exactly the room a new session must fit in. The per-session ceiling (``maxCPUCores``/
+    ``maxRAM``, the chart's ``defaultLimit``) is never more than the whole cluster.
+    """
     config = cluster.config
+    max_cores = float(min(DEFAULT_LIMIT_CORES, config.cores))
+    max_ram = min(float(DEFAULT_LIMIT_RAM_GB), config.ram_gb * GB / GIB)
+    max_ram_text = f"{int(max_ram)}Gi" if max_ram.is_integer() else f"{gigabytes(max_ram * GIB)}G"
     return {
         "cores": {
             "requestedCPUCores": round(cluster.used_cores, 3),
             "cpuCoresAvailable": float(config.cores),
-            "maxCPUCores": {"cpuCores": float(DEFAULT_LIMIT_CORES), "withRam": f"{DEFAULT_LIMIT_RAM_GB}Gi"},
+            "maxCPUCores": {"cpuCores": max_cores, "withRam": max_ram_text},
         },
         "ram": {
             "requestedRAM": gigabytes(cluster.used_ram_bytes) + "G",
             "ramAvailable": gigabytes(config.ram_gb * GB) + "G",
-            "maxRAM": {"ram": f"{DEFAULT_LIMIT_RAM_GB}Gi", "withCPUCores": float(DEFAULT_LIMIT_CORES)},
+            "maxRAM": {"ram": max_ram_text, "withCPUCores": max_cores},
         },
     }
 
@@ -188,22 +198,18 @@ def events_table(events: list[Event], *, now: float, ttl: float) -> str:
 
 
 def logs_text(record: SessionRecord, now: float) -> str:
-    """What ``kubectl logs`` shows: nothing before the container starts, then the simulated run."""
+    """What ``kubectl logs`` shows: the program's output written up to ``now``.
+
+    Nothing before the container starts or when it could not start; output the program would
+    write after its deadline or after a DELETE never appears.
+    """
     running_at = record.running_at
-    if running_at is None or now < running_at:
+    if running_at is None or now < running_at or record.outcome.error:
         return ""
-    command = " ".join(part for part in (record.cmd, record.args) if part) or "<image entrypoint>"
-    lines = [f"{iso(running_at)} simulated {record.kind} session {record.id} ({record.name}) started",
-             f"{iso(running_at)} command: {command}"]
-    lines += [f"{iso(running_at)} env: {key}={value}" for key, value in record.env]
-    ended = record.ends_at is not None and now >= record.ends_at
-    if ended and record.ends_at is not None:
-        if record.ended_by_deadline():
-            lines.append(f"{iso(record.ends_at)} killed: deadline exceeded")
-        else:
-            if record.outcome.error:
-                lines.append(f"{iso(record.ends_at)} error: {record.outcome.error}")
-            lines.append(f"{iso(record.ends_at)} exited with code {record.outcome.exit_code}")
-    if record.deleted is not None and not ended:
-        lines.append(f"{iso(record.deleted)} received SIGTERM")
-    return "\n".join(lines) + "\n"
+    stop = now
+    if record.ends_at is not None:
+        stop = min(stop, record.ends_at)
+    if record.deleted is not None:
+        stop = min(stop, record.deleted)
+    elapsed = stop - running_at
+    return "".join(text for at, text in record.outcome.output if at <= elapsed)

@@ -8,9 +8,13 @@ and every refusal is ``text/plain`` with the server's words and status, raised a
 
 Private images: an image from a harbor host that is not in the public cache (``/image``) needs
 the ``x-skaha-registry-auth`` header, as on the real service (the exact 400 texts otherwise).
-With the header, images in ``SimulatorConfig.private_images`` start normally and any other image
-is "not found": the session stays ``Pending`` with ``Failed``/``BackOff`` pull events until its
-deadline, as a real image-pull failure does.
+With the header, images in ``SimulatorConfig.private_images`` start normally (any image does with
+``accept_private_images``) and any other image is "not found": the session stays ``Pending`` with
+``Failed``/``BackOff`` pull events until its deadline, as a real image-pull failure does.
+
+Parameters are read as cadc-rest's ``SyncInput`` does: names case-insensitively, the first value
+wins, and ``cores``/``ram``/``gpus``/``type`` that are blank count as not given
+(``StringUtil.hasText`` in ``PostAction``).
 
 Deliberate differences: ``type=desktop-app`` on ``POST /session`` is a 400 (the real server has no
 template and would 500); desktop-app sub-resources are not simulated (``GET .../app`` lists none).
@@ -29,7 +33,7 @@ from controller.simulator import render
 from controller.simulator.config import CORE_OPTIONS, FIXED_KIND_REQUESTS, GPU_OPTIONS, KINDS, RAM_OPTIONS
 from controller.simulator.state import GIB, Cluster, SessionRecord
 from controller.simulator.wire import Request, Response, json_response, text
-from controller.simulator.workload import FOREVER, outcome_of
+from controller.simulator.workload import FOREVER, outcome_of, session_environment, split_like_java
 
 BASE = "/skaha/v1"
 _NAME = re.compile(r"[A-Za-z0-9\-]+")
@@ -68,11 +72,15 @@ def _route(request: Request, cluster: Cluster, now: float) -> Response:
     parts = [part for part in relative_path(path).split("/") if part]
     if not parts:
         raise error_for_status("route", 404, f"not found: {path}")
-    resource, rest = parts[0], parts[1:]
+    resource = parts[0]
     method = request.method
-    params = request.params()
-    if resource == "session":
-        return _session(method, path, rest, params, request, cluster, now)
+    params: dict[str, list[str]] = {}
+    for key, values in request.params().items():  # SyncInput keeps names case-insensitively
+        params.setdefault(key.lower(), []).extend(values)
+    if resource == "session" and relative_path(path).startswith("/session"):
+        path_info = relative_path(path)[len("/session"):]
+        return _session(method, path_info, params, request, cluster, now)
+    rest = parts[1:]
     if resource in _LISTS and not rest:
         if method != "GET":
             raise error_for_status("route", 405, f"method not allowed: {method} {path}")
@@ -80,13 +88,22 @@ def _route(request: Request, cluster: Cluster, now: float) -> Response:
     raise error_for_status("route", 404, f"not found: {path}")
 
 
-def _session(method: str, path: str, rest: list[str], params: dict[str, list[str]], request: Request,
+def _session(method: str, path_info: str, params: dict[str, list[str]], request: Request,
              cluster: Cluster, now: float) -> Response:
-    if len(rest) > 3 or (len(rest) >= 2 and rest[1] != "app"):
-        raise _bad(f"Invalid request: {path}")
+    """``/session[/{id}[/app[/{appID}]]]``, split as ``SessionAction.initRequest`` splits its path.
+
+    The servlet path info loses its leading slash and is split on ``/`` the Java way: more than
+    three parts is ``Invalid request: <that relative path>``, and any second part makes it a
+    desktop-app request (the server never checks that it says ``app``).
+    """
+    relative = path_info[1:] if path_info.startswith("/") else path_info
+    rest = split_like_java(relative, "/") if relative else []
+    if len(rest) > 3:
+        raise _bad(f"Invalid request: {relative}")
     if len(rest) >= 2:
         return _desktop_app(method, rest)
-    session_id = rest[0] if rest else None
+    session_id = rest[0] if rest and rest[0] else None
+    path = BASE + "/session" + path_info
     if method == "GET":
         return _get_one(session_id, params, cluster, now) if session_id else _list(params, cluster, now)
     if method == "POST":
@@ -110,21 +127,23 @@ def _list(params: dict[str, list[str]], cluster: Cluster, now: float) -> Respons
     view = _param(params, "view")
     kind = _param(params, "type")
     status = _param(params, "status")
+    # ``stats`` and ``all`` are compared case-sensitively (``GetAction``): ``view=Stats`` lists sessions.
     if view == "stats":
         return json_response(render.stats_json(cluster))
     config, user = cluster.config, cluster.config.user
     kind = kind.lower() if kind else None
     status = status.lower() if status else None
     if view == "all":
-        rows = [render.public_session_json(record, now) for record in cluster]
+        rows = [render.public_session_json(record, now) for record in cluster if record.listed]
         return json_response([row for row in rows
                               if (kind is None or row["type"] == kind)
                               and (status is None or row["status"].lower() == status)])
-    if view == "interactive":
+    if view is not None and view.lower() == "interactive":  # the one view GetAction compares ignoring case
         kind = None
-        records = (record for record in cluster if record.user == user and record.kind != "headless")
+        records = (record for record in cluster
+                   if record.listed and record.user == user and record.kind != "headless")
     else:
-        records = (record for record in cluster if record.user == user
+        records = (record for record in cluster if record.listed and record.user == user
                    and (record.kind != "desktop-app" or kind == "desktop-app"))
     if kind is not None:
         records = (record for record in records if record.kind == kind)
@@ -139,6 +158,7 @@ def _get_one(session_id: str, params: dict[str, list[str]], cluster: Cluster, no
     record = cluster.get(session_id)
     if record is not None and (record.user != cluster.config.user or record.kind == "desktop-app"):
         record = None
+    # Logs and events go by the pod, which outlives a DELETE for a few seconds; the JSON goes by the Job.
     if view == "logs":
         # kubectl logs by label: an unknown session simply has no output.
         return text(200, render.logs_text(record, now) if record else "")
@@ -147,7 +167,7 @@ def _get_one(session_id: str, params: dict[str, list[str]], cluster: Cluster, no
             raise error_for_status("events", 404, f"session {session_id} not found.")
         table = render.events_table(render.events_of(record, now), now=now, ttl=cluster.config.event_ttl)
         return text(200, table)
-    if record is None:
+    if record is None or not record.listed:
         raise error_for_status("get", 404, f"session {session_id} not found")
     return json_response(render.session_json(record, now, cluster.config))
 
@@ -156,19 +176,22 @@ def _get_one(session_id: str, params: dict[str, list[str]], cluster: Cluster, no
 
 
 def _create(params: dict[str, list[str]], request: Request, cluster: Cluster, now: float) -> Response:
+    """``PostAction.doAction`` for a new session: its checks in its order, then the launch."""
     config = cluster.config
     image = _param(params, "image")
-    if not image:
+    if image is None:
         raise _bad("Missing parameter 'image'")
-    kind = (_param(params, "type") or "").strip().lower() or "headless"
+    kind = (_text_param(params, "type") or "headless").strip().lower()
+    if not image.strip():
+        raise _bad("image is required")  # validateImage
     if not any(image.startswith(host) for host in config.harbor_hosts):
         raise _bad(f"session image '{image}' must come from one of [{', '.join(config.harbor_hosts)}]")
     if kind not in KINDS or kind == "desktop-app":
         raise _bad(f"Invalid session type: {_param(params, 'type')}")
     cores = _option(params, "cores", CORE_OPTIONS)
     ram = _option(params, "ram", RAM_OPTIONS)
-    name = _param(params, "name")
-    if name is None or not name.strip():
+    name = _text_param(params, "name")
+    if name is None:
         raise _bad("Missing parameter 'name'")
     if _NAME.fullmatch(name) is None:
         raise _bad("name can only contain alpha-numeric chars and '-'")
@@ -176,6 +199,8 @@ def _create(params: dict[str, list[str]], request: Request, cluster: Cluster, no
         raise _bad(f"User {config.user} has reached the maximum of {config.max_interactive} active sessions.")
     gpus = _gpus(params)
     pulls = _check_registry_auth(image, request, cluster)
+    session_id = cluster.new_id()
+    _check_launch(name, kind, params, session_id, config.user)
     if kind in FIXED_KIND_REQUESTS:
         cores_request, ram_request, fixed = *FIXED_KIND_REQUESTS[kind], False
     else:
@@ -183,36 +208,66 @@ def _create(params: dict[str, list[str]], request: Request, cluster: Cluster, no
         ram_request = ram if ram is not None else render.DEFAULT_REQUEST_RAM_GB
         fixed = ram is not None  # flavor "fixed" iff memory request == limit
     headless = kind == "headless"
+    user_env = _env(params) if headless else ()
+    cmd, args = (_param(params, "cmd"), _param(params, "args")) if headless else (None, None)
+    environment = session_environment(user_env, session_id=session_id, name=name.lower(), user=config.user,
+                                      cores=float(cores_request), skaha_host=config.sessions_host)
     record = SessionRecord(
-        id=cluster.new_id(),
+        id=session_id,
         user=config.user,
-        name=_label(name),
+        name=name.lower(),
         kind=kind,
         image=image,
         cores=float(cores_request),
         ram_bytes=float(ram_request) * GIB,
         fixed=fixed,
         gpus=gpus,
-        outcome=outcome_of(_param(params, "cmd"), _param(params, "args")) if headless else FOREVER,
+        outcome=outcome_of(cmd, args, environment) if headless else FOREVER,
         pulls=pulls,
         deadline=config.headless_deadline if headless else config.session_expiry,
         created=now,
-        env=_env(params) if headless else (),
-        cmd=_param(params, "cmd") if headless else None,
-        args=_param(params, "args") if headless else None,
+        env=user_env,
+        cmd=cmd,
+        args=args,
     )
     cluster.add(record, now)
     return text(200, f"{record.id}\n")
 
 
+def _check_launch(name: str, kind: str, params: dict[str, list[str]], session_id: str, user: str) -> None:
+    """What goes wrong after validation, when the server builds and creates the Job.
+
+    - The ``canfar.net/name`` label is the name cut to 63 characters and trimmed from the end
+      until it is a valid label value (``SessionLabels.truncateLabelValue``); a name starting
+      with ``-`` trims to nothing: 400 ``canfar.net/name label value cannot be blank``.
+    - The pod's ``hostname`` is the whole lower-cased name (``launch-*.yaml``), which Kubernetes
+      wants to be an RFC 1123 label: 63 characters at most, no ``-`` at either end. An env entry
+      with an empty name (``=x``) is just as invalid. ``kubectl create`` then fails, the server
+      ignores its stderr and fails reading the Job back (``SessionDAO.getJob``): a 500
+      ``unexpected exception`` carrying the Kubernetes client's 404 (inferred, skaha-api.md §2.7).
+    """
+    if name.startswith("-"):
+        raise _bad("canfar.net/name label value cannot be blank")
+    hostname = name.lower()
+    bad_env = kind == "headless" and any(key == "" for key, _ in _env(params))
+    if len(hostname) > _LABEL_MAX or hostname.endswith("-") or bad_env:
+        job = f"skaha-{kind}-{user}-{session_id}".lower()
+        body = ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                f'"message":"jobs.batch \\"{job}\\" not found","reason":"NotFound",'
+                f'"details":{{"name":"{job}","group":"batch","kind":"jobs"}},"code":404}}')
+        raise error_for_status("create", 500, (
+            "unexpected exception: io.kubernetes.client.openapi.ApiException: Message: Not Found\n"
+            f"HTTP response code: 404\nHTTP response body: {body}\nHTTP response headers: {{}}"))
+
+
 def _modify(session_id: str, params: dict[str, list[str]], cluster: Cluster, now: float) -> Response:
     action = _param(params, "action")
-    if action is None:
+    if not action:  # StringUtil.hasLength
         raise _bad("Cannot modify an existing session")
     if action.lower() != "renew":
         raise _bad("unrecognized action")
     record = cluster.get(session_id)
-    if record is None or record.user != cluster.config.user or not record.is_active(now):
+    if record is None or record.user != cluster.config.user or not record.is_active(now):  # deleted too
         raise _bad(f"No active job for user {cluster.config.user} with session {session_id}")
     cluster.extend(record, now)
     return text(200, "")
@@ -314,7 +369,7 @@ def _check_registry_auth(image: str, request: Request, cluster: Cluster) -> bool
     parts = decoded.split(":")
     if len(parts) != 2 or not all(parts):
         raise _bad("Invalid input.  Must be in form of username:secret")
-    return image in cluster.config.private_images
+    return cluster.config.accept_private_images or image in cluster.config.private_images
 
 
 def _param(params: dict[str, list[str]], name: str) -> str | None:
@@ -323,42 +378,49 @@ def _param(params: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _text_param(params: dict[str, list[str]], name: str) -> str | None:
+    """The first value when it has text; blank counts as not given (``StringUtil.hasText``)."""
+    value = _param(params, name)
+    return value if value is not None and value.strip() else None
+
+
+#: What Java's ``Double.valueOf`` parses (after trimming): decimal, ``NaN``, ``Infinity``, a d/f suffix.
+_JAVA_DOUBLE = re.compile(r"[+-]?(NaN|Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[fFdD]?)")
+
+
 def _option(params: dict[str, list[str]], name: str, options: tuple[int, ...]) -> float | None:
-    """A cores/ram value: parsed as a double, valid when its int part is one of the options."""
-    raw = _param(params, name)
+    """A cores/ram value: parsed as a double, valid when its int part is one of the options; blank is none."""
+    raw = _text_param(params, name)
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    match = _JAVA_DOUBLE.fullmatch(raw.strip())
+    value = math.nan
+    if match is not None and match.group(2) is not None:
+        value = float(match.group(0).rstrip("fFdD"))
     if not math.isfinite(value) or int(value) not in options:
         raise _bad(f"Invalid value for '{name}': {raw}")
     return value
 
 
 def _gpus(params: dict[str, list[str]]) -> int:
-    raw = _param(params, "gpus")
+    """``Integer.parseInt`` (no spaces, optional sign) and one of the options; blank is none."""
+    raw = _text_param(params, "gpus")
     if raw is None:
         return 0
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
+    value = int(raw) if re.fullmatch(r"[+-]?\d+", raw) else 0
     if value not in GPU_OPTIONS:
         raise _bad(f"Invalid value for 'gpus': {raw}")
     return value
 
 
 def _env(params: dict[str, list[str]]) -> tuple[tuple[str, str], ...]:
-    """Repeatable ``KEY=VALUE``; like the server, entries that do not split in exactly two are dropped."""
-    pairs = (entry.split("=") for entry in params.get("env", []))
+    """Repeatable ``KEY=VALUE`` split on ``=`` the Java way; entries not giving exactly two parts are dropped.
+
+    ``String.split`` drops trailing empty strings, so ``A=`` gives ``["A"]`` and is dropped like
+    ``A=b=c`` (``PostAction.getHeadlessImageBundle``).
+    """
+    pairs = (split_like_java(entry, "=") for entry in params.get("env", []))
     return tuple((pair[0], pair[1]) for pair in pairs if len(pair) == 2)
-
-
-def _label(name: str) -> str:
-    """The stored name: lower-cased and cut to a Kubernetes label value."""
-    return name.lower()[:_LABEL_MAX].strip("-") or name.lower()[:_LABEL_MAX]
 
 
 def _bad(message: str) -> APIError:

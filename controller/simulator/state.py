@@ -11,7 +11,9 @@ Life of a session (times in simulated seconds)::
     queued (Pending, no startTime)  --room-->  admitted (Pending: image pull, ``pending_seconds``)
     --> Running --> Completed | Failed (command outcome, or the deadline passed)
     --> reaped after the TTL (404, gone from lists)
-    DELETE: admitted -> Terminating for ``terminating_seconds`` -> gone; queued or ended -> gone at once.
+    DELETE: gone from lists and GET at once (the Job is deleted with Background propagation);
+    an admitted session's pod still stops for ``terminating_seconds``, holding its cores and RAM,
+    with its logs and events readable; queued or ended sessions leave nothing behind.
 
 Queued sessions are like Kueue-suspended Jobs: no ``startTime`` yet and the deadline starts at
 admission. Admission is best-effort FIFO: a big session at the head does not block small ones.
@@ -85,7 +87,7 @@ class SessionRecord:
     def status(self, now: float) -> str:
         """The status the server would report at ``now`` (``SessionBuilder.withStatus`` values)."""
         if self.deleted is not None:
-            return "Terminating"
+            return "Terminating"  # its pod is stopping; never listed (see ``listed``)
         if self.started is None:
             return "Pending"
         if self.ends_at is not None and now >= self.ends_at:
@@ -94,6 +96,11 @@ class SessionRecord:
         if running_at is None or now < running_at:
             return "Pending"
         return "Running"
+
+    @property
+    def listed(self) -> bool:
+        """Whether the Job still exists: list, GET and renew see it (not after DELETE)."""
+        return self.deleted is None
 
     def is_active(self, now: float) -> bool:
         """Whether the Job has a live pod (``.status.active == 1``): what renew requires."""
@@ -107,7 +114,7 @@ class SessionRecord:
 
 class _Event(Enum):
     END = 1  # the Job finished on its own: release capacity, schedule the reap
-    GONE = 2  # Terminating is over: release capacity, remove
+    GONE = 2  # the deleted session's pod has stopped: release capacity, remove
     REAP = 3  # TTL after finishing passed: remove
 
 

@@ -43,7 +43,8 @@ def test_converges_from_empty_and_replaces_a_session_destroyed_from_outside(serv
 def test_restart_policy_decides_what_runs_again(service, state, daemon):
     """Completed under Never stays done; Failed under OnFailure runs again; both are cleaned up."""
     (state / "done.yaml").write_text(manifest("done", 2, cmd="true", args=None, policy="Never"))
-    (state / "flaky.yaml").write_text(manifest("flaky", 1, cmd="false", args=None, policy="OnFailure"))
+    (state / "flaky.yaml").write_text(manifest("flaky", 1, cmd="python", args="-c print(404);exit(1)",
+                                               policy="OnFailure"))
     process = daemon()
     creates = lambda name: [r for r in service.requests("POST", ) if (r.param("name") or "").startswith(f"cc-{name}-")]  # noqa: E731
     wait_until(lambda: len(creates("flaky")) >= 3, timeout=30, what="flaky slot restarted twice")

@@ -78,12 +78,10 @@ def test_info_of_reaped_session_raises(canfar) -> None:  # type: ignore[no-untyp
 
 
 def test_logs(canfar, sim_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
-    """logs() returns {id: text} with what the command did."""
-    [session_id] = canfar.create(name="l", image=IMAGE, cmd="false")
+    """logs() returns {id: text} with what the program printed."""
+    [session_id] = canfar.create(name="l", image=IMAGE, cmd="echo", args="hello world")
     sim_clock.advance(3)
-    logs = canfar.logs(session_id)
-    assert list(logs) == [session_id]
-    assert "command: false" in logs[session_id] and "exited with code 1" in logs[session_id]
+    assert canfar.logs(session_id) == {session_id: "hello world\n"}
 
 
 def test_events(canfar, sim_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
@@ -103,12 +101,10 @@ def test_stats(canfar) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_destroy(canfar, sim_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
-    """destroy() reports True per id; the sessions go Terminating, then disappear."""
+    """destroy() reports True per id; the sessions leave the list at once, as the deleted Jobs do."""
     ids = canfar.create(name="d", image=IMAGE, replicas=2)
     sim_clock.advance(3)
     assert canfar.destroy(ids) == dict.fromkeys(ids, True)
-    assert {row["status"] for row in canfar.fetch()} == {"Terminating"}
-    sim_clock.advance(10)
     assert canfar.fetch() == []
 
 
@@ -155,3 +151,16 @@ def test_async_session(sim_server: SimulatorServer, sim_token: str, sim_clock: M
         assert await client.fetch() == []
 
     asyncio.run(scenario())
+
+
+def test_env_session_prints_its_environment(canfar, sim_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    """canfar's own lifecycle check: ``cmd="env"`` completes and its logs hold the env sent and injected."""
+    [session_id] = canfar.create(name="envy", image="images.canfar.net/skaha/terminal:1.1.2", cores=1, ram=1,
+                                 cmd="env", env={"TEST": "test"})
+    sim_clock.advance(3)
+    assert canfar.info(session_id)[0]["status"] == "Completed"
+    lines = canfar.logs(session_id)[session_id].splitlines()
+    for line in ("TEST=test", "REPLICA_ID=1", "REPLICA_COUNT=1", f"skaha_sessionid={session_id}",
+                 "skaha_username=sim-user", "HOME=/arc/home/sim-user", "PWD=/arc/home/sim-user",
+                 "OMP_NUM_THREADS=1", "HOSTNAME=envy"):
+        assert line in lines

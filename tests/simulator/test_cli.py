@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -63,3 +67,92 @@ def test_bad_settings_exit_one(args: list[str], capsys: pytest.CaptureFixture[st
     """Impossible settings are reported on stderr with exit code 1, before serving anything."""
     assert main(["simulator", "--port", "0", *args]) == 1
     assert "canfar-controller simulator:" in capsys.readouterr().err
+
+
+def wait_for_status(url: str, session_id: str, wanted: str, auth: dict[str, str]) -> dict[str, object]:
+    """Poll one session until it has ``wanted`` status (the served simulator runs on a fast clock)."""
+    deadline = time.monotonic() + 10
+    while True:
+        data = httpx.get(f"{url}/session/{session_id}", headers=auth).json()
+        if data["status"] == wanted or time.monotonic() > deadline:
+            assert data["status"] == wanted, data
+            return data  # type: ignore[no-any-return]
+        time.sleep(0.05)
+
+
+def test_images_file_replaces_and_image_adds(launch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--images FILE (GET /image's shape) replaces the catalogue; --image adds to it; both are public."""
+    catalogue = tmp_path / "images.json"
+    catalogue.write_text(json.dumps([{"id": "images.canfar.net/lab/tool:2", "types": ["headless"],
+                                      "digest": "sha256:0"}]))
+    _, url = launch("--images", str(catalogue), "--image", "images.canfar.net/lab/nb:1=notebook,headless",
+                    "--time-scale", "1000")
+    auth = {"Authorization": "Bearer x"}
+    images = {image["id"]: image["types"] for image in httpx.get(url + "/image", headers=auth).json()}
+    assert images == {"images.canfar.net/lab/tool:2": ["headless"],
+                      "images.canfar.net/lab/nb:1": ["notebook", "headless"]}
+    created = httpx.post(url + "/session", headers=auth, params={
+        "name": "t", "image": "images.canfar.net/lab/tool:2", "cmd": "echo", "args": "from my image"})
+    session_id = created.text.strip()
+    wait_for_status(url, session_id, "Completed", auth)
+    logs = httpx.get(f"{url}/session/{session_id}", params={"view": "logs"}, headers=auth).text
+    assert logs == "from my image\n"
+
+
+@pytest.mark.parametrize(("flag", "runs"), [([], False), (["--registry-auth"], True)])
+def test_registry_auth_mode_runs_any_harbor_image(launch, flag: list[str], runs: bool) -> None:  # type: ignore[no-untyped-def]
+    """With --registry-auth a private image runs given the header; without, it never pulls."""
+    _, url = launch("--time-scale", "1000", *flag)
+    auth = {"Authorization": "Bearer x", "x-skaha-registry-auth": base64.b64encode(b"me:secret").decode()}
+    params = {"name": "p", "image": "images.canfar.net/me/private:1", "cmd": "true"}
+    assert httpx.post(url + "/session", params=params, headers={"Authorization": "Bearer x"}).status_code == 400
+    session_id = httpx.post(url + "/session", params=params, headers=auth).text.strip()
+    if runs:
+        wait_for_status(url, session_id, "Completed", auth)
+    else:  # the pull fails from the start and is retried forever: no need to wait for anything
+        events = httpx.get(f"{url}/session/{session_id}", params={"view": "events"}, headers=auth).text
+        assert "Failed to pull image" in events and "Started container" not in events
+        assert httpx.get(f"{url}/session/{session_id}", headers=auth).json()["status"] == "Pending"
+
+
+def test_session_expiry_ends_interactive_sessions(launch) -> None:  # type: ignore[no-untyped-def]
+    """--session-expiry sets the interactive lifetime: a notebook fails at it unless renewed."""
+    _, url = launch("--session-expiry", "20", "--time-scale", "200")
+    auth = {"Authorization": "Bearer x"}
+    params = {"name": "nb", "image": "images.canfar.net/skaha/base-notebook:latest", "type": "notebook"}
+    session_id = httpx.post(url + "/session", params=params, headers=auth).text.strip()
+    data = wait_for_status(url, session_id, "Failed", auth)
+    events = httpx.get(f"{url}/session/{session_id}", params={"view": "events"}, headers=auth).text
+    assert "DeadlineExceeded" in events and data["expiryTime"] > data["startTime"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--image", "images.canfar.net/x:1"], "--image 'images.canfar.net/x:1': expected ID=TYPE[,TYPE]"),
+    (["--image", "images.canfar.net/x:1=vm"], "types must be some of"),
+    (["--image", "docker.io/x:1=headless"], "must come from one of the harbor hosts"),
+    (["--images", "/nonexistent/images.json"], "--images /nonexistent/images.json: cannot read"),
+    (["--session-expiry", "0"], "session_expiry must be positive"),
+])
+def test_bad_image_settings_exit_one(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong --image, --images or --session-expiry is named on stderr, exit 1, nothing served."""
+    assert main(["simulator", "--port", "0", *args]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_images_file_of_the_wrong_shape_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --images file that is not GET /image's shape says which entry is wrong."""
+    catalogue = tmp_path / "images.json"
+    catalogue.write_text(json.dumps([{"id": "images.canfar.net/a:1", "types": "headless"}]))
+    assert main(["simulator", "--port", "0", "--images", str(catalogue)]) == 1
+    assert 'entry 0 (images.canfar.net/a:1): expected "types" to be a list' in capsys.readouterr().err
+
+
+def test_help_explains_the_workload_model(capsys: pytest.CaptureFixture[str]) -> None:
+    """``simulator --help`` says which commands end, how args are split, and what env prints."""
+    with pytest.raises(SystemExit) as exited:
+        main(["simulator", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for fragment in ("splits args on single spaces", "sh -c echo${IFS}hi;exit${IFS}3", "skaha_sessionid",
+                     "runs until destroyed", "--registry-auth", "ID=TYPE[,TYPE]"):
+        assert fragment in text

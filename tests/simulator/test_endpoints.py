@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from controller.simulator import ManualClock
 from tests.simulator.support import IMAGE, create, status_of
@@ -33,11 +34,14 @@ def test_query_value_wins_over_form_value(http: httpx.Client) -> None:
 
 def test_env_is_repeatable_and_malformed_entries_are_dropped(http: httpx.Client,
                                                              sim_clock: ManualClock) -> None:
-    """Every ``env`` KEY=VALUE reaches the session; entries not splitting in two on '=' are dropped."""
-    session_id = create(http, env=["A=1", "B=two", "BAD", "C=x=y"], cmd="sleep", args="100")
-    logs = _logs_after_start(http, sim_clock, session_id)
-    assert "env: A=1" in logs and "env: B=two" in logs
-    assert "BAD" not in logs and "C=" not in logs
+    """Every ``env`` KEY=VALUE reaches the session; entries Java's split does not cut in two are dropped.
+
+    ``"A=".split("=")`` is ``["A"]`` in Java (trailing empty strings go), so ``D=`` is dropped too.
+    """
+    session_id = create(http, env=["A=1", "B=two", "BAD", "C=x=y", "D="], cmd="env")
+    lines = _logs_after_start(http, sim_clock, session_id).splitlines()
+    assert "A=1" in lines and "B=two" in lines
+    assert not [line for line in lines if line.startswith(("BAD", "C=", "D="))]
 
 
 def _logs_after_start(http: httpx.Client, clock: ManualClock, session_id: str) -> str:
@@ -147,12 +151,12 @@ def test_view_stats_has_the_current_shape_with_doubles(http: httpx.Client) -> No
 
 
 def test_logs_are_text_plain(http: httpx.Client, sim_clock: ManualClock) -> None:
-    """``view=logs`` answers text/plain; empty before the container starts."""
-    session_id = create(http, cmd="sleep", args="60")
+    """``view=logs`` answers text/plain; empty before the container starts, then the program's output."""
+    session_id = create(http, cmd="echo", args="ready")
     before = http.get(f"/session/{session_id}", params={"view": "logs"})
     assert before.status_code == 200 and before.text == ""
     assert before.headers["content-type"].startswith("text/plain")
-    assert "command: sleep 60" in _logs_after_start(http, sim_clock, session_id)
+    assert _logs_after_start(http, sim_clock, session_id) == "ready\n"
 
 
 def test_logs_of_unknown_session_are_empty_200(http: httpx.Client) -> None:
@@ -203,10 +207,13 @@ def test_renew_answers_200_empty(http: httpx.Client) -> None:
 
 
 def test_too_many_path_segments_are_invalid(http: httpx.Client) -> None:
-    """More than three segments after /session is 400 ``Invalid request: <path>``."""
+    """More than three segments after /session is 400 ``Invalid request: <path below /session/>``.
+
+    The server prints ``SyncInput.getPath()``: the servlet's path info without its leading slash.
+    """
     response = http.get("/session/a/app/b/c")
     assert response.status_code == 400
-    assert response.text == "Invalid request: /skaha/v1/session/a/app/b/c"
+    assert response.text == "Invalid request: a/app/b/c"
 
 
 def test_image_lists_public_images(http: httpx.Client) -> None:
@@ -246,3 +253,34 @@ def test_repository_lists_harbor_hosts(http: httpx.Client) -> None:
 def test_status_helper_sees_pending_first(http: httpx.Client) -> None:
     """A new session is Pending."""
     assert status_of(http, create(http)) == "Pending"
+
+
+@pytest.mark.parametrize("view", ["interactive", "Interactive", "INTERACTIVE"])
+def test_view_interactive_ignores_case(http: httpx.Client, view: str) -> None:
+    """GetAction compares ``interactive`` with equalsIgnoreCase."""
+    create(http, name="h")
+    notebook = create(http, name="n", type="notebook")
+    assert [row["id"] for row in http.get("/session", params={"view": view}).json()] == [notebook]
+
+
+def test_other_views_are_case_sensitive(http: httpx.Client) -> None:
+    """``stats`` and ``all`` are compared with equals: ``view=Stats`` is a plain session list."""
+    session_id = create(http)
+    assert [row["id"] for row in http.get("/session", params={"view": "Stats"}).json()] == [session_id]
+    assert "id" in http.get("/session", params={"view": "ALL"}).json()[0]
+
+
+def test_any_second_path_segment_is_a_desktop_app_request(http: httpx.Client) -> None:
+    """The server only counts segments: ``/session/{id}/anything`` lists desktop apps like ``/app``."""
+    session_id = create(http)
+    assert http.get(f"/session/{session_id}/whatever").json() == []
+
+
+def test_default_catalogue_has_the_platform_images_for_every_kind(http: httpx.Client) -> None:
+    """The public images are the platform's documented ones, with at least one per creatable kind."""
+    notebooks = {image["id"] for image in http.get("/image", params={"type": "notebook"}).json()}
+    assert "images.canfar.net/skaha/base-notebook:latest" in notebooks
+    headless = {image["id"] for image in http.get("/image", params={"type": "headless"}).json()}
+    assert "images.canfar.net/skaha/terminal:1.1.2" in headless
+    for kind in ("notebook", "desktop", "carta", "contributed", "firefly", "headless", "desktop-app"):
+        assert http.get("/image", params={"type": kind}).json(), kind

@@ -32,7 +32,8 @@ def test_session_is_pending_then_running(http: httpx.Client, sim_clock: ManualCl
         ("sleep", "1m", 62.0, "Completed"),
         ("true", None, 2.0, "Completed"),
         ("false", None, 2.0, "Failed"),
-        ("/bin/sh", "-c 'sleep 5'", 7.0, "Completed"),
+        ("/bin/sh", "-c sleep${IFS}5", 7.0, "Completed"),
+        ("/bin/sh", "-c 'sleep 5'", 2.0, "Failed"),  # args split on spaces: sh gets "'sleep", an open quote
         ("bash", "-c false", 2.0, "Failed"),
         ("python", "train.py", 14 * DAY + 2, "Failed"),  # runs until the 14-day deadline
         ("python", "train.py", 13 * DAY, "Running"),
@@ -76,15 +77,21 @@ def test_ended_interactive_is_reaped_after_a_day(http: httpx.Client, sim_clock: 
     assert http.get(f"/session/{session_id}").status_code == 404
 
 
-def test_delete_shows_terminating_then_gone(http: httpx.Client, sim_clock: ManualClock) -> None:
-    """After DELETE a running session is Terminating for a few seconds, then 404."""
-    session_id = create(http)
+def test_delete_removes_the_session_at_once(http: httpx.Client, sim_clock: ManualClock) -> None:
+    """After DELETE a session is 404 and out of the list at once (the Job is deleted in the background).
+
+    Its pod still stops for a few seconds: logs and events stay readable until it is gone.
+    """
+    session_id = create(http, cmd="sh", args="-c echo${IFS}working;sleep${IFS}1d")
     sim_clock.advance(3)
     http.delete(f"/session/{session_id}")
-    assert status_of(http, session_id) == "Terminating"
-    sim_clock.advance(5)
     assert http.get(f"/session/{session_id}").status_code == 404
     assert http.get("/session").json() == []
+    assert http.get(f"/session/{session_id}", params={"view": "logs"}).text == "working\n"
+    assert "Killing" in http.get(f"/session/{session_id}", params={"view": "events"}).text
+    sim_clock.advance(5)
+    assert http.get(f"/session/{session_id}", params={"view": "events"}).status_code == 404
+    assert http.get(f"/session/{session_id}", params={"view": "logs"}).text == ""
 
 
 def test_delete_of_ended_session_removes_it_at_once(http: httpx.Client, sim_clock: ManualClock) -> None:
@@ -226,11 +233,25 @@ def test_configured_private_image_runs_with_auth(sim_clock: ManualClock, sim_tok
         assert status_of(http, session_id) == "Running"
 
 
-def test_logs_tell_how_the_session_ended(http: httpx.Client, sim_clock: ManualClock) -> None:
-    """Logs of a failed command end with its exit code."""
-    session_id = create(http, cmd="false")
-    sim_clock.advance(3)
-    assert http.get(f"/session/{session_id}", params={"view": "logs"}).text.endswith("exited with code 1\n")
+def test_logs_grow_as_the_program_runs(http: httpx.Client, sim_clock: ManualClock) -> None:
+    """Logs show what the program has written so far in simulated time, then it ends with its code."""
+    session_id = create(http, cmd="sh", args="-c echo${IFS}start;sleep${IFS}10;echo${IFS}done;exit${IFS}3")
+    logs = lambda: http.get(f"/session/{session_id}", params={"view": "logs"}).text  # noqa: E731
+    sim_clock.advance(2)
+    assert (logs(), status_of(http, session_id)) == ("start\n", "Running")
+    sim_clock.advance(10)
+    assert (logs(), status_of(http, session_id)) == ("start\ndone\n", "Failed")
+
+
+def test_deadline_cuts_the_output(sim_clock: ManualClock, sim_token: str) -> None:
+    """A program killed at its deadline never writes what it would have written later."""
+    simulator = Simulator(SimulatorConfig(token=sim_token, headless_deadline=60), clock=sim_clock)
+    with SimulatorServer(simulator) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {sim_token}"}) as http:
+        session_id = create(http, cmd="sh", args="-c echo${IFS}a;sleep${IFS}100;echo${IFS}b")
+        sim_clock.advance(200)
+        assert status_of(http, session_id) == "Failed"
+        assert http.get(f"/session/{session_id}", params={"view": "logs"}).text == "a\n"
 
 
 def test_events_expire_after_an_hour(http: httpx.Client, sim_clock: ManualClock) -> None:
@@ -283,3 +304,47 @@ def test_cmd_with_a_space_fails_to_start(http: httpx.Client, sim_clock: ManualCl
     assert status_of(http, session_id) == "Failed"
     events = http.get(f"/session/{session_id}", params={"view": "events"}).text
     assert 'exec: "sleep 5": executable file not found' in events
+
+
+def test_stats_match_what_the_scheduler_does(small: tuple[Simulator, httpx.Client],
+                                             sim_clock: ManualClock) -> None:
+    """Flexible sessions count with /context's defaultRequest; the room left decides who is Pending.
+
+    On a 4-core, 16 GB cluster three flexible sessions (1 core, 4 GiB each) are admitted and a
+    fourth waits for RAM; stats report exactly the three, and never a per-session maximum above
+    the cluster.
+    """
+    _, http = small
+    context = http.get("/context").json()
+    flexible = [create(http, name=f"f{index}") for index in range(4)]
+    stats = http.get("/session", params={"view": "stats"}).json()
+    assert stats["cores"]["requestedCPUCores"] == 3 * context["cores"]["defaultRequest"]
+    assert stats["ram"]["requestedRAM"] == "12.88G"  # 3 x 4 GiB in decimal GB
+    assert stats["cores"]["maxCPUCores"]["cpuCores"] <= stats["cores"]["cpuCoresAvailable"]
+    sim_clock.advance(3)
+    assert [status_of(http, session_id) for session_id in flexible] == ["Running"] * 3 + ["Pending"]
+
+
+def test_a_deleted_session_holds_its_share_until_its_pod_is_gone(small: tuple[Simulator, httpx.Client],
+                                                                 sim_clock: ManualClock) -> None:
+    """Stats keep counting a deleted session while its pod stops, as the scheduler does."""
+    _, http = small
+    session_id = create(http, cores="2", ram="4")
+    sim_clock.advance(3)
+    http.delete(f"/session/{session_id}")
+    assert http.get("/session", params={"view": "stats"}).json()["cores"]["requestedCPUCores"] == 2.0
+    sim_clock.advance(5)
+    assert http.get("/session", params={"view": "stats"}).json()["cores"]["requestedCPUCores"] == 0.0
+
+
+def test_interactive_sessions_fail_at_expiry_unless_renewed(sim_clock: ManualClock, sim_token: str) -> None:
+    """With a short session_expiry an unrenewed notebook fails at it; a renewed one keeps running."""
+    simulator = Simulator(SimulatorConfig(token=sim_token, session_expiry=100), clock=sim_clock)
+    with SimulatorServer(simulator) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {sim_token}"}) as http:
+        kept, dropped = create(http, name="kept", type="notebook"), create(http, name="dropped", type="notebook")
+        sim_clock.advance(60)
+        assert http.post(f"/session/{kept}", params={"action": "renew"}).status_code == 200
+        sim_clock.advance(40)
+        assert (status_of(http, kept), status_of(http, dropped)) == ("Running", "Failed")
+        assert http.get(f"/session/{kept}").json()["expiryTime"] == "2026-01-01T00:02:40Z"

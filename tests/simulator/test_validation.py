@@ -22,7 +22,7 @@ def _auth(value: str) -> dict[str, str]:
     ("params", "message"),
     [
         ({"name": "job"}, "Missing parameter 'image'"),
-        ({"name": "job", "image": ""}, "Missing parameter 'image'"),
+        ({"name": "job", "image": ""}, "image is required"),
         ({"name": "job", "image": "docker.io/library/ubuntu:22.04"},
          "session image 'docker.io/library/ubuntu:22.04' must come from one of [images.canfar.net]"),
         ({"name": "job", "image": IMAGE, "type": "vm"}, "Invalid session type: vm"),
@@ -103,11 +103,10 @@ def test_headless_sessions_are_not_capped(http: httpx.Client) -> None:
     assert http.post("/session", params={"name": "h", "image": IMAGE}).status_code == 200
 
 
-def test_terminating_sessions_do_not_count_against_the_cap(http: httpx.Client) -> None:
-    """Only Pending/Running sessions count: right after deleting one, another interactive session fits."""
+def test_deleted_sessions_do_not_count_against_the_cap(http: httpx.Client) -> None:
+    """Only listed Pending/Running sessions count: right after deleting one, another interactive session fits."""
     ids = [create(http, name=f"nb-{index}", type="notebook") for index in range(5)]
     http.delete(f"/session/{ids[0]}")
-    assert http.get(f"/session/{ids[0]}").json()["status"] == "Terminating"
     response = http.post("/session", params={"name": "nb-6", "image": IMAGE, "type": "notebook"})
     assert response.status_code == 200
 
@@ -207,3 +206,83 @@ def test_oversized_body_is_refused(http: httpx.Client) -> None:
     response = http.post("/session", content=b"x" * 1_000_001,
                          headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 413
+
+
+# -- details of the real server's parameter handling ---------------------------------------------
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_resources_count_as_not_given(http: httpx.Client, blank: str) -> None:
+    """Blank cores, ram, gpus and type are ignored (``StringUtil.hasText``): a flexible headless session."""
+    response = http.post("/session", params={"name": "job", "image": IMAGE, "cores": blank, "ram": blank,
+                                             "gpus": blank, "type": blank})
+    assert response.status_code == 200, response.text
+    data = http.get(f"/session/{response.text.strip()}").json()
+    assert (data["type"], data["isFixedResources"], data["requestedGPUCores"]) == ("headless", False, "0")
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), [
+    ("cores", "2d", True),  # Java's Double.valueOf takes a d/f suffix
+    ("cores", "1e0", True),
+    ("cores", "1_0", False),  # but no underscores
+    ("cores", "inf", False),
+    ("gpus", "+2", True),
+    ("gpus", " 2", False),  # Integer.parseInt does not trim
+])
+def test_numbers_parse_as_java_does(http: httpx.Client, name: str, value: str, accepted: bool) -> None:
+    """cores/ram go through Double.valueOf and gpus through Integer.parseInt, not Python's parsers."""
+    response = http.post("/session", params={"name": "job", "image": IMAGE, name: value})
+    assert (response.status_code == 200) is accepted, response.text
+    if not accepted:
+        assert response.text == f"Invalid value for '{name}': {value}"
+
+
+def test_parameter_names_are_case_insensitive(http: httpx.Client) -> None:
+    """cadc-rest keeps parameters in a case-insensitive map: ``Name`` and ``IMAGE`` work."""
+    response = http.post("/session", params={"Name": "upper", "IMAGE": IMAGE})
+    assert response.status_code == 200
+    assert http.get(f"/session/{response.text.strip()}").json()["name"] == "upper"
+
+
+def test_name_starting_with_a_dash_leaves_a_blank_label(http: httpx.Client) -> None:
+    """The regex accepts ``-job``, but the name label trims to nothing: 400, and no session."""
+    response = http.post("/session", params={"name": "-job", "image": IMAGE})
+    assert (response.status_code, response.text) == (400, "canfar.net/name label value cannot be blank")
+    assert http.get("/session").json() == []
+
+
+@pytest.mark.parametrize("name", ["a" * 64, "job-"])
+def test_names_that_are_no_hostname_fail_in_kubernetes(http: httpx.Client, name: str) -> None:
+    """Over 63 characters or a trailing dash: the pod hostname is invalid, kubectl fails, the server 500s."""
+    response = http.post("/session", params={"name": name, "image": IMAGE})
+    assert response.status_code == 500
+    assert response.text.startswith("unexpected exception: io.kubernetes.client.openapi.ApiException")
+    assert "HTTP response code: 404" in response.text
+    assert http.get("/session").json() == []
+
+
+def test_a_63_character_name_is_fine(http: httpx.Client) -> None:
+    """63 characters is still a valid hostname and label."""
+    assert http.post("/session", params={"name": "a" * 63, "image": IMAGE}).status_code == 200
+
+
+def test_env_entry_without_a_name_fails_in_kubernetes(http: httpx.Client) -> None:
+    """``=x`` splits into an empty name and a value: the Job is invalid and the server 500s."""
+    response = http.post("/session", params={"name": "job", "image": IMAGE, "env": "=x"})
+    assert response.status_code == 500
+
+
+def test_renew_without_an_action_value_cannot_modify(http: httpx.Client) -> None:
+    """An empty ``action`` is no action (``StringUtil.hasLength``)."""
+    session_id = create(http, type="notebook")
+    response = http.post(f"/session/{session_id}", params={"action": ""})
+    assert (response.status_code, response.text) == (400, "Cannot modify an existing session")
+
+
+def test_renew_of_a_deleted_session_finds_no_active_job(http: httpx.Client) -> None:
+    """Right after DELETE the Job is gone, so renew finds nothing to renew."""
+    session_id = create(http, type="notebook")
+    http.delete(f"/session/{session_id}")
+    response = http.post(f"/session/{session_id}", params={"action": "renew"})
+    assert (response.status_code, response.text) == (
+        400, f"No active job for user sim-user with session {session_id}")
