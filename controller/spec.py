@@ -220,7 +220,8 @@ class SessionSetSpec(_Strict):
     template: Template
     restart_policy: RestartPolicy = Field("Always", alias="restartPolicy")
     suspend: bool = False
-    update_strategy: UpdateStrategy = Field(default_factory=lambda: UpdateStrategy(), alias="updateStrategy")
+    update_strategy: UpdateStrategy = Field(default_factory=lambda: UpdateStrategy.model_validate({}),
+                                            alias="updateStrategy")
     #: Renew interactive sessions before they expire (the platform ends them after 4 days otherwise).
     renew: bool = True
 
