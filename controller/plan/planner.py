@@ -421,7 +421,10 @@ class _Planner:
             if fresh:
                 self._reset_backoff(name, slot, fresh)
                 continue
-            if expected is not None and expected.name == owned_name(self.options.prefix, name, current, slot):
+            if expected is not None:
+                # One create per slot at a time, whatever its template: a create of an earlier
+                # template still in flight (maybe uncertain) must settle before the next, or a slot
+                # could end up with three sessions.
                 continue
             if (name, slot, current) in self.finished:
                 continue
@@ -431,7 +434,7 @@ class _Planner:
             if restarts is not None and self.now < restarts.last_end + delay:
                 waiting = f"slot {slot} restarts after back-off ({restarts.count} recent ends)"
                 continue
-            if kept or expected is not None:
+            if kept:
                 if surging is None:
                     surging = self._surging(keep_by_slot, current)
                 if surging >= surge_budget:

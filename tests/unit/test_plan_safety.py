@@ -215,3 +215,13 @@ def test_the_default_cap_is_replicasets_burst():
     big = session_set(replicas=512)
     result = plan(desired(big), [], Memory(), NOW, options=PlanOptions())
     assert (len(result.creates), result.deferred) == (500, 12)
+
+
+def test_a_create_of_an_earlier_template_in_flight_blocks_the_slot():
+    """Two template changes in a row while the first rollout create is uncertain: the slot waits."""
+    old = session_set(replicas=1, cores=1)
+    middle = session_set(replicas=1, cores=2)
+    new = session_set(replicas=1, cores=3)
+    memory = Memory(creates={("workers", 1): ExpectedCreate(name_of(middle, 1), NOW)})
+    result = plan(desired(new), [running(old, 1, "o1")], memory, NOW + 5, options=OPTIONS)
+    assert result.creates == ()  # not a third session for slot 1
