@@ -23,7 +23,7 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from controller.errors import ControllerError, LockError
-from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
 from controller.reconcile import PassOutcome, Reconciler
@@ -74,14 +73,14 @@ class Daemon:
         schedule: Schedule,
         metrics: ControllerMetrics,
         state_dir: Path,
-        stats: Callable[[], Awaitable[PlatformStats]] | None = None,
+        stats: bool = True,
     ) -> None:
         self.reconciler = reconciler
         self.handler = handler
         self.schedule = schedule
         self.metrics = metrics
         self.state_dir = state_dir
-        self._stats_source = stats
+        self._stats_enabled = stats
         self._log = structlog.get_logger("canfar_controller")
         self._stopped = asyncio.Event()
         self._fingerprint: Any = None
@@ -97,10 +96,10 @@ class Daemon:
         scheduler = AsyncIOScheduler(event_loop=loop, job_defaults={"coalesce": True, "max_instances": 1,
                                                                      "misfire_grace_time": None})
         self._scheduler = scheduler
-        self._fingerprint = fingerprint(self.state_dir)
+        self._fingerprint = (fingerprint(self.state_dir), self._requests())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
         self._later("reconcile", self._reconcile, 0.0)
-        if self._stats_source is not None:
+        if self._stats_enabled:
             self._later("stats", self._stats, 0.0)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,
@@ -176,15 +175,24 @@ class Daemon:
             pass
 
     async def _watch(self) -> None:
-        current = fingerprint(self.state_dir)
+        current = (fingerprint(self.state_dir), self._requests())
         if current != self._fingerprint:
             self._fingerprint = current
             self.wake("state directory changed")
 
-    async def _stats(self) -> None:
-        assert self._stats_source is not None
+    def _requests(self) -> tuple[str, ...]:
+        """Pending ``restart`` requests: a new one wakes the loop like a manifest change."""
+        directory = self.reconciler.requests_dir
+        if directory is None:
+            return ()
         try:
-            stats = await self._stats_source()
+            return tuple(sorted(entry.name for entry in os.scandir(directory)))
+        except OSError:
+            return ()
+
+    async def _stats(self) -> None:
+        try:
+            stats = await self.reconciler.refresh_platform()
         except ControllerError as exc:  # the service failed, or the credential could not be read
             self.metrics.stats_failed()
             self._log.warning("stats call failed; keeping the last values", error=str(exc))

@@ -32,10 +32,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.errors import LedgerError
 from controller.plan.memory import (
+    ConditionMark,
     CreateBackoff,
     ExpectedCreate,
     Memory,
     SeenSession,
+    SetNotes,
     SlotHistory,
     SlotKey,
 )
@@ -63,6 +65,26 @@ class RestartEntry(_Strict):
     count: int
     last_end: float
     last_session: str
+    early_ends: list[float] = []
+
+
+class ConditionEntry(_Strict):
+    set: str
+    type: str
+    status: str
+    since: float
+
+
+class ProgressEntry(_Strict):
+    set: str
+    fingerprint: str
+    since: float
+
+
+class NotesEntry(_Strict):
+    set: str
+    last_failure: str = ""
+    unschedulable: str = ""
 
 
 class FinishedEntry(_Strict):
@@ -103,6 +125,12 @@ class MemoryDocument(_Strict):
     backoffs: list[BackoffEntry] = []
     creates_paused_until: float = 0.0
     ended_reported: list[str] = []
+    conditions: list[ConditionEntry] = []
+    progress: list[ProgressEntry] = []
+    pending_since: dict[str, float] = {}
+    unschedulable_reported: list[str] = []
+    renew_failures: dict[str, float] = {}
+    notes: list[NotesEntry] = []
 
 
 def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
@@ -116,7 +144,8 @@ def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
         "destroys": dict(sorted(memory.destroys.items())),
         "orphans_seen": sorted(memory.orphans_seen),
         "restarts": [{"set": s, "slot": n, "count": r.count, "last_end": r.last_end,
-                      "last_session": r.last_session} for (s, n), r in sorted(memory.restarts.items())],
+                      "last_session": r.last_session, "early_ends": list(r.early_ends)}
+                     for (s, n), r in sorted(memory.restarts.items())],
         "finished": [{"set": s, "slot": n, "template_hash": h} for s, n, h in sorted(memory.finished)],
         "seen_live": [{"id": sid, "set": e.set_name, "slot": e.slot, "name": e.name}
                       for sid, e in sorted(memory.seen_live.items())],
@@ -126,6 +155,15 @@ def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
                       "spec_key": b.spec_key} for name, b in sorted(memory.backoffs.items())],
         "creates_paused_until": memory.creates_paused_until,
         "ended_reported": sorted(memory.ended_reported),
+        "conditions": [{"set": name, "type": kind, "status": mark.status, "since": mark.since}
+                       for name, marks in sorted(memory.conditions.items()) for kind, mark in sorted(marks.items())],
+        "progress": [{"set": name, "fingerprint": fingerprint, "since": since}
+                     for name, (fingerprint, since) in sorted(memory.progress.items())],
+        "pending_since": dict(sorted(memory.pending_since.items())),
+        "unschedulable_reported": sorted(memory.unschedulable_reported),
+        "renew_failures": dict(sorted(memory.renew_failures.items())),
+        "notes": [{"set": name, "last_failure": note.last_failure, "unschedulable": note.unschedulable}
+                  for name, note in sorted(memory.notes.items())],
     }
 
 
@@ -135,7 +173,8 @@ def from_document(document: MemoryDocument) -> Memory:
                  for e in document.creates},
         destroys=dict(document.destroys),
         orphans_seen=frozenset(document.orphans_seen),
-        restarts={(r.set, r.slot): SlotHistory(r.count, r.last_end, r.last_session) for r in document.restarts},
+        restarts={(r.set, r.slot): SlotHistory(r.count, r.last_end, r.last_session, tuple(r.early_ends))
+                  for r in document.restarts},
         finished={(f.set, f.slot, f.template_hash) for f in document.finished},
         seen_live={e.id: SeenSession(e.set, e.slot, e.name) for e in document.seen_live},
         missing=frozenset(document.missing),
@@ -143,13 +182,40 @@ def from_document(document: MemoryDocument) -> Memory:
         backoffs={b.set: CreateBackoff(b.failures, b.until, b.message, b.spec_key) for b in document.backoffs},
         creates_paused_until=document.creates_paused_until,
         ended_reported=set(document.ended_reported),
+        conditions=_conditions(document.conditions),
+        progress={p.set: (p.fingerprint, p.since) for p in document.progress},
+        pending_since=dict(document.pending_since),
+        unschedulable_reported=set(document.unschedulable_reported),
+        renew_failures=dict(document.renew_failures),
+        notes={n.set: SetNotes(n.last_failure, n.unschedulable) for n in document.notes},
     )
+
+
+def _conditions(entries: list[ConditionEntry]) -> dict[str, dict[str, ConditionMark]]:
+    conditions: dict[str, dict[str, ConditionMark]] = {}
+    for entry in entries:
+        conditions.setdefault(entry.set, {})[entry.type] = ConditionMark(entry.status, entry.since)
+    return conditions
 
 
 def ledger_paths(status_file: Path) -> tuple[Path, Path]:
     """Where the ledger of a controller whose status file is ``status_file`` lives (snapshot, journal)."""
     stem = status_file.name.removesuffix(".json")
     return status_file.with_name(f"{stem}.memory.json"), status_file.with_name(f"{stem}.memory.journal")
+
+
+def requests_dir(status_file: Path) -> Path:
+    """Where ``canfar-controller restart`` leaves requests for the controller of ``status_file``."""
+    return status_file.with_name(f"{status_file.name.removesuffix('.json')}.requests")
+
+
+def request_restart(status_file: Path, set_name: str) -> Path:
+    """Ask the controller of ``status_file`` to run ``set_name`` afresh at its next pass."""
+    directory = requests_dir(status_file)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"restart.{set_name}"
+    path.write_text(f"{set_name}\n")
+    return path
 
 
 class Ledger:

@@ -288,6 +288,25 @@ def _first(mapping: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+class PlatformContext(BaseModel):
+    """What ``/context`` says about session resources: the defaults flexible sessions get."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default_cores: float | None = None
+    default_ram_bytes: float | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> PlatformContext:
+        """``cores.defaultRequest`` and ``memoryGB.defaultRequest`` (GiB, as the server requests them)."""
+        cores: dict[str, Any] = data["cores"] if isinstance(data.get("cores"), dict) else {}
+        memory: dict[str, Any] = data["memoryGB"] if isinstance(data.get("memoryGB"), dict) else {}
+        ram = parse_quantity(_first(memory, "defaultRequest", "default"))
+        return cls(default_cores=parse_quantity(_first(cores, "defaultRequest", "default")),
+                   default_ram_bytes=ram * 2**30 if ram is not None else None, raw=data)
+
+
 class Event(BaseModel):
     """One Kubernetes event row of ``view=events``."""
 

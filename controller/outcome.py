@@ -128,6 +128,10 @@ class OutcomeHandler:
             self.metrics.destroyed(name, reason, count)
         for (name, reason), count in outcome.create_failures.items():
             self.metrics.create_failed(name, reason, count)
+        for name, count in outcome.renewed.items():
+            self.metrics.renewed(name, count)
+        for name, count in outcome.renew_failures.items():
+            self.metrics.renew_failed(name, count)
         if outcome.plan is not None:
             self.metrics.sync_sets({name: _snapshot(s) for name, s in outcome.plan.statuses.items()})
 
@@ -175,11 +179,15 @@ class OutcomeHandler:
 
 def _snapshot(status: SetStatus) -> SetSnapshot:
     return SetSnapshot(desired=status.desired or 0, counts=status.counts(), suspended=status.suspended,
-                       backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held)
+                       backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held,
+                       conditions={c.type: c.status for c in status.conditions}, next_expiry=status.next_expiry,
+                       unschedulable=status.unschedulable)
 
 
 def status_row(status: SetStatus, last_error: str | None) -> SetRow:
     """One set's row of the status file and of ``status -o json``."""
     fields = dataclasses.asdict(status)
     del fields["name"]  # the key of the row
+    fields["conditions"] = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+                             "lastTransitionTime": c.last_transition} for c in status.conditions]
     return SetRow(**fields, ended=status.ended, last_error=last_error)

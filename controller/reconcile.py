@@ -17,6 +17,15 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - creates run per set in a pipelined slow-start window (1, then one more for every success) that
   stops at the set's first failure, with all sets concurrent under one bound;
 - a 429, or a 503 with Retry-After, pauses every create for as long as the service asked;
+- creates are planned against the platform's free capacity from its statistics (fetched by the
+  daemon's stats job, or here when they are older than ``stats_max_age``); without fresh
+  statistics they go ahead unchecked, and the plan says so;
+- interactive sessions are renewed before they expire; a refused renew is reported and never
+  becomes a destroy;
+- a session Pending too long is reported once, with its events; a failed session's evidence (log
+  tail, events) is kept for the set's ``CrashLooping`` condition;
+- ``canfar-controller restart SET`` leaves a request file that the next pass consumes: the set's
+  finished slots, restart histories and back-off are forgotten, so it runs afresh;
 - once a stop is requested nothing new starts; calls in flight finish (the daemon gives them a
   grace period, then cancels; a cancelled create stays expected by name).
 
@@ -28,22 +37,39 @@ written here, as the actions happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import structlog
 
 from controller.errors import APIError, ClientError, ControllerError
 from controller.ledger import Ledger
-from controller.models import Event, ObservedSession, PlatformStats
+from controller.models import Event, ObservedSession, PlatformContext, PlatformStats
 from controller.observability.audit import AuditLog, AuditReason, evidence
 from controller.observability.metrics import failure_reason
-from controller.plan import Create, CreateBackoff, Destroy, ExpectedCreate, Memory, Plan, PlanOptions, plan
+from controller.plan import (
+    Capacity,
+    Create,
+    CreateBackoff,
+    Destroy,
+    ExpectedCreate,
+    Memory,
+    Plan,
+    PlanOptions,
+    Renew,
+    SetNotes,
+    Unschedulable,
+    plan,
+)
+from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
@@ -70,6 +96,8 @@ class SessionAPI(Protocol):
     async def logs(self, ids: str | list[str]) -> dict[str, str]: ...
     async def events(self, ids: str | list[str]) -> dict[str, list[Event]]: ...
     async def stats(self) -> PlatformStats: ...
+    async def context(self) -> PlatformContext: ...
+    async def renew(self, ids: str | list[str]) -> list[str]: ...
 
 
 @dataclass
@@ -91,6 +119,8 @@ class PassOutcome:
     create_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Creates whose outcome is unknown this pass, by set.
     uncertain: Counter[str] = field(default_factory=Counter)
+    renewed: Counter[str] = field(default_factory=Counter)
+    renew_failures: Counter[str] = field(default_factory=Counter)
     #: The planner held work back (cap) and nothing failed: run again at once.
     more_work: bool = False
     #: Memory at the end of the pass (for the status file).
@@ -115,6 +145,8 @@ class Reconciler:
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        requests_dir: Path | None = None,
+        stats_max_age: float = 180.0,
     ) -> None:
         self.loader = loader
         self.client = client
@@ -123,6 +155,12 @@ class Reconciler:
         self.dry_run = dry_run
         self.clock = clock
         self.memory = ledger.load() if ledger is not None else Memory()
+        self.requests_dir = requests_dir
+        self.stats_max_age = stats_max_age
+        #: The platform's last statistics and when they were fetched (clock seconds), and its context.
+        self.platform: PlatformStats | None = None
+        self.platform_at = -math.inf
+        self.context: PlatformContext | None = None
         #: The service's last message per set (refused creates, failed destroys).
         self.last_errors: dict[str, str] = {}
         self._rng = rng if rng is not None else random.Random()
@@ -144,6 +182,36 @@ class Reconciler:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def refresh_platform(self) -> PlatformStats:
+        """Fetch the platform statistics (and, once, its context) that creates are planned against."""
+        stats = await self.client.stats()
+        self.platform, self.platform_at = stats, self.clock()
+        if self.context is None:
+            try:
+                self.context = await self.client.context()
+            except ControllerError as exc:  # the chart's defaults will do
+                self._log.warning("cannot read the platform context; assuming 1 core and 4 GiB for flexible "
+                                  "sessions", error=str(exc))
+                self.context = PlatformContext()
+        return stats
+
+    def capacity(self, now: float) -> Capacity | None:
+        """Free capacity from fresh statistics, or ``None`` when there are none."""
+        stats = self.platform
+        if stats is None or now - self.platform_at > self.stats_max_age:
+            return None
+        if None in (stats.cpu_cores_available, stats.cpu_cores_requested, stats.ram_available_bytes,
+                    stats.ram_requested_bytes):
+            return None
+        context = self.context or PlatformContext()
+        return Capacity(
+            cores_free=stats.cpu_cores_available - stats.cpu_cores_requested,  # type: ignore[operator]
+            ram_free=stats.ram_available_bytes - stats.ram_requested_bytes,  # type: ignore[operator]
+            max_cores=stats.session_max_cpu_cores, max_ram=stats.session_max_ram_bytes,
+            default_cores=context.default_cores or DEFAULT_CORES,
+            default_ram=context.default_ram_bytes or DEFAULT_RAM,
+        )
+
     def reset_backoffs(self) -> None:
         """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
         self.memory.backoffs.clear()
@@ -157,6 +225,10 @@ class Reconciler:
         log = self._log.bind(pass_id=pass_id)
         now = self.clock()
         desired = self.loader.load(now)
+        self._take_requests(log)
+        if self.options.capacity and self.capacity(now) is None:
+            with contextlib.suppress(ControllerError):  # no statistics: plan without them, and say so
+                await self.refresh_platform()
 
         observed: list[ObservedSession] | None
         list_error: str | None = None
@@ -166,7 +238,7 @@ class Reconciler:
             observed = None
             list_error = f"list sessions: {exc}"
 
-        decided = plan(desired, observed, self.memory, now, options=self.options)
+        decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now))
         self.memory = decided.memory
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.lost)} live owned sessions at once; "
@@ -180,6 +252,8 @@ class Reconciler:
                     log.info("dry-run: would act", action=describe(action))
             elif observed is not None and not decided.suspect:
                 await self._destroy_all(decided.destroys, outcome, log)
+                await asyncio.gather(*(self._renew(r, outcome, log) for r in decided.renews),
+                                     *(self._report_unschedulable(u, log) for u in decided.unschedulable))
                 await self._create_all(decided.creates, outcome, log)
         finally:
             # Also when cancelled at a stop: what was learnt so far is kept.
@@ -249,7 +323,60 @@ class Reconciler:
             events = (await self.client.events(action.session_id)).get(action.session_id, [])
         except ControllerError as exc:
             problems["events_error"] = str(exc)
-        return {**evidence(logs, events), **problems}
+        found = evidence(logs, events)
+        note = self.memory.notes.get(action.set_name, SetNotes())
+        self.memory.notes[action.set_name] = replace(
+            note, last_failure=summary(action.session_id, found["logs_tail"], events))
+        return {**found, **problems}
+
+    # -- renewing and reporting --------------------------------------------------------------------
+
+    async def _renew(self, action: Renew, outcome: PassOutcome, log: Any) -> None:
+        """Extend an interactive session; a refusal is reported and retried later, never a destroy."""
+        async with self._bound:
+            if self.stopping:
+                return
+            log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
+            try:
+                await self.client.renew(action.session_id)
+            except ControllerError as exc:
+                self.memory.renew_failures[action.session_id] = self.clock()
+                outcome.renew_failures[action.set_name] += 1
+                self._audit.event("FailedRenew", sessionset=action.set_name, log=log, message=str(exc))
+                return
+            self.memory.renew_failures.pop(action.session_id, None)
+            outcome.renewed[action.set_name] += 1
+            self._audit.event("Renewed", sessionset=action.set_name, log=log, expired_at=action.expires)
+
+    async def _report_unschedulable(self, action: Unschedulable, log: Any) -> None:
+        """Report a session Pending for too long, once, with its events."""
+        async with self._bound:
+            if self.stopping:
+                return
+            log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
+            try:
+                events = (await self.client.events(action.session_id)).get(action.session_id, [])
+            except ControllerError as exc:
+                events, problem = [], {"events_error": str(exc)}
+            else:
+                problem = {}
+            self.memory.unschedulable_reported.add(action.session_id)
+            note = self.memory.notes.get(action.set_name, SetNotes())
+            self.memory.notes[action.set_name] = replace(note, unschedulable=summary(action.session_id, "", events))
+            self._audit.event("Unschedulable", sessionset=action.set_name, log=log,
+                              pending_seconds=round(self.clock() - action.pending_since),
+                              **evidence(None, events), **problem)
+
+    def _take_requests(self, log: Any) -> None:
+        """Carry out ``canfar-controller restart`` requests left in the requests directory."""
+        if self.requests_dir is None or not self.requests_dir.is_dir():
+            return
+        for path in sorted(self.requests_dir.glob("restart.*")):
+            name = path.name.removeprefix("restart.")
+            self.memory.forget_set(name)
+            log.info("restart requested: the set runs afresh", sessionset=name)
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     # -- creating --------------------------------------------------------------------------------
 
@@ -398,6 +525,18 @@ class Reconciler:
             del self.memory.creates[key]
             if self.ledger is not None:
                 self.ledger.note_settled(key, action.name)
+
+
+def summary(session_id: str, logs_tail: str, events: list[Event]) -> str:
+    """A short, one-paragraph account of what happened to a session, for condition messages."""
+    lines = [line for line in logs_tail.splitlines() if line.strip()][-5:]
+    parts = [f"session {session_id}"]
+    if lines:
+        parts.append("log: " + " | ".join(lines))
+    if events:
+        parts.append("events: " + "; ".join(f"{e.reason}: {e.message}" for e in events[-3:]))
+    text = ", ".join(parts)
+    return text if len(text) <= 1000 else text[:999] + "…"
 
 
 def create_result(exc: ControllerError) -> CreateResult:

@@ -42,6 +42,12 @@ class SetRow(BaseModel):
     waiting: str | None = None
     backoff_until: float | None = None
     backoff_message: str | None = None
+    updated: int = 0
+    complete: bool = False
+    unschedulable: int = 0
+    next_expiry: float | None = None
+    #: Kubernetes-style: type, status, reason, message, lastTransitionTime.
+    conditions: list[dict[str, Any]] = []
     last_error: str | None = None
 
 

@@ -222,7 +222,7 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
                 handler.handle(outcome, reconciler)
                 return 0 if outcome.result == "success" else 1
             daemon = Daemon(reconciler, handler, schedule=Schedule(settings.interval, settings.stats_interval),
-                            metrics=metrics, state_dir=settings.state, stats=client.stats)
+                            metrics=metrics, state_dir=settings.state)
             return await daemon.run()
     finally:
         if server is not None:

@@ -28,6 +28,7 @@ from controller.errors import APIError, BatchError, InvalidRequestError
 from controller.models import (
     Event,
     ObservedSession,
+    PlatformContext,
     PlatformStats,
     SessionInfo,
     parse_events,
@@ -83,6 +84,13 @@ def parse_stats(text: str) -> PlatformStats:
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object of stats, got {type(data).__name__}")
     return PlatformStats.from_wire(data)
+
+
+def parse_context(text: str) -> PlatformContext:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return PlatformContext.from_wire(data)
 
 
 def parse_created_id(text: str) -> str:
@@ -208,6 +216,11 @@ def destroy(ids: Ids) -> Plan[list[str]]:
         "destroy", ids, lambda key: Call(Request("destroy", "DELETE", session_path(key)), parse_nothing)
     )
     return list(results)
+
+
+def context() -> Plan[PlatformContext]:
+    """The platform's session resource options and defaults (``/context``)."""
+    return (yield from _single(Call(Request("context", "GET", "context"), parse_context)))
 
 
 def renew(ids: Ids) -> Plan[list[str]]:

@@ -34,7 +34,7 @@ from controller.client.operations import Batch, Ids, Outcomes, Plan
 from controller.client.settings import ClientSettings, load_settings
 from controller.client.transport import pooled_transport
 from controller.errors import APIError
-from controller.models import Event, ObservedSession, PlatformStats, SessionInfo
+from controller.models import Event, ObservedSession, PlatformContext, PlatformStats, SessionInfo
 
 log = logging.getLogger("controller.client")
 
@@ -240,6 +240,10 @@ class Session(_Base):
         """Open running sessions in a browser; returns the ids opened, warns about the others."""
         return self._run(ops.connect(ids))
 
+    def context(self) -> PlatformContext:
+        """The platform's session resource options and defaults (``/context``)."""
+        return self._run(ops.context())
+
     def renew(self, ids: Ids) -> list[str]:
         """Extend sessions' lifetimes; returns the renewed ids."""
         return self._run(ops.renew(ids))
@@ -371,6 +375,10 @@ class AsyncSession(_Base):
     async def connect(self, ids: Ids) -> list[str]:
         """Open running sessions in a browser; returns the ids opened, warns about the others."""
         return await self._run(ops.connect(ids))
+
+    async def context(self) -> PlatformContext:
+        """The platform's session resource options and defaults (``/context``)."""
+        return await self._run(ops.context())
 
     async def renew(self, ids: Ids) -> list[str]:
         """Extend sessions' lifetimes; returns the renewed ids."""

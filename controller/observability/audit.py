@@ -28,10 +28,13 @@ __all__ = [
     "ENDED",
     "FAILED_CREATE",
     "FAILED_DESTROY",
+    "FAILED_RENEW",
     "PRUNED",
     "REASONS",
+    "RENEWED",
     "SUCCESSFUL_CREATE",
     "SUCCESSFUL_DESTROY",
+    "UNSCHEDULABLE",
     "AuditLog",
     "AuditReason",
     "evidence",
@@ -39,6 +42,7 @@ __all__ = [
 
 AuditReason = Literal[
     "SuccessfulCreate", "FailedCreate", "CreateUncertain", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
+    "Renewed", "FailedRenew", "Unschedulable",
 ]
 SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
 FAILED_CREATE: Final = "FailedCreate"
@@ -50,12 +54,17 @@ FAILED_DESTROY: Final = "FailedDestroy"
 PRUNED: Final = "Pruned"
 #: A session reached Completed or Failed; for a failure the evidence rides along on this event.
 ENDED: Final = "Ended"
+#: An interactive session's lifetime was extended before the platform would end it.
+RENEWED: Final = "Renewed"
+FAILED_RENEW: Final = "FailedRenew"
+#: A session has been Pending longer than the limit: the platform cannot place it.
+UNSCHEDULABLE: Final = "Unschedulable"
 REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, CREATE_UNCERTAIN, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED,
-                  ENDED)
+                  ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE)
 
 #: Failure reasons, each with the success that shows the action works again.
 _FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, CREATE_UNCERTAIN: SUCCESSFUL_CREATE,
-                    FAILED_DESTROY: SUCCESSFUL_DESTROY}
+                    FAILED_DESTROY: SUCCESSFUL_DESTROY, FAILED_RENEW: RENEWED}
 #: Default pause before an unchanged failure is logged again.
 REPEAT_AFTER: Final = 3600.0
 #: How much of a failed session's log is kept: the end is where the error is.
@@ -105,7 +114,7 @@ class AuditLog:
         if suppressed:
             fields["suppressed_repeats"] = suppressed
         failed_session = reason == ENDED and fields.get("phase") == "Failed"
-        kind = "Warning" if reason in _FAILURES or failed_session else "Normal"
+        kind = "Warning" if reason in _FAILURES or failed_session or reason == UNSCHEDULABLE else "Normal"
         target = log if log is not None else self._log
         emit = target.warning if kind == "Warning" else target.info
         emit("audit", reason=reason, type=kind, sessionset=sessionset, message=message, **fields)

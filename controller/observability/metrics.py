@@ -43,7 +43,7 @@ from controller.errors import (
     TransportError,
 )
 from controller.models import Phase, PlatformStats
-from controller.plan import DestroyReason
+from controller.plan import CONDITION_TYPES, DestroyReason
 
 __all__ = [
     "CREATE_FAILURE_REASONS",
@@ -68,6 +68,8 @@ CREATE_FAILURE_REASONS: Final = (
     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "ServerError",
     "ServiceUnavailable", "Transport", "Unknown",
 )
+#: The values of a condition's ``status`` label, as Kubernetes writes them.
+CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 #: The ``code`` label of an API attempt that got no HTTP answer (refused, dropped, timed out).
 TRANSPORT_CODE: Final = "transport"
 
@@ -112,6 +114,12 @@ class SetSnapshot:
     uncertain: int = 0
     #: Slots whose session one list left out, waiting for a second list.
     held: int = 0
+    #: Each condition's status (``True``, ``False``, ``Unknown``) by type.
+    conditions: Mapping[str, str] = field(default_factory=dict)
+    #: The soonest deadline of a live session (epoch seconds), if any.
+    next_expiry: float | None = None
+    #: Sessions Pending for longer than the limit.
+    unschedulable: int = 0
 
 
 @dataclass
@@ -120,6 +128,8 @@ class _SetState:
     created: int = 0
     destroyed: Tally[str] = field(default_factory=Tally)
     create_failures: Tally[str] = field(default_factory=Tally)
+    renewed: int = 0
+    renew_failures: int = 0
 
 
 class ControllerMetrics:
@@ -214,6 +224,16 @@ class ControllerMetrics:
         with self._lock:
             self._set(sessionset).create_failures[reason] += count
 
+    def renewed(self, sessionset: str, count: int = 1) -> None:
+        """Count interactive sessions of ``sessionset`` renewed before their expiry."""
+        with self._lock:
+            self._set(sessionset).renewed += count
+
+    def renew_failed(self, sessionset: str, count: int = 1) -> None:
+        """Count renews of ``sessionset``'s sessions that the service refused."""
+        with self._lock:
+            self._set(sessionset).renew_failures += count
+
     def suspect_list(self) -> None:
         """Count a list answer the planner did not trust (it lost every live owned session at once)."""
         self._suspect_lists.inc()
@@ -250,6 +270,7 @@ class ControllerMetrics:
                 name: (s.snapshot, s.created, Tally(s.destroyed), Tally(s.create_failures))
                 for name, s in sorted(self._sets.items())
             }
+            renewals = {name: (s.renewed, s.renew_failures) for name, s in sorted(self._sets.items())}
             stats, stats_success = self._stats, self._stats_success
             last_success = self._last_reconcile_success
             manifest_errors = dict(self._manifest_errors)
@@ -312,6 +333,7 @@ class ControllerMetrics:
             for reason in _with_defaults(CREATE_FAILURE_REASONS, n_failures):
                 failures.add_metric([name, reason], n_failures[reason])
         yield from (desired, sessions, suspended, created, destroyed, failures, backoff, uncertain, held)
+        yield from _lifecycle_families({name: s[0] for name, s in sets.items()}, renewals)
 
         reconciled = GaugeMetricFamily(
             "canfar_controller_last_reconcile_success_timestamp_seconds",
@@ -350,6 +372,46 @@ def _platform_families(stats: PlatformStats | None, success: float) -> Iterable[
         "canfar_platform_stats_last_success_timestamp_seconds",
         "Unix time of the last successful view=stats call (0: none yet).", value=success,
     )
+
+
+def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
+                        renewals: Mapping[str, tuple[int, int]]) -> Iterable[Metric]:
+    """Conditions, renewals, deadlines and unschedulable sessions per set."""
+    condition = GaugeMetricFamily(
+        "canfar_controller_sessionset_condition",
+        "1 for the status each condition of a SessionSet has (True, False or Unknown), 0 for the others.",
+        labels=["sessionset", "condition", "status"],
+    )
+    expiry = GaugeMetricFamily(
+        "canfar_controller_sessionset_next_expiry_timestamp_seconds",
+        "Unix time the first live session of a SessionSet reaches its deadline (renewed or not).",
+        labels=["sessionset"],
+    )
+    unschedulable = GaugeMetricFamily(
+        "canfar_controller_sessionset_unschedulable_sessions",
+        "Sessions of a SessionSet Pending for longer than the limit (10 min by default).",
+        labels=["sessionset"],
+    )
+    renewed = CounterMetricFamily(
+        "canfar_controller_sessions_renewed", "Interactive sessions renewed before their expiry, per SessionSet.",
+        labels=["sessionset"],
+    )
+    renew_failures = CounterMetricFamily(
+        "canfar_controller_renew_failures", "Renews the service refused, per SessionSet.", labels=["sessionset"],
+    )
+    for name, snapshot in snapshots.items():
+        if snapshot is not None:
+            for kind in CONDITION_TYPES:
+                status = snapshot.conditions.get(kind)
+                for value in CONDITION_STATUSES:
+                    condition.add_metric([name, kind, value], 1 if status == value else 0)
+            if snapshot.next_expiry is not None:
+                expiry.add_metric([name], snapshot.next_expiry)
+            unschedulable.add_metric([name], snapshot.unschedulable)
+        n_renewed, n_failed = renewals.get(name, (0, 0))
+        renewed.add_metric([name], n_renewed)
+        renew_failures.add_metric([name], n_failed)
+    yield from (condition, expiry, unschedulable, renewed, renew_failures)
 
 
 def _with_defaults(defaults: Iterable[str], present: Iterable[str]) -> list[str]:

@@ -1,17 +1,25 @@
 """The pure core's decisions: ``plan(desired, observed, memory, now)`` and what it decides with.
 
 - ``memory``: what the controller remembers between passes (expectations, back-offs, trust);
-- ``planner``: the planner itself, its actions (``Create``, ``Destroy``) and per-set ``SetStatus``.
+- ``actions``: what a plan holds (``Create``, ``Destroy``, ``Renew``, per-set ``SetStatus``) and its knobs;
+- ``capacity``: the platform's free capacity and what a session takes of it;
+- ``conditions``: Kubernetes-style conditions of a set;
+- ``planner``: the planner itself.
 """
 
 from __future__ import annotations
 
-from controller.plan.memory import CreateBackoff, ExpectedCreate, Memory, SeenSession, SlotHistory, SlotKey
-from controller.plan.planner import (
+from controller.plan.actions import (
+    CRASH_LOOP_ENDS,
+    CRASH_LOOP_WINDOW,
     EMPTY_LIST_WINDOW,
     EXPECTATION_TTL,
     MAX_CREATES_PER_PASS,
+    PENDING_LIMIT,
+    PROGRESS_DEADLINE,
+    RENEW_WHEN_REMAINING,
     RESTART_RESET_AFTER,
+    SESSION_EXPIRY,
     UNCERTAIN_MIN_LISTS,
     UNCERTAIN_WINDOW,
     Create,
@@ -19,19 +27,44 @@ from controller.plan.planner import (
     DestroyReason,
     Plan,
     PlanOptions,
+    Renew,
     SetStatus,
-    plan,
+    Unschedulable,
     restart_delay,
     spec_key,
 )
+from controller.plan.capacity import Capacity
+from controller.plan.conditions import CONDITION_TYPES, Condition, ConditionType
+from controller.plan.memory import (
+    ConditionMark,
+    CreateBackoff,
+    ExpectedCreate,
+    Memory,
+    SeenSession,
+    SetNotes,
+    SlotHistory,
+    SlotKey,
+)
+from controller.plan.planner import plan
 
 __all__ = [
+    "CONDITION_TYPES",
+    "CRASH_LOOP_ENDS",
+    "CRASH_LOOP_WINDOW",
     "EMPTY_LIST_WINDOW",
     "EXPECTATION_TTL",
     "MAX_CREATES_PER_PASS",
+    "PENDING_LIMIT",
+    "PROGRESS_DEADLINE",
+    "RENEW_WHEN_REMAINING",
     "RESTART_RESET_AFTER",
+    "SESSION_EXPIRY",
     "UNCERTAIN_MIN_LISTS",
     "UNCERTAIN_WINDOW",
+    "Capacity",
+    "Condition",
+    "ConditionMark",
+    "ConditionType",
     "Create",
     "CreateBackoff",
     "Destroy",
@@ -40,10 +73,13 @@ __all__ = [
     "Memory",
     "Plan",
     "PlanOptions",
+    "Renew",
     "SeenSession",
+    "SetNotes",
     "SetStatus",
     "SlotHistory",
     "SlotKey",
+    "Unschedulable",
     "plan",
     "restart_delay",
     "spec_key",

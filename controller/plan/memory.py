@@ -48,6 +48,8 @@ class SlotHistory:
     count: int  # consecutive ends since the slot last ran long enough
     last_end: float
     last_session: str
+    #: When recent sessions of the slot ended early (within 10 min of starting): crash-loop evidence.
+    early_ends: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,24 @@ class CreateBackoff:
     until: float
     message: str
     spec_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionMark:
+    """A condition's last status and since when it has had it (its ``lastTransitionTime``)."""
+
+    status: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetNotes:
+    """What the reconciler learnt about a set that the planner puts into condition messages."""
+
+    #: The last failed session's log tail and events, as collected before it was destroyed.
+    last_failure: str = ""
+    #: Events of the set's sessions that have been Pending too long.
+    unschedulable: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +119,33 @@ class Memory:
     creates_paused_until: float = 0.0
     #: Ended sessions whose end was already reported (logs, events, audit): once per session.
     ended_reported: set[str] = field(default_factory=set)
+    #: Each set's conditions as last reported, for their transition times.
+    conditions: dict[str, dict[str, ConditionMark]] = field(default_factory=dict)
+    #: Each set's rollout progress: what it looked like, and since when (the progress deadline).
+    progress: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: When each owned session was first seen Pending (unschedulable after a while).
+    pending_since: dict[str, float] = field(default_factory=dict)
+    #: Pending-too-long sessions already reported (events fetched, audit written): once per session.
+    unschedulable_reported: set[str] = field(default_factory=set)
+    #: Sessions whose last renew the service refused, and when: retried only after a while.
+    renew_failures: dict[str, float] = field(default_factory=dict)
+    #: What the reconciler learnt per set (failure evidence, scheduling events).
+    notes: dict[str, SetNotes] = field(default_factory=dict)
 
     def copy(self) -> Memory:
         """A copy whose containers can be changed without touching this one."""
         return replace(self, creates=dict(self.creates), destroys=dict(self.destroys),
                        restarts=dict(self.restarts), finished=set(self.finished), seen_live=dict(self.seen_live),
-                       backoffs=dict(self.backoffs), ended_reported=set(self.ended_reported))
+                       backoffs=dict(self.backoffs), ended_reported=set(self.ended_reported),
+                       conditions={name: dict(marks) for name, marks in self.conditions.items()},
+                       progress=dict(self.progress), pending_since=dict(self.pending_since),
+                       unschedulable_reported=set(self.unschedulable_reported),
+                       renew_failures=dict(self.renew_failures), notes=dict(self.notes))
+
+    def forget_set(self, name: str) -> None:
+        """Start a set afresh (``canfar-controller restart``): finished slots run again, histories reset."""
+        self.finished = {entry for entry in self.finished if entry[0] != name}
+        self.restarts = {key: value for key, value in self.restarts.items() if key[0] != name}
+        self.backoffs.pop(name, None)
+        self.progress.pop(name, None)
+        self.notes.pop(name, None)

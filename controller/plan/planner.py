@@ -1,4 +1,4 @@
-"""The planner: desired sets + observed sessions + memory + time -> actions and statuses.
+"""The planner: desired sets + observed sessions + memory + capacity + time -> actions and statuses.
 
 This is where every risky decision is made, so it is a pure function: no I/O, no clock reads,
 no randomness. The same inputs always give the same plan, in the same order.
@@ -15,9 +15,9 @@ Rules, in the order they protect users:
    An answer with no owned session at all, while the last one had live ones, makes the whole pass
    suspect: nothing is created or destroyed, and nothing is learnt from it. Such answers are
    believed only once they have persisted for ``empty_list_window`` (1 min): an account really
-   emptied by hand is refilled then.
-   (Two answers in a row that leave out exactly the same sessions and nothing else look like a
-   real deletion; if such a session comes back, rule 6 removes the extra one.)
+   emptied by hand is refilled then. (Two answers in a row that leave out exactly the same
+   sessions and nothing else look like a real deletion; if such a session comes back, rule 6
+   removes the extra one.)
 4. Orphans (owned sessions of sets that no longer exist) are destroyed only when every manifest
    parsed cleanly and has settled, the desired state is not empty (unless ``allow_empty``), and the
    same orphan was already seen in the previous pass.
@@ -25,162 +25,62 @@ Rules, in the order they protect users:
    5 min pass); one we just destroyed counts as gone. A create whose outcome is unknown (timeout,
    5xx, garbled answer, crash before recording) is looked for by name and blocks its slot until a
    list shows it, or until ``uncertain_window`` (2 min) has passed *and* two lists that were not
-   lossy did not show it. A lagging list never causes a duplicate.
+   lossy did not show it. A slot has one create in flight at a time, whatever its template.
 6. A slot is the identity: slot N of a set has at most one live session of the current template.
    If a second one appears anyway (a create applied later than the window), the newer is destroyed
    as a duplicate.
 7. Ended sessions are destroyed; whether the slot runs again follows ``restartPolicy``, with a
    per-slot exponential back-off so a session that fails at once does not hot-loop (10 s doubling
-   to 5 min, reset once a session has run for 10 min).
+   to 5 min, reset once a session has run for 10 min). Three early ends (within 10 min of the
+   start) in 30 min make the set ``CrashLooping``; the back-off goes on, it never gives up.
 8. A set whose creates the service refused (4xx) creates nothing until its back-off ends (the
    reconciler sets it); a 429 or 503 with Retry-After pauses every create for that long.
-9. A template change rolls: the new session of a slot is created first and the old one destroyed
-   once the new one is Running, with at most 25% of the slots (at least one) in flight.
-10. Creates are capped per pass and interleaved across sets so one big set cannot starve the rest.
+9. A template change replaces outdated sessions as ``spec.updateStrategy`` says: ``RollingUpdate``
+   (a new session beside the old one, the old one destroyed once the new one runs, at most
+   ``maxSurge`` slots at a time; or ``maxUnavailable`` old sessions destroyed first),
+   ``OnCompletion`` (outdated sessions are never destroyed while they run; their slots get the new
+   template when they end) or ``Recreate`` (all outdated sessions go first).
+10. With platform statistics, creates that do not fit the free capacity wait (``WaitingForCapacity``)
+    instead of piling up ``Pending`` sessions; without them, creates go ahead and the plan says so.
+11. Interactive sessions are renewed before they expire; a refused renew is retried later and never
+    becomes a destroy.
+12. Creates are capped per pass and interleaved across sets so one big set cannot starve the rest.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from controller.models import ObservedSession
 from controller.names import NameParser, OwnedName, owned_name
-from controller.plan.memory import ExpectedCreate, Memory, SeenSession, SlotHistory, SlotKey
-from controller.spec import DesiredState, SessionSet, Template
-
-DestroyReason = Literal["ended", "scaled-down", "orphaned", "duplicate", "outdated"]
-
-EXPECTATION_TTL = 300.0
-#: How long an uncertain create blocks its slot at least (and it takes two lists without it too).
-UNCERTAIN_WINDOW = 120.0
-UNCERTAIN_MIN_LISTS = 2
-#: How long answers with no owned session at all must persist before they are believed.
-EMPTY_LIST_WINDOW = 60.0
-RESTART_BACKOFF_BASE = 10.0
-RESTART_BACKOFF_CAP = 300.0
-RESTART_RESET_AFTER = 600.0
-MAX_SURGE_FRACTION = 0.25
-#: ReplicaSet's ``BurstReplicas``: the most creates one pass starts.
-MAX_CREATES_PER_PASS = 500
+from controller.plan.actions import (
+    CRASH_LOOP_ENDS,
+    CRASH_LOOP_WINDOW,
+    RENEW_RETRY,
+    RESTART_RESET_AFTER,
+    UNCERTAIN_MIN_LISTS,
+    Create,
+    Destroy,
+    DestroyReason,
+    Plan,
+    PlanOptions,
+    Renew,
+    SetStatus,
+    Unschedulable,
+    restart_delay,
+    spec_key,
+)
+from controller.plan.capacity import Capacity, CapacityLedger
+from controller.plan.conditions import SetFacts, Status, evaluate, stamp
+from controller.plan.memory import CreateBackoff, ExpectedCreate, Memory, SeenSession, SlotHistory, SlotKey
+from controller.spec import DesiredState, SessionSet
 
 _LIVE = frozenset({"Pending", "Running", "Unknown"})
 _ENDED = frozenset({"Completed", "Failed"})
-
-
-@dataclass(frozen=True, slots=True)
-class Create:
-    set_name: str
-    slot: int
-    name: str
-    template: Template
-    replicas: int
-    reason: str  # "missing", "restart", "rollout"
-    #: Sessions already listed under this name: a later list showing any other id proves the create.
-    prior_ids: tuple[str, ...] = ()
-
-    @property
-    def spec_key(self) -> str:
-        """What a create back-off is tied to: the template and the replica count."""
-        return spec_key(self.template.hash(), self.replicas)
-
-    def env(self) -> dict[str, str]:
-        """The environment to send: the template's plus the slot identity (headless only)."""
-        if self.template.kind != "headless":
-            return {}
-        return {**self.template.env_text(), "REPLICA_ID": str(self.slot), "REPLICA_COUNT": str(self.replicas)}
-
-
-@dataclass(frozen=True, slots=True)
-class Destroy:
-    set_name: str
-    session_id: str
-    name: str
-    reason: DestroyReason
-    phase: str
-    #: Report the end (audit ``Ended``) before destroying: only the first time this session is seen ended.
-    report_end: bool = False
-    #: Fetch logs and events first: the session failed, and this is the last chance to see why.
-    collect_evidence: bool = False
-
-
-@dataclass(frozen=True)
-class SetStatus:
-    name: str
-    desired: int | None
-    running: int = 0
-    pending: int = 0
-    unknown: int = 0
-    completed: int = 0
-    failed: int = 0
-    terminating: int = 0
-    outdated: int = 0
-    in_flight: int = 0
-    #: Creates whose outcome is unknown, blocking their slots.
-    uncertain: int = 0
-    #: Slots whose session one list left out: they wait for a second list before being refilled.
-    held: int = 0
-    suspended: bool = False
-    invalid: str | None = None
-    waiting: str | None = None  # why some slot is not being filled right now
-    #: The service refused this set's creates: none until then (epoch seconds), and its message.
-    backoff_until: float | None = None
-    backoff_message: str | None = None
-
-    @property
-    def ended(self) -> int:
-        return self.completed + self.failed
-
-    def counts(self) -> dict[str, int]:
-        """Sessions by phase, as the metrics report them."""
-        return {"Running": self.running, "Pending": self.pending, "Unknown": self.unknown,
-                "Completed": self.completed, "Failed": self.failed, "Terminating": self.terminating}
-
-
-@dataclass(frozen=True)
-class Plan:
-    creates: tuple[Create, ...]
-    destroys: tuple[Destroy, ...]
-    statuses: dict[str, SetStatus]
-    #: The memory after this plan; the reconciler owns it from here (see ``controller.plan.memory``).
-    memory: Memory
-    #: Creates held back by the per-pass cap: the next pass should come at once.
-    deferred: int = 0
-    #: Set when the list failed: nothing was decided.
-    blind: bool = False
-    #: Set when the list lost every owned session at once: nothing was done, see rule 3.
-    suspect: bool = False
-    #: Owned sessions this list left out for the first time (their slots are held).
-    lost: tuple[str, ...] = ()
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.creates or self.destroys or self.deferred)
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    prefix: str = "cc"
-    allow_empty: bool = False
-    max_creates: int = MAX_CREATES_PER_PASS
-    expectation_ttl: float = EXPECTATION_TTL
-    uncertain_window: float = UNCERTAIN_WINDOW
-    empty_list_window: float = EMPTY_LIST_WINDOW
-    restart_backoff: float = RESTART_BACKOFF_BASE
-    restart_backoff_cap: float = RESTART_BACKOFF_CAP
-
-
-def spec_key(template_hash: str, replicas: int) -> str:
-    return f"{template_hash}/{replicas}"
-
-
-def restart_delay(count: int, base: float = RESTART_BACKOFF_BASE, cap: float = RESTART_BACKOFF_CAP) -> float:
-    """Seconds to wait before the ``count``-th consecutive restart of a slot."""
-    return min(base * 2 ** max(count - 1, 0), cap)
-
 
 #: Name parsers by prefix, with their caches: names repeat every pass, so each is parsed once.
 _PARSERS: dict[str, NameParser] = {}
@@ -200,14 +100,20 @@ def plan(
     now: float,
     *,
     options: PlanOptions,
+    capacity: Capacity | None = None,
 ) -> Plan:
-    """Decide one pass. ``observed`` is ``None`` when the list call failed: then nothing is done."""
+    """Decide one pass. ``observed`` is ``None`` when the list call failed: then nothing is done.
+
+    ``capacity`` is what the platform has free (``None``: statistics unavailable, creates are not
+    checked against it).
+    """
     if observed is None:
         return Plan((), (), _idle_statuses(desired, memory, now), memory.copy(), blind=True)
-    return _Planner(desired, observed, memory, now, options).run()
+    return _Planner(desired, observed, memory, now, options, capacity).run()
 
 
 def _idle_statuses(desired: DesiredState, memory: Memory, now: float) -> dict[str, SetStatus]:
+    """Statuses when nothing could be observed: what is known from the manifests and the memory."""
     statuses = {}
     for name, session_set in desired.sets.items():
         backoff = memory.backoffs.get(name)
@@ -229,6 +135,8 @@ class _Seen(NamedTuple):
     set_name: str
     slot: int
     template_hash: str
+    kind: str
+    expires: float | None
 
     @property
     def ended(self) -> bool:
@@ -239,23 +147,50 @@ class _Seen(NamedTuple):
         return (0 if self.phase == "Running" else 1, self.started, self.id)
 
 
+@dataclass
+class _SetPlan:
+    """What planning one set produced, before capacity and the per-pass cap are applied."""
+
+    creates: list[Create]
+    counts: Counter[str]
+    outdated: int  # live sessions of an older template
+    updated: int  # slots with a live session of the current template
+    ready: int  # slots with a Running session of the current template
+    finished: int  # slots that ended for good under the current template
+    live: int
+    in_flight: int
+    uncertain: int
+    held: int
+    waiting: str | None
+    backoff: CreateBackoff | None  # only while it lasts
+    next_expiry: float | None
+    crash_slots: list[tuple[int, int]]  # (slot, early ends in the window)
+
+
 class _Planner:
     """One planning run; a class only to share its inputs between small steps."""
 
     def __init__(self, desired: DesiredState, observed: Sequence[ObservedSession], memory: Memory,
-                 now: float, options: PlanOptions) -> None:
+                 now: float, options: PlanOptions, capacity: Capacity | None) -> None:
         self.desired = desired
         self.now = now
         self.options = options
         self.memory = memory
-        self.creates: list[Create] = []
+        self.capacity = capacity if options.capacity else None
         self.destroys: list[Destroy] = []
+        self.renews: list[Renew] = []
+        self.unschedulable: list[Unschedulable] = []
         self.slots: dict[str, dict[int, list[_Seen]]] = defaultdict(lambda: defaultdict(list))
         self.orphans: list[_Seen] = []
-        self.terminating: dict[str, int] = defaultdict(int)
+        self.terminating: Counter[str] = Counter()
+        self.terminating_outdated: Counter[str] = Counter()
         self.ids: set[str] = set()
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self.live: dict[str, SeenSession] = {}
+        self.pending_since: dict[str, float] = {}
+        # What the cluster has not admitted yet but will have to: our queued sessions (stats only
+        # count admitted ones).
+        self.queued_cores = self.queued_ram = 0.0
         parse = _parser(options.prefix).parse
         sets, invalid = desired.sets, desired.invalid
         destroying = memory.destroys
@@ -266,13 +201,21 @@ class _Planner:
                 continue  # foreign: not ours, never touched
             started = session.started if session.started is not None else math.inf
             seen = _Seen(session.id, session.name, session.phase, started, owned.set_name, owned.slot,
-                         owned.template_hash)
+                         owned.template_hash, session.kind, session.expires)
             self.by_name[seen.name].append(seen.id)
             if seen.id in destroying or seen.phase == "Terminating":
                 self.terminating[seen.set_name] += 1
+                session_set = sets.get(seen.set_name)
+                if session_set is not None and seen.template_hash != session_set.spec.template.hash():
+                    self.terminating_outdated[seen.set_name] += 1
                 continue
             if seen.phase in _LIVE:
                 self.live[seen.id] = SeenSession(seen.set_name, seen.slot, seen.name)
+            if seen.phase == "Pending":
+                self.pending_since[seen.id] = memory.pending_since.get(seen.id, now)
+                if session.started is None and capacity is not None:
+                    self.queued_cores += session.cores if session.cores is not None else capacity.default_cores
+                    self.queued_ram += session.ram_bytes if session.ram_bytes is not None else capacity.default_ram
             if seen.set_name in sets:
                 self.slots[seen.set_name][seen.slot].append(seen)
             elif seen.set_name not in invalid:
@@ -312,19 +255,17 @@ class _Planner:
                          and b.spec_key == spec_key(self.desired.sets[name].spec.template.hash(),
                                                     self.desired.sets[name].spec.replicas)}
         self.paused = self.now < self.memory.creates_paused_until
+        self.conditions = {name: marks for name, marks in self.memory.conditions.items()
+                           if name in self.desired.sets or name in self.desired.invalid}
+        self.progress = {name: p for name, p in self.memory.progress.items() if name in self.desired.sets}
 
-        statuses: dict[str, SetStatus] = {}
-        wanted: list[list[Create]] = []
-        for name in sorted(self.desired.sets):
-            status, creates = self._plan_set(self.desired.sets[name])
-            statuses[name] = status
-            wanted.append(creates)
+        plans = {name: self._plan_set(self.desired.sets[name]) for name in sorted(self.desired.sets)}
+        allowed, deferred, waiting_for_capacity = self._admit(plans)
+        statuses = {name: self._status(self.desired.sets[name], set_plan, waiting_for_capacity.get(name))
+                    for name, set_plan in plans.items()}
         for name in sorted(set(self.desired.invalid) - set(self.desired.sets)):
-            statuses[name] = SetStatus(name, None, invalid=self.desired.invalid[name],
-                                       terminating=self.terminating.get(name, 0))
+            statuses[name] = self._invalid_status(name)
         orphans_seen = self._plan_orphans()
-        ordered = list(_round_robin(wanted))
-        allowed = ordered[: self.options.max_creates]
         sets = self.desired.sets
         memory = Memory(
             creates=self.expected_creates,
@@ -338,10 +279,19 @@ class _Planner:
             backoffs=self.backoffs,
             creates_paused_until=self.memory.creates_paused_until,
             ended_reported={sid for sid in self.memory.ended_reported if sid in self.ids},
+            conditions=self.conditions,
+            progress=self.progress,
+            pending_since=self.pending_since,
+            unschedulable_reported={sid for sid in self.memory.unschedulable_reported if sid in self.pending_since},
+            renew_failures={sid: at for sid, at in self.memory.renew_failures.items() if sid in self.ids},
+            notes={name: note for name, note in self.memory.notes.items() if name in sets},
         )
         destroys = tuple(sorted(self.destroys, key=lambda d: (d.set_name, d.name, d.session_id)))
-        return Plan(tuple(allowed), destroys, statuses, memory, deferred=len(ordered) - len(allowed),
-                    lost=tuple(sorted(lost_first)))
+        capacity_unknown = (None if self.capacity is not None or not self.options.capacity
+                            else "platform statistics unavailable: creates are not checked against capacity")
+        return Plan(tuple(allowed), destroys, statuses, memory, renews=tuple(self.renews),
+                    unschedulable=tuple(self.unschedulable), deferred=deferred,
+                    lost=tuple(sorted(lost_first)), capacity_unknown=capacity_unknown)
 
     def _suspect(self, lost: set[str]) -> Plan:
         """No owned session in the answer while the last one had live ones: act on, and learn, nothing."""
@@ -371,14 +321,16 @@ class _Planner:
 
     # -- one set ----------------------------------------------------------------------------------
 
-    def _plan_set(self, session_set: SessionSet) -> tuple[SetStatus, list[Create]]:
+    def _plan_set(self, session_set: SessionSet) -> _SetPlan:
         spec = session_set.spec
         name = session_set.name
         current = spec.template.hash()
+        strategy = spec.update_strategy
         slots = self.slots.get(name, {})
-        counts: dict[str, int] = defaultdict(int)
+        counts: Counter[str] = Counter()
         act = not spec.suspend
         keep_by_slot: dict[int, list[_Seen]] = {}
+        next_expiry: float | None = None
 
         for slot in sorted(slots):
             sessions = slots[slot]
@@ -386,6 +338,11 @@ class _Planner:
                 sessions = sorted(sessions, key=lambda seen: (seen.started, seen.id))
             for seen in sessions:
                 counts[seen.phase] += 1
+                if seen.phase in _LIVE:
+                    if seen.expires is not None and (next_expiry is None or seen.expires < next_expiry):
+                        next_expiry = seen.expires
+                    self._consider_renew(session_set, seen, act)
+                    self._consider_pending(seen)
             if slot > spec.replicas:
                 for seen in sessions:
                     self._destroy(act, seen, "scaled-down")
@@ -398,18 +355,31 @@ class _Planner:
                         self._note_end(seen, spec.restart_policy)
                 else:
                     live.append(seen)
-            keep_by_slot[slot] = self._dedupe(act, live, current)
+            keep_by_slot[slot] = self._dedupe(act, live, current, kill_outdated=strategy.type != "OnCompletion")
+
+        outdated_live = [s for kept in keep_by_slot.values() for s in kept if s.template_hash != current]
+        recreating = strategy.type == "Recreate" and bool(outdated_live or self.terminating_outdated[name])
+        if recreating:
+            for seen in outdated_live:
+                self._destroy(act, seen, "outdated")
 
         backoff = self.backoffs.get(name)
         backing_off = backoff is not None and self.now < backoff.until
         creates: list[Create] = []
         waiting: str | None = None
         in_flight = uncertain = held = 0
-        surge_budget = max(1, math.floor(spec.replicas * MAX_SURGE_FRACTION)) if spec.replicas else 0
-        surging: int | None = None  # counted only when a slot needs it
+        surge_budget = strategy.surge(spec.replicas)
+        unavailable_budget: int | None = None  # counted only when a slot needs it
+        surging: int | None = None
+        crash_slots: list[tuple[int, int]] = []
         for slot in range(1, spec.replicas + 1):
             kept = keep_by_slot.get(slot, [])
             expected = self.expected_creates.get((name, slot))
+            history = self.restarts.get((name, slot))
+            if history is not None:
+                early = sum(1 for t in history.early_ends if self.now - t < CRASH_LOOP_WINDOW)
+                if early >= CRASH_LOOP_ENDS:
+                    crash_slots.append((slot, early))
             if expected is not None:
                 in_flight += 1
                 uncertain += expected.uncertain
@@ -428,21 +398,35 @@ class _Planner:
                 continue
             if (name, slot, current) in self.finished:
                 continue
-            restarts = self.restarts.get((name, slot))
-            delay = restart_delay(restarts.count, self.options.restart_backoff,
-                                  self.options.restart_backoff_cap) if restarts is not None else 0.0
-            if restarts is not None and self.now < restarts.last_end + delay:
-                waiting = f"slot {slot} restarts after back-off ({restarts.count} recent ends)"
+            delay = restart_delay(history.count, self.options.restart_backoff,
+                                  self.options.restart_backoff_cap) if history is not None else 0.0
+            if history is not None and self.now < history.last_end + delay:
+                waiting = f"slot {slot} restarts after back-off ({history.count} recent ends)"
                 continue
-            if kept:
+            if kept:  # only outdated sessions in the slot: the update strategy decides
+                if strategy.type != "RollingUpdate":
+                    waiting = waiting or ("waiting for outdated sessions to end (OnCompletion)"
+                                          if strategy.type == "OnCompletion" else
+                                          "waiting for outdated sessions to go (Recreate)")
+                    continue
                 if surging is None:
                     surging = self._surging(keep_by_slot, current)
                 if surging >= surge_budget:
+                    if unavailable_budget is None:
+                        unavailable_budget = strategy.unavailable(spec.replicas) - self._unavailable(
+                            keep_by_slot, spec.replicas)
+                    if unavailable_budget > 0 and all(s.phase == "Running" for s in kept):
+                        unavailable_budget -= 1
+                        for seen in kept:
+                            self._destroy(act, seen, "outdated")
                     continue
                 surging += 1
                 reason = "rollout"
+            elif recreating:
+                waiting = waiting or "waiting for outdated sessions to go (Recreate)"
+                continue
             else:
-                reason = "restart" if restarts is not None else "missing"
+                reason = "restart" if history is not None else "missing"
             if not act:
                 continue
             if backing_off:
@@ -455,17 +439,141 @@ class _Planner:
             creates.append(Create(name, slot, slot_name, spec.template, spec.replicas, reason,
                                   prior_ids=tuple(self.by_name.get(slot_name, ()))))
 
-        outdated_total = sum(1 for kept in keep_by_slot.values() for s in kept if s.template_hash != current)
-        status = SetStatus(
+        updated = sum(1 for kept in keep_by_slot.values() if any(s.template_hash == current for s in kept))
+        ready = sum(1 for kept in keep_by_slot.values()
+                    if any(s.template_hash == current and s.phase == "Running" for s in kept))
+        finished = sum(1 for slot in range(1, spec.replicas + 1) if (name, slot, current) in self.finished)
+        live_total = sum(len(kept) for kept in keep_by_slot.values())
+        return _SetPlan(creates, counts, len(outdated_live), updated, ready, finished, live_total, in_flight,
+                        uncertain, held, waiting, backoff if backing_off else None, next_expiry, crash_slots)
+
+    def _status(self, session_set: SessionSet, set_plan: _SetPlan, capacity_wait: str | None) -> SetStatus:
+        """The set's status and conditions, once capacity has had its say on its creates."""
+        spec, name = session_set.spec, session_set.name
+        p = set_plan
+        outdated, ready = p.outdated, p.ready
+        complete = spec.replicas > 0 and p.finished == spec.replicas and p.live == 0
+        wanted = spec.replicas - p.finished
+        unschedulable = sum(1 for seen_list in self.slots.get(name, {}).values() for seen in seen_list
+                            if seen.id in self.pending_since
+                            and self.now - self.pending_since[seen.id] >= self.options.pending_limit)
+        progressing = not complete and (outdated > 0 or ready < wanted)
+        fingerprint = f"{ready}/{wanted}/{outdated}/{p.updated}"
+        previous = self.progress.get(name)
+        since = previous[1] if previous is not None and previous[0] == fingerprint else self.now
+        stalled = progressing and self.now - since >= self.options.progress_deadline
+        if progressing:
+            self.progress[name] = (fingerprint, since)
+        else:
+            self.progress.pop(name, None)
+        notes = self.memory.notes.get(name)
+        facts = SetFacts(
+            replicas=spec.replicas, wanted=wanted, ready=ready, complete=complete, suspended=spec.suspend,
+            invalid=self.desired.invalid.get(name), strategy=spec.update_strategy.type, outdated=outdated,
+            progressing=progressing, stalled=stalled,
+            crash_loop=self._crash_message(p.crash_slots, notes.last_failure if notes else ""),
+            create_failing=self._create_failing(p.backoff),
+            capacity=self._capacity_condition(capacity_wait, unschedulable, notes.unschedulable if notes else ""),
+        )
+        conditions, marks = stamp(evaluate(facts), self.conditions.get(name, {}), self.now)
+        self.conditions[name] = marks
+        waiting = p.waiting or (f"waiting for capacity: {capacity_wait}" if capacity_wait else None)
+        counts = p.counts
+        return SetStatus(
             name=name, desired=spec.replicas, running=counts["Running"], pending=counts["Pending"],
             unknown=counts["Unknown"], completed=counts["Completed"], failed=counts["Failed"],
-            terminating=self.terminating.get(name, 0), outdated=outdated_total, in_flight=in_flight,
-            uncertain=uncertain, held=held, suspended=spec.suspend, invalid=self.desired.invalid.get(name),
-            waiting=waiting,
-            backoff_until=backoff.until if backing_off and backoff is not None else None,
-            backoff_message=backoff.message if backoff is not None else None,
+            terminating=self.terminating.get(name, 0), outdated=outdated, updated=p.updated,
+            in_flight=p.in_flight, uncertain=p.uncertain, held=p.held,
+            suspended=spec.suspend, invalid=self.desired.invalid.get(name), waiting=waiting,
+            backoff_until=p.backoff.until if p.backoff is not None else None,
+            backoff_message=self.backoffs[name].message if name in self.backoffs else None,
+            complete=complete, unschedulable=unschedulable, next_expiry=p.next_expiry,
+            conditions=conditions,
         )
-        return status, creates
+
+    def _invalid_status(self, name: str) -> SetStatus:
+        facts = SetFacts(replicas=0, wanted=0, ready=0, complete=False, suspended=False,
+                         invalid=self.desired.invalid[name], strategy="RollingUpdate", outdated=0,
+                         progressing=False, stalled=False, crash_loop=None, create_failing=None, capacity=None)
+        raw = evaluate(facts)
+        raw["Ready"] = ("Unknown", "ManifestInvalid", "the set has no valid spec yet")
+        conditions, marks = stamp(raw, self.conditions.get(name, {}), self.now)
+        self.conditions[name] = marks
+        return SetStatus(name, None, invalid=self.desired.invalid[name], terminating=self.terminating.get(name, 0),
+                         conditions=conditions)
+
+    @staticmethod
+    def _crash_message(crash_slots: list[tuple[int, int]], evidence: str) -> str | None:
+        if not crash_slots:
+            return None
+        slots = ", ".join(f"slot {slot} ({ends} times)" for slot, ends in crash_slots)
+        message = (f"sessions ended within 10 min of starting {CRASH_LOOP_ENDS}+ times in 30 min: {slots}; "
+                   "restarts continue with back-off")
+        return f"{message}. Last failure: {evidence}" if evidence else message
+
+    def _create_failing(self, backoff: CreateBackoff | None) -> tuple[str, str] | None:
+        if backoff is not None:
+            return "CreateRefused", f"the service refused a create: {backoff.message}"
+        if self.paused:
+            return "CreatesPaused", "the service asked to slow down (429 or 503 with Retry-After)"
+        return None
+
+    def _capacity_condition(self, wait: str | None, unschedulable: int,
+                            events: str) -> tuple[Status, str, str] | None:
+        if wait is not None:
+            return "True", "InsufficientCapacity", wait
+        if unschedulable:
+            minutes = self.options.pending_limit / 60
+            message = f"{unschedulable} session(s) Pending for more than {minutes:g} min"
+            return "True", "Unschedulable", f"{message}: {events}" if events else message
+        if self.capacity is None and self.options.capacity:
+            return "Unknown", "StatsUnavailable", "platform statistics unavailable: creating without checking capacity"
+        return None
+
+    def _admit(self, plans: dict[str, _SetPlan]) -> tuple[list[Create], int, dict[str, str]]:
+        """Order the creates round-robin, keep those that fit the capacity, then apply the per-pass cap."""
+        ordered = list(_round_robin([set_plan.creates for set_plan in plans.values()]))
+        waiting: dict[str, str] = {}
+        if self.capacity is not None:
+            reserved_cores, reserved_ram = self.queued_cores, self.queued_ram
+            for (set_name, _), expected in self.expected_creates.items():  # in flight, not listed yet
+                if set_name in self.desired.sets and expected.name not in self.by_name:
+                    cores, ram = self.capacity.request(self.desired.sets[set_name].spec.template)
+                    reserved_cores += cores
+                    reserved_ram += ram
+            room = CapacityLedger(self.capacity, reserved_cores=reserved_cores, reserved_ram=reserved_ram)
+            fitting = []
+            for create in ordered:
+                if create.set_name in waiting:
+                    continue  # a set's creates are all alike: once one does not fit, none does
+                problem = room.take(create.template)
+                if problem is None:
+                    fitting.append(create)
+                else:
+                    waiting[create.set_name] = problem
+            ordered = fitting
+        allowed = ordered[: self.options.max_creates]
+        return allowed, len(ordered) - len(allowed), waiting
+
+    def _consider_renew(self, session_set: SessionSet, seen: _Seen, act: bool) -> None:
+        """Renew an interactive session once less than the configured part of its lifetime remains."""
+        if not act or not session_set.spec.renew or seen.kind == "headless" or seen.phase != "Running":
+            return
+        if seen.expires is None:
+            return
+        if seen.expires - self.now >= self.options.renew_when_remaining * self.options.session_expiry:
+            return
+        refused = self.memory.renew_failures.get(seen.id)
+        if refused is not None and self.now - refused < RENEW_RETRY:
+            return
+        self.renews.append(Renew(seen.set_name, seen.id, seen.name, seen.expires))
+
+    def _consider_pending(self, seen: _Seen) -> None:
+        since = self.pending_since.get(seen.id)
+        if since is None or self.now - since < self.options.pending_limit:
+            return
+        if seen.id not in self.memory.unschedulable_reported:
+            self.unschedulable.append(Unschedulable(seen.set_name, seen.id, seen.name, since))
 
     @staticmethod
     def _surging(keep_by_slot: dict[int, list[_Seen]], current: str) -> int:
@@ -475,7 +583,14 @@ class _Planner:
                    and any(s.template_hash == current for s in kept)
                    and any(s.template_hash != current for s in kept))
 
-    def _dedupe(self, act: bool, live: list[_Seen], current: str) -> list[_Seen]:
+    @staticmethod
+    def _unavailable(keep_by_slot: dict[int, list[_Seen]], replicas: int) -> int:
+        """Slots without a Running session, of any template."""
+        running = sum(1 for slot, kept in keep_by_slot.items()
+                      if slot <= replicas and any(s.phase == "Running" for s in kept))
+        return replicas - running
+
+    def _dedupe(self, act: bool, live: list[_Seen], current: str, *, kill_outdated: bool) -> list[_Seen]:
         """Keep one session of the current template (and one outdated while it rolls)."""
         if len(live) < 2:
             return live
@@ -485,7 +600,7 @@ class _Planner:
         for seen in fresh[1:]:
             self._destroy(act, seen, "duplicate")
         if stale:
-            if fresh and fresh[0].phase == "Running":
+            if fresh and fresh[0].phase == "Running" and kill_outdated:
                 for seen in stale:
                     self._destroy(act, seen, "outdated")
             else:
@@ -495,7 +610,7 @@ class _Planner:
         return kept
 
     def _note_end(self, seen: _Seen, policy: str) -> None:
-        """Record an ended session: count a restart, or mark the slot finished."""
+        """Record an ended session: count a restart (and an early end), or mark the slot finished."""
         key = (seen.set_name, seen.slot)
         restart = policy == "Always" or (policy == "OnFailure" and seen.phase == "Failed")
         if not restart:
@@ -505,7 +620,10 @@ class _Planner:
         if previous is not None and previous.last_session == seen.id:
             return
         count = previous.count + 1 if previous is not None else 1
-        self.restarts[key] = SlotHistory(count, self.now, seen.id)
+        early_ends = tuple(t for t in (previous.early_ends if previous else ()) if self.now - t < CRASH_LOOP_WINDOW)
+        if self.now - seen.started < RESTART_RESET_AFTER:  # never started counts as early too
+            early_ends = (*early_ends, self.now)
+        self.restarts[key] = SlotHistory(count, self.now, seen.id, early_ends)
 
     def _reset_backoff(self, set_name: str, slot: int, current: list[_Seen]) -> None:
         if (set_name, slot) not in self.restarts:

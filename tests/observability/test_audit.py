@@ -160,4 +160,7 @@ def test_reasons_are_kubernetes_style() -> None:
         "FailedDestroy",
         "Pruned",
         "Ended",
+        "Renewed",
+        "FailedRenew",
+        "Unschedulable",
     }

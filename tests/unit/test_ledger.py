@@ -9,7 +9,7 @@ import pytest
 
 from controller.errors import LedgerError
 from controller.ledger import Ledger, MemoryDocument, ledger_paths
-from controller.plan import CreateBackoff, ExpectedCreate, Memory, SeenSession, SlotHistory
+from controller.plan import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SeenSession, SetNotes, SlotHistory
 
 NOW = 1_800_000_000.0
 
@@ -21,7 +21,7 @@ def full_memory() -> Memory:
                  ("w", 2): ExpectedCreate("cc-w-abcdef-2", NOW, None, ("old2",), misses=1)},
         destroys={"gone": NOW - 3},
         orphans_seen=frozenset({"orph"}),
-        restarts={("w", 3): SlotHistory(2, NOW - 10, "id3")},
+        restarts={("w", 3): SlotHistory(2, NOW - 10, "id3", (NOW - 100, NOW - 10))},
         finished={("batch", 1, "abcdef")},
         seen_live={"id4": SeenSession("w", 4, "cc-w-abcdef-4")},
         missing=frozenset({"id4"}),
@@ -29,6 +29,12 @@ def full_memory() -> Memory:
         backoffs={"w": CreateBackoff(3, NOW + 20, "image refused", "abcdef/4")},
         creates_paused_until=NOW + 5,
         ended_reported={"id9"},
+        conditions={"w": {"Ready": ConditionMark("False", NOW - 60), "Complete": ConditionMark("True", NOW)}},
+        progress={"w": ("2/4", NOW - 30)},
+        pending_since={"id4": NOW - 700},
+        unschedulable_reported={"id4"},
+        renew_failures={"nb1": NOW - 5},
+        notes={"w": SetNotes(last_failure="logs: boom", unschedulable="FailedScheduling: 0/3 nodes")},
     )
 
 

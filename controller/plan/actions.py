@@ -1,0 +1,192 @@
+"""What the planner decides: actions for the reconciler, a status per set, and the knobs it decides with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.plan.conditions import Condition
+from controller.plan.memory import Memory
+from controller.spec import Template
+
+DestroyReason = Literal["ended", "scaled-down", "orphaned", "duplicate", "outdated"]
+
+EXPECTATION_TTL = 300.0
+#: How long an uncertain create blocks its slot at least (and it takes two lists without it too).
+UNCERTAIN_WINDOW = 120.0
+UNCERTAIN_MIN_LISTS = 2
+#: How long answers with no owned session at all must persist before they are believed.
+EMPTY_LIST_WINDOW = 60.0
+RESTART_BACKOFF_BASE = 10.0
+RESTART_BACKOFF_CAP = 300.0
+#: A session that ran this long counts as healthy: its slot's restart back-off starts afresh.
+RESTART_RESET_AFTER = 600.0
+#: Crash loop: this many early ends (a session ending within RESTART_RESET_AFTER of its start) ...
+CRASH_LOOP_ENDS = 3
+#: ... within this window.
+CRASH_LOOP_WINDOW = 1800.0
+#: ReplicaSet's ``BurstReplicas``: the most creates one pass starts.
+MAX_CREATES_PER_PASS = 500
+#: The platform's interactive session lifetime (``skaha.sessionexpiry``, 4 days).
+SESSION_EXPIRY = 345_600.0
+#: Renew an interactive session once less than this part of the expiry remains: once a day with 4 days.
+RENEW_WHEN_REMAINING = 0.75
+#: After the service refused a renew, try again only after this long.
+RENEW_RETRY = 600.0
+#: A session Pending this long is reported as unschedulable.
+PENDING_LIMIT = 600.0
+#: A rollout or scale-up that changes nothing for this long is reported as stalled.
+PROGRESS_DEADLINE = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    set_name: str
+    slot: int
+    name: str
+    template: Template
+    replicas: int
+    reason: str  # "missing", "restart", "rollout"
+    #: Sessions already listed under this name: a later list showing any other id proves the create.
+    prior_ids: tuple[str, ...] = ()
+
+    @property
+    def spec_key(self) -> str:
+        """What a create back-off is tied to: the template and the replica count."""
+        return spec_key(self.template.hash(), self.replicas)
+
+    def env(self) -> dict[str, str]:
+        """The environment to send: the template's plus the slot identity (headless only)."""
+        if self.template.kind != "headless":
+            return {}
+        return {**self.template.env_text(), "REPLICA_ID": str(self.slot), "REPLICA_COUNT": str(self.replicas)}
+
+
+@dataclass(frozen=True, slots=True)
+class Destroy:
+    set_name: str
+    session_id: str
+    name: str
+    reason: DestroyReason
+    phase: str
+    #: Report the end (audit ``Ended``) before destroying: only the first time this session is seen ended.
+    report_end: bool = False
+    #: Fetch logs and events first: the session failed, and this is the last chance to see why.
+    collect_evidence: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """Extend an interactive session's lifetime before the platform ends it."""
+
+    set_name: str
+    session_id: str
+    name: str
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    """A session Pending for longer than the limit: report it once, with its events."""
+
+    set_name: str
+    session_id: str
+    name: str
+    pending_since: float
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    name: str
+    desired: int | None
+    running: int = 0
+    pending: int = 0
+    unknown: int = 0
+    completed: int = 0
+    failed: int = 0
+    terminating: int = 0
+    outdated: int = 0
+    #: Slots with a live session of the current template.
+    updated: int = 0
+    in_flight: int = 0
+    #: Creates whose outcome is unknown, blocking their slots.
+    uncertain: int = 0
+    #: Slots whose session one list left out: they wait for a second list before being refilled.
+    held: int = 0
+    suspended: bool = False
+    invalid: str | None = None
+    waiting: str | None = None  # why some slot is not being filled right now
+    #: The service refused this set's creates: none until then (epoch seconds), and its message.
+    backoff_until: float | None = None
+    backoff_message: str | None = None
+    #: Every slot has ended and will not run again.
+    complete: bool = False
+    #: Sessions Pending for longer than the limit.
+    unschedulable: int = 0
+    #: The soonest time a live session of the set reaches its deadline (epoch seconds).
+    next_expiry: float | None = None
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.failed
+
+    def counts(self) -> dict[str, int]:
+        """Sessions by phase, as the metrics report them."""
+        return {"Running": self.running, "Pending": self.pending, "Unknown": self.unknown,
+                "Completed": self.completed, "Failed": self.failed, "Terminating": self.terminating}
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    creates: tuple[Create, ...]
+    destroys: tuple[Destroy, ...]
+    statuses: dict[str, SetStatus]
+    #: The memory after this plan; the reconciler owns it from here (see ``controller.plan.memory``).
+    memory: Memory
+    renews: tuple[Renew, ...] = ()
+    unschedulable: tuple[Unschedulable, ...] = ()
+    #: Creates held back by the per-pass cap: the next pass should come at once.
+    deferred: int = 0
+    #: Set when the list failed: nothing was decided.
+    blind: bool = False
+    #: Set when the list lost every owned session at once: nothing was done.
+    suspect: bool = False
+    #: Owned sessions this list left out for the first time (their slots are held).
+    lost: tuple[str, ...] = ()
+    #: Why capacity was not checked (no statistics), or None.
+    capacity_unknown: str | None = None
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.creates or self.destroys or self.deferred or self.renews)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prefix: str = "cc"
+    allow_empty: bool = False
+    max_creates: int = MAX_CREATES_PER_PASS
+    expectation_ttl: float = EXPECTATION_TTL
+    uncertain_window: float = UNCERTAIN_WINDOW
+    empty_list_window: float = EMPTY_LIST_WINDOW
+    restart_backoff: float = RESTART_BACKOFF_BASE
+    restart_backoff_cap: float = RESTART_BACKOFF_CAP
+    session_expiry: float = SESSION_EXPIRY
+    renew_when_remaining: float = RENEW_WHEN_REMAINING
+    pending_limit: float = PENDING_LIMIT
+    progress_deadline: float = PROGRESS_DEADLINE
+    #: Plan creates against the platform's free capacity (when statistics are available).
+    capacity: bool = True
+
+
+def spec_key(template_hash: str, replicas: int) -> str:
+    return f"{template_hash}/{replicas}"
+
+
+def restart_delay(count: int, base: float = RESTART_BACKOFF_BASE, cap: float = RESTART_BACKOFF_CAP) -> float:
+    """Seconds to wait before the ``count``-th consecutive restart of a slot."""
+    return min(base * 2 ** max(count - 1, 0), cap)
