@@ -34,6 +34,7 @@ from controller.models import Event, PlatformStats, SessionInfo
 from controller.observability.audit import AuditLog, AuditReason, evidence
 from controller.observability.metrics import ControllerMetrics, SetSnapshot, failure_reason
 from controller.plan import Create, Destroy, Expectations, Plan, PlanOptions, SetStatus, plan
+from controller.rules import SessionSpec
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
@@ -44,10 +45,7 @@ class SessionAPI(Protocol):
 
     async def fetch(self, kind: str | None = None, status: str | None = None,
                     view: str | None = None) -> list[SessionInfo]: ...
-    async def create(self, name: str, image: str, cores: float | None = None, ram: float | None = None,
-                     kind: str = "headless", gpu: int | None = None, cmd: str | None = None,
-                     args: str | None = None, env: dict[str, str] | None = None,
-                     replicas: int = 1) -> list[str]: ...
+    async def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]: ...
     async def destroy(self, ids: str | list[str]) -> list[str]: ...
     async def logs(self, ids: str | list[str]) -> dict[str, str]: ...
     async def events(self, ids: str | list[str]) -> dict[str, list[Event]]: ...
@@ -215,12 +213,8 @@ class Reconciler:
             if self.stopping.is_set():
                 return True
             log = log.bind(sessionset=action.set_name, slot=action.slot, session=action.name)
-            template = action.template
             try:
-                ids = await self.client.create(
-                    action.name, template.image, cores=template.cores, ram=template.ram, kind=template.kind,
-                    gpu=template.gpu, cmd=template.cmd, args=template.args, env=action.env() or None,
-                )
+                ids = await self.client.create(action.template.session_spec(action.name, action.env()))
             except ControllerError as exc:  # the service's refusal, or the client's own
                 if isinstance(exc, TransportError):
                     # The request may have reached the service: expect it by name, never duplicate.

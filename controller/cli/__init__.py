@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli import controller, sessions, simulator
+from controller.cli.common import print_error
 from controller.errors import ControllerError
 
 
@@ -37,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ControllerError as exc:  # every expected failure: one line, the reason, exit 1
-        print(f"canfar-controller: error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     except KeyboardInterrupt:
         return 130

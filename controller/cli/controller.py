@@ -23,12 +23,12 @@ import structlog
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller import rules
 from controller.cli.common import add_client_options, client_settings
 from controller.client import AsyncSession
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
 from controller.models import SessionInfo
-from controller.names import session_name_problem
 from controller.observability.health import HealthState, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
@@ -64,7 +64,7 @@ class ControllerSettings(BaseSettings):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        problem = session_name_problem(value)
+        problem = rules.name_problem(value)
         if problem is None and len(value) > MAX_PREFIX_LENGTH:
             problem = f"must be at most {MAX_PREFIX_LENGTH} characters"
         if problem is not None:

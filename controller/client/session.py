@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -35,6 +34,7 @@ from controller.client.settings import ClientSettings, load_settings
 from controller.client.transport import pooled_transport
 from controller.errors import APIError
 from controller.models import Event, ObservedSession, PlatformStats, SessionInfo
+from controller.rules import SessionSpec
 
 log = logging.getLogger("controller.client")
 
@@ -210,22 +210,9 @@ class Session(_Base):
         """Kubernetes events by id."""
         return self._run(ops.events(ids))
 
-    def create(
-        self,
-        name: str,
-        image: str,
-        cores: float | None = None,
-        ram: float | None = None,
-        kind: str = "headless",
-        gpu: int | None = None,
-        cmd: str | None = None,
-        args: str | Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        replicas: int = 1,
-    ) -> list[str]:
-        """Create sessions; omitted ``cores``/``ram`` mean flexible mode. Returns the new ids."""
-        return self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
-                                    args=args, env=env, replicas=replicas))
+    def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]:
+        """Create ``spec`` (``name-1``..``name-N`` with ``replicas``); returns the new ids in order."""
+        return self._run(ops.create(spec, replicas))
 
     def destroy(self, ids: Ids) -> list[str]:
         """Delete sessions; returns the ids the service accepted."""
@@ -342,22 +329,9 @@ class AsyncSession(_Base):
         """Kubernetes events by id."""
         return await self._run(ops.events(ids))
 
-    async def create(
-        self,
-        name: str,
-        image: str,
-        cores: float | None = None,
-        ram: float | None = None,
-        kind: str = "headless",
-        gpu: int | None = None,
-        cmd: str | None = None,
-        args: str | Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        replicas: int = 1,
-    ) -> list[str]:
-        """Create sessions (replicas concurrently); omitted ``cores``/``ram`` mean flexible mode."""
-        return await self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
-                                          args=args, env=env, replicas=replicas))
+    async def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]:
+        """Create ``spec`` (``name-1``..``name-N`` with ``replicas``, concurrently); returns the new ids in order."""
+        return await self._run(ops.create(spec, replicas))
 
     async def destroy(self, ids: Ids) -> list[str]:
         """Delete sessions; returns the ids the service accepted."""
