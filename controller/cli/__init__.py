@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli import controller, sessions, simulator
-from controller.cli.common import print_error
+from controller.cli.common import ArgumentParser, print_error
 from controller.errors import ControllerError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="canfar-controller",
         description="Keep SessionSets of CANFAR Science Platform sessions alive.",
     )

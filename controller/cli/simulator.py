@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from typing import Any
 
+from controller.cli.common import print_error
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 
 
@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         )
         server = SimulatorServer(Simulator(config), host=args.host, port=args.port)
     except (ValueError, OSError) as error:
-        print(f"canfar-controller simulator: {error}", file=sys.stderr)
-        return 1
+        return print_error(f"simulator: {error}")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

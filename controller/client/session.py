@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -58,6 +59,8 @@ class _Base:
         self.settings = settings
         self._url = settings.require_url()
         self._base = self._url + "/"
+        #: A base URL not ending in /v1 (or /v2...): every path under it is likely a 404.
+        self._unversioned = re.search(r"/v[0-9]+$", urlsplit(self._url).path) is None
         self._tokens = TokenSource(token=settings.token, path=settings.token_file)
         self._certificate = (CertificateSource(settings.certificate, verify=settings.verify)
                              if settings.certificate is not None and self._use_certificate() else None)
@@ -109,8 +112,18 @@ class _Base:
         secret = token.get_secret_value() if token is not None else ""
         return text.replace(secret, "**********") if secret and secret in text else text
 
+    def _hint(self, error: APIError) -> str | None:
+        """What the user can do about ``error``, when it is a mistake of ours the client can see."""
+        if error.status == 401 and not self._tokens.configured and self._certificate is None:
+            return ("no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file), "
+                    "or CANFAR_CERTIFICATE (--certificate)")
+        if error.status == 404 and self._unversioned:
+            return (f"the server URL {self.settings.safe_url} has no API version: "
+                    f"did you mean {self.settings.safe_url}/v1?")
+        return None
+
     def _exchange(self, call: Call[Any]) -> Exchange[Any]:
-        return exchange(call, self._policy, hook=self._on_request, redact=self._redact)
+        return exchange(call, self._policy, hook=self._on_request, redact=self._redact, hint=self._hint)
 
 
 def _send_kwargs(base: str, request: Request, headers: dict[str, str] | None) -> dict[str, Any]:

@@ -246,3 +246,29 @@ def test_sessions_without_a_command_prints_usage(capsys: pytest.CaptureFixture[s
     """`sessions` alone shows its subcommands and exits 2."""
     assert main(["sessions"]) == 2
     assert "prune" in capsys.readouterr().err
+
+
+def test_no_token_gets_a_hint(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no credential configured, a 401 says that no token is set and how to set one."""
+    assert main(["sessions", "ps", "--server", url]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("canfar-controller: error: fetch failed (HTTP 401): ")
+    assert "; no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file)" in line
+
+
+def test_a_server_url_without_the_api_version_gets_a_hint(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base URL missing /v1 gives a 404 that suggests the URL with /v1."""
+    monkeypatch.setenv("CANFAR_TOKEN", TOKEN)
+    unversioned = url.removesuffix("/v1")
+    assert main(["sessions", "ps", "--server", unversioned]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "(HTTP 404)" in line
+    assert line.endswith(f"; the server URL {unversioned} has no API version: did you mean {unversioned}/v1?")
+
+
+def test_a_real_404_gets_no_version_hint(run: Any) -> None:
+    """With /v1 in the URL, an unknown session's 404 is the server's message alone."""
+    code, _, err = run("info", "nosuchid")
+    assert code == 1 and "API version" not in err
