@@ -96,6 +96,8 @@ class APIError(ControllerError):
     the service's own text/plain explanation, which is what a user needs to fix the cause.
     ``retry_after`` is the server's ``Retry-After`` in seconds (any status; 429 and 503 send
     it), ``None`` when it sent none: how long the caller should leave the service alone.
+    ``hint`` is what the user can do about it, when the client can tell (no token configured,
+    a server URL without the API version), shown after the server's text.
     """
 
     def __init__(
@@ -110,13 +112,15 @@ class APIError(ControllerError):
         self.status = status
         self.server_message = _clean(server_message)
         self.retry_after = retry_after
+        self.hint: str | None = None
         super().__init__(str(self))
 
     def __str__(self) -> str:
         code = f"HTTP {self.status}" if self.status is not None else "no response"
         text = f": {self.server_message}" if self.server_message else ""
         wait = f" (retry after {round(self.retry_after, 1):g} s)" if self.retry_after is not None else ""
-        return f"{self.operation} failed ({code}){text}{wait}"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{self.operation} failed ({code}){text}{wait}{hint}"
 
     @property
     def retryable(self) -> bool:

@@ -1,8 +1,4 @@
-"""Session names: the service's rule, and the names the controller gives the sessions it owns.
-
-The service only checks ``[A-Za-z0-9-]+`` but lower-cases the name and uses it as the pod's
-hostname, so anything that is not an RFC 1123 DNS label (lowercase, at most 63 characters, no
-leading or trailing ``-``) fails later and less clearly. We check the stricter rule up front.
+"""The names the controller gives the sessions it owns (the service's own name rule is ``controller.rules``).
 
 Owned names are ``<prefix>-<set>-<hash>-<slot>``:
 
@@ -18,27 +14,13 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-MAX_NAME_LENGTH = 63
+from controller.rules import DNS_LABEL, MAX_NAME_LENGTH
+
 HASH_LENGTH = 6
 #: Highest replica count, so the slot number has at most three digits.
 MAX_REPLICAS = 512
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _HASH = re.compile(rf"[0-9a-f]{{{HASH_LENGTH}}}")
-
-
-def session_name_problem(name: str) -> str | None:
-    """Explain why ``name`` is not a valid session name, or return ``None`` when it is."""
-    if not name:
-        return "must not be empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"must be at most {MAX_NAME_LENGTH} characters (got {len(name)})"
-    if _DNS_LABEL.fullmatch(name) is None:
-        return (
-            "must be a lowercase DNS label: letters a-z, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return None
 
 
 def longest_set_name(prefix: str) -> int:
@@ -94,6 +76,6 @@ class NameParser:
         set_name, template_hash, slot = parts
         if not (slot.isascii() and slot.isdigit() and len(slot) <= 3 and slot[0] != "0"):
             return None
-        if _HASH.fullmatch(template_hash) is None or _DNS_LABEL.fullmatch(set_name) is None:
+        if _HASH.fullmatch(template_hash) is None or DNS_LABEL.fullmatch(set_name) is None:
             return None
         return OwnedName(set_name, template_hash, int(slot))

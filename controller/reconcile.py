@@ -70,6 +70,7 @@ from controller.plan import (
     plan,
 )
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
+from controller.rules import SessionSpec
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
@@ -88,10 +89,7 @@ class SessionAPI(Protocol):
     """The part of ``AsyncSession`` a pass uses (so tests and the CLI can share one wiring)."""
 
     async def observe(self, kind: str | None = None) -> list[ObservedSession]: ...
-    async def create(self, name: str, image: str, cores: float | None = None, ram: float | None = None,
-                     kind: str = "headless", gpu: int | None = None, cmd: str | None = None,
-                     args: str | None = None, env: dict[str, str] | None = None,
-                     replicas: int = 1) -> list[str]: ...
+    async def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]: ...
     async def destroy(self, ids: str | list[str]) -> list[str]: ...
     async def logs(self, ids: str | list[str]) -> dict[str, str]: ...
     async def events(self, ids: str | list[str]) -> dict[str, list[Event]]: ...
@@ -459,12 +457,8 @@ class Reconciler:
                 self._settle(action)
                 return "not-sent"
             log = log.bind(sessionset=action.set_name, slot=action.slot, session=action.name)
-            template = action.template
             try:
-                ids = await self.client.create(
-                    action.name, template.image, cores=template.cores, ram=template.ram, kind=template.kind,
-                    gpu=template.gpu, cmd=template.cmd, args=template.args, env=action.env() or None,
-                )
+                ids = await self.client.create(action.template.session_spec(action.name, action.env()))
             except ControllerError as exc:
                 return self._create_failed(action, exc, outcome, log)
         key = (action.set_name, action.slot)

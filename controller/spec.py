@@ -4,7 +4,8 @@ Strict means: unknown fields, wrong types and out-of-range values are errors, an
 the session service would silently drop or mangle. The service splits ``args`` on single spaces
 with no quoting, splits each ``env`` entry on ``=`` (dropping entries with more than one), renders
 both into YAML without escaping, and ignores ``cmd``/``args``/``env`` for every kind but headless.
-A manifest that relies on any of that would run something other than what it says.
+A manifest that relies on any of that would run something other than what it says. Those rules
+are ``controller.rules``, shared with the client and the ``sessions`` command line.
 """
 
 from __future__ import annotations
@@ -19,22 +20,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from controller import rules
 from controller.errors import ManifestError
-from controller.names import MAX_REPLICAS, session_name_problem
+from controller.names import MAX_REPLICAS
+from controller.rules import SessionKind, SessionSpec
 
 API_VERSION = "canfar.controller/v1alpha1"
 KIND = "SessionSet"
 
-#: Every kind the service can create through ``POST /session`` (desktop-app has its own endpoint).
-SessionKind = Literal["headless", "notebook", "desktop", "carta", "firefly", "contributed"]
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
-
-#: Set by the controller in each headless session's environment, so users may not set them.
-RESERVED_ENV = frozenset({"REPLICA_ID", "REPLICA_COUNT"})
-
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IMAGE = re.compile(r"[a-z0-9.-]+(:[0-9]+)?/[^\s:@]+(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?")
-_UNSAFE = re.compile(r"[\"'\\\n\r\t`$]")
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -48,9 +42,9 @@ class Template(_Strict):
 
     kind: SessionKind = "headless"
     image: NonEmpty
-    cores: float | None = Field(None, ge=1, le=256, description="omit cores and ram for flexible mode")
-    ram: float | None = Field(None, ge=1, le=512, description="GB")
-    gpu: int | None = Field(None, ge=1, le=28)
+    cores: float | None = Field(None, description="omit cores and ram for flexible mode")
+    ram: float | None = Field(None, description="GB")
+    gpu: int | None = None
     cmd: str | None = None
     args: str | None = None
     env: dict[str, str | int | float] = Field(default_factory=dict)
@@ -58,73 +52,63 @@ class Template(_Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if _IMAGE.fullmatch(value) is None:
-            raise ValueError(
-                "must be a full image reference such as images.canfar.net/project/name:tag "
-                "(registry host, path, optional tag)"
-            )
-        return value
+        return _checked(value, rules.image_problem(value))
+
+    @field_validator("cores")
+    @classmethod
+    def _cores(cls, value: float | None) -> float | None:
+        return value if value is None else _checked(value, rules.amount_problem(value, rules.CORES))
+
+    @field_validator("ram")
+    @classmethod
+    def _ram(cls, value: float | None) -> float | None:
+        return value if value is None else _checked(value, rules.amount_problem(value, rules.RAM_GB))
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: int | None) -> int | None:
+        return value if value is None else _checked(value, rules.amount_problem(value, rules.GPUS, whole=True))
 
     @field_validator("cmd")
     @classmethod
     def _cmd(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c.isspace() for c in value) or _UNSAFE.search(value)):
-            raise ValueError(
-                "must be a single executable without spaces or quotes; put its arguments in 'args'"
-            )
-        return value
+        return value if value is None else _checked(value, rules.cmd_problem(value))
 
     @field_validator("args")
     @classmethod
     def _args(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if _UNSAFE.search(value):
-            raise ValueError(
-                "must not contain quotes, backslashes, '$', '`', tabs or newlines: "
-                "the service splits args on single spaces and does no quoting or escaping"
-            )
-        if value != value.strip(" ") or "  " in value or not value:
-            raise ValueError(
-                "must be words separated by single spaces, without leading or trailing spaces: "
-                "the service splits on every space, so extra spaces become empty arguments"
-            )
-        return value
+        return value if value is None else _checked(value, rules.args_problem(value))
 
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key, item in value.items():
-            if _ENV_KEY.fullmatch(key) is None:
-                raise ValueError(f"key {key!r} is not a valid environment variable name")
-            if key in RESERVED_ENV:
-                raise ValueError(f"key {key!r} is set by the controller (the slot and the replica count)")
             if isinstance(item, bool):
                 raise ValueError(f"value of {key!r} must be a string or number, not a boolean")
-            text = str(item)
-            if "=" in text:
-                raise ValueError(f"value of {key!r} contains '=', which the service drops the entry for")
-            if _UNSAFE.search(text) or text != text.strip():
-                raise ValueError(
-                    f"value of {key!r} must not contain quotes, backslashes, '$', '`', tabs, newlines or "
-                    "surrounding spaces: the service renders it without escaping"
-                )
+            _checked(item, rules.env_problem(key, _env_value(item)) or rules.reserved_env_problem(key))
         return value
 
     @model_validator(mode="after")
     def _headless_only(self) -> Template:
         if self.kind != "headless":
-            for field in ("cmd", "args", "env"):
+            for field in rules.HEADLESS_ONLY:
                 if getattr(self, field):
-                    raise ValueError(
-                        f"'{field}' is only honoured for headless sessions; the service ignores it for "
-                        f"kind {self.kind!r}"
-                    )
+                    raise ValueError(rules.headless_only_problem(self.kind, field))
         return self
 
     def env_text(self) -> dict[str, str]:
         """The environment as the strings that will be sent."""
         return {key: _env_value(value) for key, value in self.env.items()}
+
+    def session_spec(self, name: str, env: Mapping[str, str] | None = None) -> SessionSpec:
+        """The session to create for one slot: this template under ``name``, with ``env`` added.
+
+        The controller passes the slot's ``REPLICA_ID``/``REPLICA_COUNT`` (headless only) in
+        ``env``, which overrides the template's own entries of the same key.
+        """
+        pairs = {**self.env_text(), **env} if env else self.env_text()
+        return SessionSpec(name, self.image, self.kind, self.cores, self.ram, self.gpu, self.cmd, self.args,
+                           tuple(pairs.items()))
 
     def hash(self) -> str:
         """Six hex digits identifying this template, stable across runs and key order."""
@@ -140,6 +124,13 @@ def _env_value(value: str | int | float) -> str:
     return str(value)
 
 
+def _checked(value: Any, problem: str | None) -> Any:
+    """``value``, or the rule's problem raised as pydantic wants it (it adds file, line and field)."""
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class Metadata(_Strict):
     name: NonEmpty
     labels: dict[str, str] = Field(default_factory=dict)
@@ -148,10 +139,7 @@ class Metadata(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        problem = session_name_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return _checked(value, rules.name_problem(value))
 
 
 UpdateType = Literal["RollingUpdate", "OnCompletion", "Recreate"]

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli import controller, sessions, simulator
+from controller.cli.common import ArgumentParser, print_error
 from controller.errors import ControllerError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="canfar-controller",
         description="Keep SessionSets of CANFAR Science Platform sessions alive.",
     )
@@ -37,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ControllerError as exc:  # every expected failure: one line, the reason, exit 1
-        print(f"canfar-controller: error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     except KeyboardInterrupt:
         return 130

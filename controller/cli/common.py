@@ -1,13 +1,31 @@
-"""Options every command that talks to the service shares: where it is and who we are."""
+"""What every command shares: the error line, and the options that say where the service is and who we are."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from controller.client import ClientSettings
 from controller.client.settings import load_settings
+
+#: The start of every error line any command prints.
+ERROR_PREFIX = "canfar-controller: error: "
+
+
+def print_error(message: object) -> int:
+    """Print one error line (the same prefix for every command) to stderr; returns exit code 1."""
+    print(f"{ERROR_PREFIX}{message}", file=sys.stderr)
+    return 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with our error line: a usage mistake reads like every other error (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{ERROR_PREFIX}{message} (see: {self.prog} --help)\n")
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:

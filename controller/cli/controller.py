@@ -1,4 +1,4 @@
-"""``run``, ``plan``, ``status`` and ``validate``: the controller's own commands.
+"""``run``, ``plan``, ``status``, ``restart`` and ``validate``: the controller's own commands.
 
 Every flag has an environment alternative (``CANFAR_CONTROLLER_<FLAG>``, and the client's
 ``CANFAR_URL`` / ``CANFAR_TOKEN`` / ``CANFAR_TOKEN_FILE`` / ``CANFAR_CERTIFICATE``); a flag wins.
@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import re
 import secrets
+import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +27,42 @@ import structlog
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller.cli.common import add_client_options, client_settings
-from controller.client import AsyncSession
+from controller import rules
+from controller.cli.common import add_client_options, client_settings, print_error
+from controller.client import AsyncSession, ClientSettings
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
-from controller.ledger import Ledger
+from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
 from controller.models import ObservedSession
-from controller.names import session_name_problem
-from controller.observability.health import HealthState, serve
+from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
-from controller.outcome import OutcomeHandler, status_row
-from controller.plan import MAX_CREATES_PER_PASS, Create, Destroy, Plan, PlanOptions, plan
+from controller.outcome import OutcomeHandler
+from controller.plan import (
+    MAX_CREATES_PER_PASS,
+    PENDING_LIMIT,
+    RENEW_WHEN_REMAINING,
+    SESSION_EXPIRY,
+    Create,
+    Destroy,
+    PlanOptions,
+    plan,
+)
 from controller.reconcile import Reconciler, describe
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
-from controller.spec import DesiredState
 from controller.statedir import SETTLE_WINDOW, StateLoader
-from controller.statusfile import read_status
+from controller.statusfile import SetRow, StatusDocument, read_status
 
 MAX_PREFIX_LENGTH = 16
 #: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
 SIMULATOR_DEFAULTS = {"interval": 5.0, "stats_interval": 15.0}
+PLAN_EXIT_CODES = """\
+exit status:
+  0  nothing to do: the service already matches the manifests
+  2  the next pass would create or destroy sessions (listed above)
+  1  an error: a missing or unreadable state directory, an invalid manifest, or the service
+     could not be listed (the reason is on stderr)
+"""
 
 
 class ControllerSettings(BaseSettings):
@@ -60,14 +79,20 @@ class ControllerSettings(BaseSettings):
     status_file: Path | None = None
     log_level: str = "info"
     max_creates_per_pass: int = Field(MAX_CREATES_PER_PASS, ge=1)
-    concurrency: int = Field(32, ge=1, le=128, description="API calls in flight at once")
+    concurrency: int = Field(32, ge=1, le=128,
+                             description="API calls in flight at once, and connections kept alive")
     allow_empty: bool = False
     restart_backoff: float = Field(10.0, ge=0, description="first wait before a slot runs again; doubles to 300 s")
+    session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime")
+    renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
+                                        description="renew once less than this part of the lifetime remains")
+    pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")
+    capacity: bool = Field(True, description="plan creates against the platform's free capacity")
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        problem = session_name_problem(value)
+        problem = rules.name_problem(value)
         if problem is None and len(value) > MAX_PREFIX_LENGTH:
             problem = f"must be at most {MAX_PREFIX_LENGTH} characters"
         if problem is not None:
@@ -75,13 +100,36 @@ class ControllerSettings(BaseSettings):
         return value
 
 
-def default_status_file() -> Path:
+def default_status_file(state: Path, server: str, prefix: str) -> Path:
+    """Where ``run`` keeps its status when no ``--status-file`` is given.
+
+    ``$XDG_STATE_HOME/canfar-controller/<state-dir-name>-<8 hex>/status.json``, the hex being
+    SHA-256 of the resolved state directory, the server URL and the prefix: two controllers (or
+    a demo and a real run) never share a memory, and ``status`` and ``plan`` find the daemon's
+    file by computing the same path from the same three settings.
+    """
+    resolved = state.resolve()
+    digest = hashlib.sha256(f"{resolved}\n{server}\n{prefix}".encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.name) or "root"
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "canfar-controller" / "status.json"
+    return Path(base) / "canfar-controller" / f"{name}-{digest}" / "status.json"
+
+
+def status_file_of(settings: ControllerSettings, server: str | None) -> Path:
+    """The explicit ``--status-file``, or the default one for this state directory, server and prefix."""
+    if settings.status_file is not None:
+        return settings.status_file
+    if server is None:
+        raise ConfigError(
+            "cannot find the status file: pass --status-file FILE, or --server URL (or CANFAR_URL), "
+            "which with --state and --prefix locates the file `run` writes"
+        )
+    assert settings.state is not None
+    return default_status_file(settings.state, server, settings.prefix)
 
 
 def register(subparsers: Any) -> None:
-    run = subparsers.add_parser("run", help="run the controller daemon")
+    run = subparsers.add_parser("run", help="run the controller daemon", description="Run the controller daemon.")
     _add_state_options(run, positional=False)
     add_client_options(run)
     run.add_argument("--interval", type=float, help="seconds between passes (default 30; 5 with --simulator)")
@@ -93,32 +141,82 @@ def register(subparsers: Any) -> None:
                      help="allow pruning every owned session when the state directory defines no sets")
     run.add_argument("--metrics-host", help="address for /metrics, /healthz, /readyz (default 127.0.0.1)")
     run.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (default 8080; 0 = off)")
-    run.add_argument("--status-file", type=Path, help="where the status of each pass is written")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--max-creates-per-pass", type=int)
+    run.add_argument("--status-file", type=Path, metavar="FILE",
+                     help="where the status of each pass is written (default: one file per state directory, "
+                          "server and prefix under $XDG_STATE_HOME/canfar-controller/)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    run.add_argument("--max-creates-per-pass", type=int, metavar="N",
+                     help="most sessions created in one pass; the next pass starts at once if more are due "
+                          "(default 500)")
+    run.add_argument("--concurrency", type=int, metavar="N",
+                     help="API calls in flight at once, and connections kept alive (default 32, like the canfar "
+                          "client; env CANFAR_CONTROLLER_CONCURRENCY)")
     run.add_argument("--restart-backoff", type=float,
                      help="seconds before an ended slot runs again; doubles per consecutive end, "
                           "up to 300 (default 10)")
+    run.add_argument("--session-expiry", type=float, metavar="SECONDS",
+                     help="how long the platform lets an interactive session live (default 345600, 4 days)")
+    run.add_argument("--renew-when-remaining", type=float, metavar="FRACTION",
+                     help="renew an interactive session once less than this part of its lifetime remains "
+                          "(default 0.75: once a day with 4-day sessions); spec.renew: false turns it off per set")
+    run.add_argument("--pending-limit", type=float, metavar="SECONDS",
+                     help="report a session Pending this long as unschedulable, with its events (default 600)")
+    run.add_argument("--no-capacity", dest="capacity", action="store_false", default=None,
+                     help="create without checking the platform's free capacity (by default creates that "
+                          "do not fit wait, instead of piling up Pending sessions)")
     run.add_argument("--simulator", action="store_true",
                      help="start the built-in skaha simulator and manage sessions there (no account needed)")
+    run.add_argument("--simulator-port", type=int, default=0, metavar="PORT",
+                     help="port of the built-in simulator on 127.0.0.1 (default: any free port; printed at start)")
+    run.add_argument("--simulator-token", metavar="TOKEN",
+                     help="the token the built-in simulator accepts (default: a random one, printed at start)")
     run.add_argument("--simulator-cores", type=float, default=64.0, help="simulated cluster cores (default 64)")
     run.add_argument("--simulator-ram", type=float, default=256.0, help="simulated cluster RAM in GB (default 256)")
     run.add_argument("--simulator-time-scale", type=float, default=1.0,
                      help="simulated seconds per real second (default 1)")
     run.set_defaults(func=cmd_run)
 
-    for name, summary, func in (
-        ("plan", "show what the next pass would do (exit 2 if anything)", cmd_plan),
-        ("status", "show each SessionSet: desired, running, pending, ended, errors", cmd_status),
-    ):
-        observer = subparsers.add_parser(name, help=summary)
-        _add_state_options(observer, positional=False)
-        add_client_options(observer)
-        observer.add_argument("--status-file", type=Path, help="the daemon's status file (expectations, errors)")
-        observer.add_argument("-o", "--output", choices=["text", "json"], default="text")
-        observer.set_defaults(func=func)
+    plan_parser = subparsers.add_parser(
+        "plan", help="show what the next pass would do (exit 2 if anything, 1 on errors)",
+        description="List the sessions once and show what the next pass would create and destroy.",
+        epilog=PLAN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_state_options(plan_parser, positional=False)
+    add_client_options(plan_parser)
+    _add_status_file_option(plan_parser)
+    plan_parser.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                             help="output format (default: text)")
+    plan_parser.set_defaults(func=cmd_plan)
 
-    validate = subparsers.add_parser("validate", help="check a state directory; exit 1 on any error")
+    status = subparsers.add_parser(
+        "status", help="show each SessionSet as the daemon last recorded it (no server needed)",
+        description="Show what the daemon recorded after its last pass: each SessionSet's desired, running, "
+                    "pending and ended sessions, and its errors. Reads the status file only; exit 1 when "
+                    "there is none yet.",
+    )
+    _add_state_options(status, positional=False)
+    status.add_argument("--server", metavar="URL",
+                        help="the daemon's server URL, used only to find its status file (env CANFAR_URL)")
+    _add_status_file_option(status)
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                        help="output format (default: text)")
+    status.set_defaults(func=cmd_status)
+
+    restart = subparsers.add_parser(
+        "restart", help="run a SessionSet afresh (a complete or crash-looping one), without editing it",
+        description="Ask the controller to run SET afresh at its next pass, like `kubectl rollout restart`: its "
+                    "finished slots run again, and its restart back-off, crash-loop history and create back-off "
+                    "are forgotten. Running sessions are not touched.",
+    )
+    restart.add_argument("set", metavar="SET", help="the SessionSet's name")
+    _add_state_options(restart, positional=False)
+    restart.add_argument("--server", metavar="URL",
+                         help="the daemon's server URL, used only to find its files (env CANFAR_URL)")
+    _add_status_file_option(restart)
+    restart.set_defaults(func=cmd_restart)
+
+    validate = subparsers.add_parser("validate", help="check a state directory; exit 1 on any error",
+                                     description="Check every manifest of a state directory, without a server.")
     _add_state_options(validate, positional=True)
     validate.set_defaults(func=cmd_validate)
 
@@ -132,8 +230,14 @@ def _add_state_options(parser: argparse.ArgumentParser, *, positional: bool) -> 
     parser.add_argument("--prefix", help="ownership prefix of managed session names (default cc)")
 
 
+def _add_status_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status-file", type=Path, metavar="FILE",
+                        help="the daemon's status file (default: the one `run` writes for this state directory, "
+                             "server and prefix)")
+
+
 def settings_from(args: argparse.Namespace) -> ControllerSettings:
-    """Environment first, flags on top; errors name the setting."""
+    """Environment first, flags on top; errors name the setting. The state directory must be readable."""
     overrides = {key: value for key, value in vars(args).items()
                  if key in ControllerSettings.model_fields and value is not None}
     try:
@@ -143,7 +247,18 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
         raise ConfigError(f"invalid settings: {problems}") from None
     if settings.state is None:
         raise ConfigError("no state directory: pass --state DIR or set CANFAR_CONTROLLER_STATE")
+    check_state_dir(settings.state)
     return settings
+
+
+def check_state_dir(state: Path) -> None:
+    """A ``ConfigError`` in one line unless ``state`` is a directory we can list and read."""
+    if not state.exists():
+        raise ConfigError(f"state directory {state} does not exist")
+    if not state.is_dir():
+        raise ConfigError(f"state directory {state} is not a directory")
+    if not os.access(state, os.R_OK | os.X_OK):
+        raise ConfigError(f"state directory {state} cannot be read (permission denied)")
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -154,31 +269,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo = {k: v for k, v in SIMULATOR_DEFAULTS.items() if k not in settings.model_fields_set}
         settings = settings.model_copy(update=demo)
     configure_logging(settings.log_level)
-    state = settings.state
-    assert state is not None
-    if not state.is_dir():
-        raise ConfigError(f"state directory {state} does not exist")
-    lock = lock_state_dir(state)
+    assert settings.state is not None
+    lock = lock_state_dir(settings.state)
     try:
         with ExitStack() as stack:
-            client_config = (stack.enter_context(_embedded_simulator(args)) if args.simulator
-                             else client_settings(args))
-            return asyncio.run(_run(args, settings, client_config))
+            client_config = (stack.enter_context(_embedded_simulator(args, settings)) if args.simulator
+                             else client_settings(args, concurrency=settings.concurrency))
+            status_file = status_file_of(settings, client_config.require_url())
+            if args.simulator and settings.status_file is None:
+                # The embedded simulator starts empty: what a previous demo remembered about its
+                # sessions (finished slots, expected creates) would only mislead this one.
+                for path in (status_file, *ledger_paths(status_file)):
+                    path.unlink(missing_ok=True)
+            return asyncio.run(_run(args, settings, client_config, status_file))
     finally:
         os.close(lock)
 
 
 @contextmanager
-def _embedded_simulator(args: argparse.Namespace) -> Iterator[Any]:
-    token = secrets.token_urlsafe(24)
+def _embedded_simulator(args: argparse.Namespace, settings: ControllerSettings) -> Iterator[ClientSettings]:
+    """Serve the simulator on 127.0.0.1 and say, on stderr, how to look at it from another terminal."""
+    token = args.simulator_token or secrets.token_urlsafe(12)
     simulator = Simulator(SimulatorConfig(token=token, cores=args.simulator_cores, ram_gb=args.simulator_ram,
                                           time_scale=args.simulator_time_scale))
-    with SimulatorServer(simulator, host="127.0.0.1", port=0) as server:
+    try:
+        server = SimulatorServer(simulator, host="127.0.0.1", port=args.simulator_port)
+    except OSError as error:
+        raise ConfigError(f"cannot serve the simulator on 127.0.0.1:{args.simulator_port}: "
+                          f"{error.strerror or error}; choose another --simulator-port") from None
+    with server:
         structlog.get_logger("canfar_controller").info("embedded simulator started", url=server.url)
-        yield client_settings(args, url=server.url, token=token)
+        state = shlex.quote(str(settings.state))
+        prefix = "" if settings.prefix == "cc" else f" --prefix {shlex.quote(settings.prefix)}"
+        # Printed, not logged: this token is the demo's own, and the log redactor would hide it.
+        print(
+            f"canfar-controller: demo simulator at {server.url} (token {token})\n"
+            "  watch it from another terminal:\n"
+            f"    export CANFAR_URL={server.url} CANFAR_TOKEN={token}\n"
+            f"    canfar-controller status --state {state}{prefix}\n"
+            "    canfar-controller sessions ps",
+            file=sys.stderr, flush=True,
+        )
+        yield client_settings(args, url=server.url, token=token, token_file=None, certificate=None,
+                              concurrency=settings.concurrency)
 
 
-def _register_credentials(client_config: Any) -> None:
+def _register_credentials(client_config: ClientSettings) -> None:
     """Tell the log redactor the token in use, as a second line of defence behind never logging it."""
     if client_config.token is not None:
         register_secret(client_config.token.get_secret_value())
@@ -187,16 +323,21 @@ def _register_credentials(client_config: Any) -> None:
             register_secret(client_config.token_file.read_text(encoding="utf-8").strip())
 
 
-async def _run(args: argparse.Namespace, settings: ControllerSettings, client_config: Any) -> int:
+def _serve_metrics(settings: ControllerSettings, metrics: ControllerMetrics, health: HealthState) -> MetricsServer:
+    try:
+        return serve(settings.metrics_host, settings.metrics_port, metrics.registry, health)
+    except ConfigError as error:
+        raise ConfigError(f"{error}; choose another --metrics-port (or CANFAR_CONTROLLER_METRICS_PORT), "
+                          "or 0 to serve no metrics") from None
+
+
+async def _run(args: argparse.Namespace, settings: ControllerSettings, client_config: ClientSettings,
+               status_file: Path) -> int:
     _register_credentials(client_config)
     metrics = ControllerMetrics()
     health = HealthState(interval=settings.interval)
-    server = None
-    if settings.metrics_port and not args.once:
-        server = serve(settings.metrics_host, settings.metrics_port, metrics.registry, health)
+    server = _serve_metrics(settings, metrics, health) if settings.metrics_port and not args.once else None
     assert settings.state is not None
-    status_file = settings.status_file or default_status_file()
-    ledger = Ledger.beside(status_file)
     try:
         async with AsyncSession(client_config, on_request=metrics.observe_api) as client:
             reconciler = Reconciler(
@@ -204,20 +345,21 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
                 loader=StateLoader(settings.state, prefix=settings.prefix,
                                    settle_window=0.0 if args.once else SETTLE_WINDOW),
                 client=client,
-                options=PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
-                                    max_creates=settings.max_creates_per_pass,
-                                    restart_backoff=settings.restart_backoff),
-                ledger=ledger,
+                options=plan_options(settings),
+                ledger=Ledger.beside(status_file),
                 dry_run=args.dry_run,
                 concurrency=settings.concurrency,
+                requests_dir=requests_dir(status_file),
+                stats_max_age=3 * settings.stats_interval,
             )
             handler = OutcomeHandler(metrics=metrics, health=health, status_file=status_file,
                                      interval=settings.interval)
             if args.once:
+                started = time.perf_counter()
                 try:
                     outcome = await reconciler.run_pass()
                 except Exception as error:
-                    handler.crashed(error, 0.0)
+                    handler.crashed(error, time.perf_counter() - started)
                     raise
                 handler.handle(outcome, reconciler)
                 return 0 if outcome.result == "success" else 1
@@ -229,38 +371,29 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
             server.shutdown()
 
 
-# -- plan, status, validate -------------------------------------------------------------------
-
-def _observe(args: argparse.Namespace, settings: ControllerSettings) -> tuple[DesiredState, Plan, dict[str, str]]:
-    """Load the state, list once, and plan with the daemon's remembered expectations."""
-    assert settings.state is not None
-    desired = StateLoader(settings.state, prefix=settings.prefix).load()
-    status_file = settings.status_file or default_status_file()
-    memory = Ledger.beside(status_file).load()
-    last_errors = _last_errors(status_file)
-
-    async def fetch() -> list[ObservedSession]:
-        async with AsyncSession(client_settings(args)) as client:
-            return await client.observe()
-
-    observed = asyncio.run(fetch())
-    decided = plan(desired, observed, memory, time.time(),
-                   options=PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
-                                       max_creates=10**6))
-    return desired, decided, last_errors
+def plan_options(settings: ControllerSettings) -> PlanOptions:
+    return PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
+                       max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
+                       session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
+                       pending_limit=settings.pending_limit, capacity=settings.capacity)
 
 
-def _last_errors(status_file: Path) -> dict[str, str]:
-    """Each set's last error from the daemon's status file, when there is one."""
-    try:
-        document = read_status(status_file)
-    except ConfigError:
-        return {}
-    return {name: row.last_error for name, row in document.sets.items() if row.last_error}
-
+# -- plan, status, restart, validate ------------------------------------------------------------
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    desired, decided, _ = _observe(args, settings_from(args))
+    """List once and plan with the daemon's remembered expectations; 0 nothing, 2 changes, 1 errors."""
+    settings = settings_from(args)
+    assert settings.state is not None
+    desired = StateLoader(settings.state, prefix=settings.prefix).load()
+    client_config = client_settings(args)
+    memory = Ledger.beside(status_file_of(settings, client_config.require_url())).load()
+
+    async def fetch() -> list[ObservedSession]:
+        async with AsyncSession(client_config) as client:
+            return await client.observe()
+
+    options = plan_options(settings.model_copy(update={"max_creates_per_pass": 10**6, "capacity": False}))
+    decided = plan(desired, asyncio.run(fetch()), memory, time.time(), options=options)
     actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":
         print(json.dumps({
@@ -269,6 +402,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         for d in decided.destroys],
             "create": [{"set": c.set_name, "slot": c.slot, "name": c.name, "reason": c.reason}
                        for c in decided.creates],
+            "renew": [{"set": r.set_name, "id": r.session_id, "name": r.name} for r in decided.renews],
             "manifest_errors": [str(e) for e in desired.errors],
         }, indent=2))
     else:
@@ -276,24 +410,94 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"invalid: {error}")
         for action in actions:
             print(describe(action))
-        if not actions:
+        for renew in decided.renews:
+            print(f"renew {renew.session_id} {renew.name} (set {renew.set_name})")
+        if not actions and not decided.renews:
             print("nothing to do")
+    if desired.errors:
+        return print_error(f"{len(desired.errors)} manifest error(s) in {settings.state}: "
+                           "their sets keep their last good spec, or are left alone")
     return 2 if decided.changes else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    desired, decided, last_errors = _observe(args, settings_from(args))
-    rows = {name: status_row(s, last_errors.get(name)).model_dump() for name, s in sorted(decided.statuses.items())}
+    """What the daemon recorded after its last pass, from its status file alone."""
+    settings = settings_from(args)
+    path = status_file_of(settings, args.server or client_settings(args).url)
+    document = read_status(path)
     if args.output == "json":
-        print(json.dumps({"sets": rows, "manifest_errors": [str(e) for e in desired.errors]}, indent=2))
+        print(document.model_dump_json(indent=2))
         return 0
-    header = f"{'SESSIONSET':<24} {'DESIRED':>7} {'RUNNING':>7} {'PENDING':>7} {'ENDED':>5}  STATE"
-    print(header)
-    for name, row in rows.items():
-        state = ("invalid: " + row["invalid"] if row["invalid"] else "suspended" if row["suspended"]
-                 else "error: " + row["last_error"] if row["last_error"] else row["waiting"] or "ok")
-        desired_text = "-" if row["desired"] is None else str(row["desired"])
-        print(f"{name:<24} {desired_text:>7} {row['running']:>7} {row['pending']:>7} {row['ended']:>5}  {state}")
+    print(f"{'SESSIONSET':<20} {'DESIRED':>7} {'READY':>5} {'RUNNING':>7} {'PENDING':>7} {'ENDED':>5}  "
+          f"{'CONDITIONS':<28} STATE")
+    for name, row in sorted(document.sets.items()):
+        desired = "-" if row.desired is None else str(row.desired)
+        print(f"{name:<20} {desired:>7} {_ready(row):>5} {row.running:>7} {row.pending:>7} {row.ended:>5}  "
+              f"{_conditions(row):<28} {_state_of(row)}")
+    for error in document.manifest_errors:
+        print(f"invalid: {error}")
+    print(_last_pass(document, path))
+    return 0
+
+
+def _ready(row: SetRow) -> str:
+    return next((str(c.get("message", "")).split(" ", 1)[0] for c in row.conditions if c.get("type") == "Ready"
+                 and str(c.get("message", "")).split(" ", 1)[0].isdigit()), "-")
+
+
+#: Conditions shown in the table when true (Ready and Progressing are the normal states, shown when false).
+_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended")
+
+
+def _conditions(row: SetRow) -> str:
+    shown = []
+    for condition in row.conditions:
+        kind, status = condition.get("type"), condition.get("status")
+        if kind == "Ready" and status == "True":
+            shown.append("Ready")
+        elif kind == "Progressing" and status == "True":
+            shown.append("Progressing")
+        elif kind == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            shown.append("Stalled")
+        elif kind in _NOTABLE and status == "True":
+            shown.append(str(kind))
+    return ",".join(shown) or "-"
+
+
+def _state_of(row: SetRow) -> str:
+    notable = [c for c in row.conditions if c.get("status") == "True" and c.get("type") in _NOTABLE[1:5]]
+    if row.invalid:
+        return f"invalid: {row.invalid}"
+    if notable:
+        return f"{notable[0].get('type')}: {notable[0].get('message')}"
+    if row.complete:
+        return "complete: every slot has ended and will not run again"
+    if row.suspended:
+        return "suspended"
+    if row.last_error:
+        return f"error: {row.last_error}"
+    return row.waiting or "ok"
+
+
+def _last_pass(document: StatusDocument, path: Path) -> str:
+    stamp = datetime.fromtimestamp(document.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    age = max(0, round(time.time() - document.updated_at))
+    errors = "; ".join(document.errors)
+    return (f"last pass {document.pass_id} at {stamp} ({age} s ago): {document.result}"
+            f"{': ' + errors if errors else ''} ({path})")
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    """Leave a restart request for the daemon of this state directory; it acts on its next pass."""
+    settings = settings_from(args)
+    assert settings.state is not None
+    desired = StateLoader(settings.state, prefix=settings.prefix).load()
+    if args.set not in desired.sets:
+        known = ", ".join(sorted(desired.sets)) or "none"
+        raise ConfigError(f"no valid SessionSet named {args.set!r} in {settings.state} (valid sets: {known})")
+    path = status_file_of(settings, args.server or client_settings(args).url)
+    request_restart(path, args.set)
+    print(f"restart of {args.set} requested: the controller runs it afresh at its next pass")
     return 0
 
 
@@ -304,7 +508,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for error in desired.errors:
         print(error, file=sys.stderr)
     if desired.errors:
-        print(f"{len(desired.errors)} error(s) in {settings.state}", file=sys.stderr)
-        return 1
+        return print_error(f"{len(desired.errors)} error(s) in {settings.state}")
     print(f"{settings.state}: {len(desired.sets)} SessionSet(s) valid: {', '.join(sorted(desired.sets)) or '-'}")
     return 0

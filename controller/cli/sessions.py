@@ -17,10 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controller.cli.common import add_client_options, client_settings
-from controller.client import CREATE_KINDS, Session
+from controller.cli.common import add_client_options, client_settings, print_error
+from controller.client import Session
 from controller.errors import APIError, BatchError, ControllerError
 from controller.models import Event, PlatformStats, SessionInfo
+from controller.rules import KINDS, SessionSpec
 
 Action = Callable[[Session, argparse.Namespace], Any]
 Render = Callable[[Any], str]
@@ -54,7 +55,7 @@ def register(subparsers: Any) -> None:
     create = command("create", "create one session, or several with --replicas", _create, _render_lines)
     create.add_argument("--name", required=True, help="session name (lowercase DNS label)")
     create.add_argument("--image", required=True, help="container image, e.g. images.canfar.net/skaha/x:1")
-    create.add_argument("--kind", default="headless", choices=CREATE_KINDS, help="session kind")
+    create.add_argument("--kind", default="headless", choices=KINDS, help="session kind")
     create.add_argument("--cores", type=float, help="CPU cores (omit with --ram for flexible mode)")
     create.add_argument("--ram", type=float, help="RAM in GB (omit with --cores for flexible mode)")
     create.add_argument("--gpu", type=int, help="number of GPUs")
@@ -99,10 +100,9 @@ def _ps(session: Session, args: argparse.Namespace) -> list[SessionInfo]:
 
 
 def _create(session: Session, args: argparse.Namespace) -> list[str]:
-    return session.create(
-        args.name, args.image, cores=args.cores, ram=args.ram, kind=args.kind, gpu=args.gpu, cmd=args.cmd,
-        args=args.args, env=dict(args.env) or None, replicas=args.replicas,
-    )
+    spec = SessionSpec(args.name, args.image, args.kind, args.cores, args.ram, args.gpu, args.cmd, args.args,
+                       tuple(args.env))
+    return session.create(spec, replicas=args.replicas)
 
 
 def _prune(session: Session, args: argparse.Namespace) -> list[str]:
@@ -128,8 +128,7 @@ def _run(args: argparse.Namespace, action: Action, render: Render) -> int:
         _print_partial(error, as_json=as_json)
         return 1
     except ControllerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return print_error(error)
     print(_dumps(result) if as_json else render(result), end="")
     return 0
 
@@ -145,7 +144,7 @@ def _print_partial(error: BatchError, *, as_json: bool) -> None:
     else:
         for key, value in error.results.items():
             print(f"{key}: {value if isinstance(value, str) else 'ok'}")
-    print(f"error: {error}", file=sys.stderr)
+    print_error(error)
 
 
 def _error_data(error: APIError) -> dict[str, Any]:

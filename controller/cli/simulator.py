@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from controller.cli.common import print_error
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.simulator.config import DEFAULT_IMAGES, images_from_json
 
@@ -126,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
         )
         server = SimulatorServer(Simulator(config), host=args.host, port=args.port)
     except (ValueError, OSError) as error:
-        print(f"canfar-controller simulator: {error}", file=sys.stderr)
-        return 1
+        return print_error(f"simulator: {error}")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

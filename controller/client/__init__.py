@@ -7,8 +7,8 @@ failure is a ``controller.errors`` exception carrying the HTTP status and the se
 from __future__ import annotations
 
 from controller.client.exchange import RetryPolicy
-from controller.client.operations import CREATE_KINDS
 from controller.client.session import AsyncSession, Session
 from controller.client.settings import ClientSettings
+from controller.rules import SessionSpec
 
-__all__ = ["CREATE_KINDS", "AsyncSession", "ClientSettings", "RetryPolicy", "Session"]
+__all__ = ["AsyncSession", "ClientSettings", "RetryPolicy", "Session", "SessionSpec"]

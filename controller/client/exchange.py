@@ -126,8 +126,12 @@ def exchange(
     *,
     hook: RequestHook | None = None,
     redact: Callable[[str], str] = str,
+    hint: Callable[[APIError], str | None] | None = None,
 ) -> Exchange[T]:
-    """Send ``call`` until it succeeds or the policy gives up; report every attempt to ``hook``."""
+    """Send ``call`` until it succeeds or the policy gives up; report every attempt to ``hook``.
+
+    ``hint`` may add what the user can do about the final error (``APIError.hint``).
+    """
     attempt = 0
     while True:
         answer = yield call.request
@@ -141,6 +145,8 @@ def exchange(
         except APIError as error:
             seconds = policy.delay(call.request, error, attempt)
             if seconds is None:
+                if hint is not None:
+                    error.hint = hint(error)
                 raise
             log.warning("%s; retry %d of %d in %.2fs", error, attempt + 1, policy.retries, seconds)
         yield Backoff(seconds)

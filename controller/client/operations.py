@@ -19,10 +19,10 @@ import re
 import warnings
 import webbrowser
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+from controller import rules
 from controller.client.exchange import Call, Request
 from controller.errors import APIError, BatchError, InvalidRequestError
 from controller.models import (
@@ -35,19 +35,14 @@ from controller.models import (
     parse_observed,
     phase_of,
 )
-from controller.names import MAX_REPLICAS, session_name_problem
-from controller.spec import SessionKind
+from controller.names import MAX_REPLICAS
+from controller.rules import SessionSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Session kinds ``create`` accepts (``desktop-app`` is created through another endpoint).
-CREATE_KINDS: tuple[str, ...] = get_args(SessionKind)
 #: Characters that turn a ``destroy_with`` prefix into a regular expression (same set as canfar).
 REGEX_METACHARACTERS = frozenset(".^$*+?{}[]()|\\")
-#: Env keys ``create`` sets on every headless replica, unless a single create is given its own
-#: (the controller creates one session per slot and sets the slot's identity itself).
-REPLICA_KEYS = ("REPLICA_ID", "REPLICA_COUNT")
 
 Ids = str | Sequence[str]
 
@@ -283,126 +278,45 @@ def connect(ids: Ids) -> Plan[list[str]]:
     return opened
 
 
-@dataclass(frozen=True, slots=True)
-class CreateSpec:
-    """A validated create request; ``calls()`` yields one POST per replica."""
-
-    name: str
-    image: str
-    cores: float | None = None
-    ram: float | None = None
-    kind: str = "headless"
-    gpu: int | None = None
-    cmd: str | None = None
-    args: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
-    replicas: int = 1
-
-    def replica_names(self) -> list[str]:
-        if self.replicas == 1:
-            return [self.name]
-        return [f"{self.name}-{index}" for index in range(1, self.replicas + 1)]
-
-    def calls(self) -> dict[str, Call[str]]:
-        common: list[tuple[str, str]] = [("image", self.image)]
-        if self.cores is not None:
-            common.append(("cores", _number(self.cores)))
-        if self.ram is not None:
-            common.append(("ram", _number(self.ram)))
-        common.append(("type", self.kind))
-        if self.gpu:
-            common.append(("gpus", str(self.gpu)))
-        if self.cmd is not None:
-            common.append(("cmd", self.cmd))
-        if self.args is not None:
-            common.append(("args", self.args))
-        common += [("env", f"{key}={value}") for key, value in self.env]
-        given = {key for key, _ in self.env}
-        calls = {}
-        for index, name in enumerate(self.replica_names(), start=1):
-            params = [("name", name), *common]
-            if self.kind == "headless":  # only headless sessions get an environment at all
-                replica = {"REPLICA_ID": str(index), "REPLICA_COUNT": str(self.replicas)}
-                params += [("env", f"{key}={value}") for key, value in replica.items() if key not in given]
-            calls[name] = Call(Request("create", "POST", "session", tuple(params), idempotent=False),
-                               parse_created_id)
-        return calls
+def replica_names(name: str, replicas: int) -> list[str]:
+    """The canfar client's naming: ``name`` alone, or ``name-1`` .. ``name-N``."""
+    return [name] if replicas == 1 else [f"{name}-{index}" for index in range(1, replicas + 1)]
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+def create_calls(spec: SessionSpec, replicas: int = 1) -> dict[str, Call[str]]:
+    """One POST per replica, keyed by replica name, each with its REPLICA_ID and REPLICA_COUNT.
 
-
-def create_spec(
-    name: str,
-    image: str,
-    *,
-    cores: float | None = None,
-    ram: float | None = None,
-    kind: str = "headless",
-    gpu: int | None = None,
-    cmd: str | None = None,
-    args: str | Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    replicas: int = 1,
-) -> CreateSpec:
-    """Check a create request client-side, before anything is sent, with a message that says why."""
-    if kind not in CREATE_KINDS:
-        raise InvalidRequestError(f"invalid session kind {kind!r}: expected one of {', '.join(CREATE_KINDS)}")
-    if not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+    Only headless sessions get an environment at all, so only they get the replica keys; a
+    single create that brings its own (the controller creating slot 4 of 5) keeps them.
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
         raise InvalidRequestError(f"replicas must be between 1 and {MAX_REPLICAS}, got {replicas!r}")
-    spec_name = name if replicas == 1 else f"{name}-{replicas}"  # the longest replica name
-    problem = session_name_problem(name) or session_name_problem(spec_name)
-    if problem:
-        raise InvalidRequestError(f"invalid session name {spec_name!r}: {problem}")
-    if not image or image != image.strip() or " " in image:
-        raise InvalidRequestError(
-            f"invalid image {image!r}: expected e.g. images.canfar.net/project/name:tag"
-        )
-    for label, value in (("cores", cores), ("ram", ram)):
-        if value is not None and (isinstance(value, bool) or not value > 0):
-            raise InvalidRequestError(f"{label} must be a positive number, got {value!r}")
-    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0):
-        raise InvalidRequestError(f"gpu must be a non-negative integer, got {gpu!r}")
-    if kind != "headless" and (cmd is not None or args is not None or env):
-        raise InvalidRequestError(f"cmd, args and env apply only to headless sessions, not {kind}")
-    if cmd is not None and not cmd.strip():
-        raise InvalidRequestError("cmd must not be empty")
-    if replicas > 1 and env and any(key in env for key in REPLICA_KEYS):
-        raise InvalidRequestError("REPLICA_ID and REPLICA_COUNT are set per replica when replicas > 1")
-    return CreateSpec(name=name, image=image, cores=cores, ram=ram, kind=kind, gpu=gpu or None, cmd=cmd,
-                      args=_args_text(args), env=_env_pairs(env or {}), replicas=replicas)
+    names = replica_names(spec.name, replicas)
+    if replicas > 1:
+        problem = rules.name_problem(names[-1])  # the longest replica name
+        if problem is not None:
+            raise InvalidRequestError(f"name: with {replicas} replicas, {names[-1]!r} {problem}")
+        if spec.env_keys & rules.RESERVED_ENV:
+            raise InvalidRequestError("env: REPLICA_ID and REPLICA_COUNT are set per replica when replicas > 1")
+    common = spec.params()[1:]  # everything but the name
+    headless, given = spec.kind == "headless", spec.env_keys
+    calls = {}
+    for index, name in enumerate(names, start=1):
+        params = [("name", name), *common]
+        if headless:
+            replica = (("REPLICA_ID", str(index)), ("REPLICA_COUNT", str(replicas)))
+            params += [("env", f"{key}={value}") for key, value in replica if key not in given]
+        calls[name] = Call(Request("create", "POST", "session", tuple(params), idempotent=False), parse_created_id)
+    return calls
 
 
-def _args_text(args: str | Sequence[str] | None) -> str | None:
-    if args is None or isinstance(args, str):
-        return args
-    # The service splits args on single spaces and knows no quoting: refuse what it would mangle.
-    for arg in args:
-        if not arg or any(char.isspace() for char in arg):
-            raise InvalidRequestError(f"argument {arg!r} cannot be sent: the service splits args on spaces")
-    return " ".join(args)
-
-
-def _env_pairs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for key, value in env.items():
-        if not key or "=" in key or any(char.isspace() for char in key):
-            raise InvalidRequestError(f"invalid environment variable name {key!r}")
-        if "=" in str(value):
-            # The service splits each KEY=VALUE on '=' and silently drops entries with more parts.
-            raise InvalidRequestError(f"the value of {key} contains '=', which the service would drop")
-        pairs.append((key, str(value)))
-    return tuple(pairs)
-
-
-def create(name: str, image: str, **options: Any) -> Plan[list[str]]:
-    """Create ``replicas`` sessions (one request each); returns the new ids in replica order.
+def create(spec: SessionSpec, replicas: int = 1) -> Plan[list[str]]:
+    """Create ``replicas`` sessions of ``spec`` (one request each); returns the new ids in replica order.
 
     If some replicas fail, the ``BatchError`` holds the ids of those that were created under
     their replica names, so a caller can always clean them up.
     """
-    spec = create_spec(name, image, **options)
-    outcomes = yield spec.calls()
-    results = collect("create", name if spec.replicas == 1 else spec.replica_names(), outcomes)
-    return [results[replica] for replica in spec.replica_names()]
+    calls = create_calls(spec, replicas)
+    outcomes = yield calls
+    results = collect("create", spec.name if replicas == 1 else list(calls), outcomes)
+    return [results[name] for name in calls]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -35,6 +35,7 @@ from controller.client.settings import ClientSettings, load_settings
 from controller.client.transport import pooled_transport
 from controller.errors import APIError
 from controller.models import Event, ObservedSession, PlatformContext, PlatformStats, SessionInfo
+from controller.rules import SessionSpec
 
 log = logging.getLogger("controller.client")
 
@@ -58,6 +59,8 @@ class _Base:
         self.settings = settings
         self._url = settings.require_url()
         self._base = self._url + "/"
+        #: A base URL not ending in /v1 (or /v2...): every path under it is likely a 404.
+        self._unversioned = re.search(r"/v[0-9]+$", urlsplit(self._url).path) is None
         self._tokens = TokenSource(token=settings.token, path=settings.token_file)
         self._certificate = (CertificateSource(settings.certificate, verify=settings.verify)
                              if settings.certificate is not None and self._use_certificate() else None)
@@ -109,8 +112,18 @@ class _Base:
         secret = token.get_secret_value() if token is not None else ""
         return text.replace(secret, "**********") if secret and secret in text else text
 
+    def _hint(self, error: APIError) -> str | None:
+        """What the user can do about ``error``, when it is a mistake of ours the client can see."""
+        if error.status == 401 and not self._tokens.configured and self._certificate is None:
+            return ("no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file), "
+                    "or CANFAR_CERTIFICATE (--certificate)")
+        if error.status == 404 and self._unversioned:
+            return (f"the server URL {self.settings.safe_url} has no API version: "
+                    f"did you mean {self.settings.safe_url}/v1?")
+        return None
+
     def _exchange(self, call: Call[Any]) -> Exchange[Any]:
-        return exchange(call, self._policy, hook=self._on_request, redact=self._redact)
+        return exchange(call, self._policy, hook=self._on_request, redact=self._redact, hint=self._hint)
 
 
 def _send_kwargs(base: str, request: Request, headers: dict[str, str] | None) -> dict[str, Any]:
@@ -210,22 +223,9 @@ class Session(_Base):
         """Kubernetes events by id."""
         return self._run(ops.events(ids))
 
-    def create(
-        self,
-        name: str,
-        image: str,
-        cores: float | None = None,
-        ram: float | None = None,
-        kind: str = "headless",
-        gpu: int | None = None,
-        cmd: str | None = None,
-        args: str | Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        replicas: int = 1,
-    ) -> list[str]:
-        """Create sessions; omitted ``cores``/``ram`` mean flexible mode. Returns the new ids."""
-        return self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
-                                    args=args, env=env, replicas=replicas))
+    def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]:
+        """Create ``spec`` (``name-1``..``name-N`` with ``replicas``); returns the new ids in order."""
+        return self._run(ops.create(spec, replicas))
 
     def destroy(self, ids: Ids) -> list[str]:
         """Delete sessions; returns the ids the service accepted."""
@@ -346,22 +346,9 @@ class AsyncSession(_Base):
         """Kubernetes events by id."""
         return await self._run(ops.events(ids))
 
-    async def create(
-        self,
-        name: str,
-        image: str,
-        cores: float | None = None,
-        ram: float | None = None,
-        kind: str = "headless",
-        gpu: int | None = None,
-        cmd: str | None = None,
-        args: str | Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        replicas: int = 1,
-    ) -> list[str]:
-        """Create sessions (replicas concurrently); omitted ``cores``/``ram`` mean flexible mode."""
-        return await self._run(ops.create(name, image, cores=cores, ram=ram, kind=kind, gpu=gpu, cmd=cmd,
-                                          args=args, env=env, replicas=replicas))
+    async def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]:
+        """Create ``spec`` (``name-1``..``name-N`` with ``replicas``, concurrently); returns the new ids in order."""
+        return await self._run(ops.create(spec, replicas))
 
     async def destroy(self, ids: Ids) -> list[str]:
         """Delete sessions; returns the ids the service accepted."""

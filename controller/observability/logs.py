@@ -42,18 +42,30 @@ _SENSITIVE_KEY = re.compile(
     r"(?:.*[_-])?(?:token|authorization|password|passwd|secret|cookie|api_?key|credentials?|auth)",
     re.IGNORECASE,
 )
+#: Prose, not a credential: a value of at most 12 letters only ("token", "expired", "required").
+#: Real tokens and keys are long and mixed, so "invalid bearer token" or "token: expired" in a
+#: server's text keeps its words, while "Bearer 1f9c..." is still scrubbed.
+_WORD = r"(?![A-Za-z]{1,12}(?![A-Za-z0-9._~+/=-]))"
 _PATTERNS = (
-    (re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
+    (re.compile(rf"\b(Bearer)\s+{_WORD}[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # Passwords and secrets may be plain words: always scrubbed.
     (re.compile(
-        r"\b((?:access_|refresh_|api_|auth_)?(?:token|password|passwd|secret|api_?key|registry-auth)"
-        r"[\"']?\s*[=:]\s*[\"']?)(?!\[REDACTED\])[^\s&,;\"'}]+",
+        r"\b((?:password|passwd|secret)[\"']?\s*[=:]\s*[\"']?)(?!\[REDACTED\])[^\s&,;\"'}]+",
         re.IGNORECASE,
     ), rf"\1{REDACTED}"),
-    # Any scheme (Basic, Digest...): keep the scheme, drop the credentials.
-    (re.compile(r"\b(Authorization[\"']?\s*[=:]\s*[\"']?(?!Bearer\s)(?:[A-Za-z]+\s+)?)(?!\[REDACTED\])[^\s,;\"'}]+",
-                re.IGNORECASE), rf"\1{REDACTED}"),
+    (re.compile(
+        rf"\b((?:access_|refresh_|api_|auth_)?(?:token|api_?key|registry-auth)[\"']?\s*[=:]\s*[\"']?)"
+        rf"(?!\[REDACTED\]){_WORD}[^\s&,;\"'}}]+",
+        re.IGNORECASE,
+    ), rf"\1{REDACTED}"),
+    # Any scheme (Basic, Digest...): keep the scheme, drop the credentials, which may look like a
+    # word (base64 of "user:pass" is twelve letters).
+    (re.compile(r"\b(Authorization[\"']?\s*[=:]\s*[\"']?(?!Bearer\s)(?:[A-Za-z]+\s+)?)(?!\[REDACTED\])"
+                r"[^\s,;\"'}]+", re.IGNORECASE), rf"\1{REDACTED}"),
 )
+#: Every pattern above needs one of these words: text without any (most of it) skips the patterns.
+_TRIGGER = re.compile(r"bearer|eyJ|passw|secret|token|api_?key|registry-auth|authorization", re.IGNORECASE)
 
 
 class SecretRedactor:
@@ -75,7 +87,10 @@ class SecretRedactor:
 
     def redact_text(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if _TRIGGER.search(text) is None:
+            return text
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text

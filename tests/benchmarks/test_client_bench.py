@@ -19,6 +19,7 @@ import pytest
 
 from controller.client import AsyncSession
 from controller.observability.metrics import ControllerMetrics
+from controller.rules import SessionSpec
 
 TOKEN = "bench-token-0123456789"
 CALLS = 500
@@ -64,8 +65,8 @@ def test_creates(benchmark, simulator_url: str, concurrency: int) -> None:  # ty
     """500 headless creates (cmd, args, replica env) at the given concurrency."""
 
     async def create(session: AsyncSession, index: int) -> None:
-        [session_id] = await session.create(f"cc-bench-abcdef-{index}", IMAGE, cmd="sleep", args="1000",
-                                            env={"REPLICA_ID": "1", "REPLICA_COUNT": "1"})
+        [session_id] = await session.create(SessionSpec(f"cc-bench-abcdef-{index}", IMAGE, cmd="sleep", args="1000",
+                                            env=(("REPLICA_ID", "1"), ("REPLICA_COUNT", "1"))))
         assert session_id
 
     _rounds(benchmark, simulator_url, create, concurrency)

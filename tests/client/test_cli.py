@@ -138,8 +138,57 @@ def test_server_errors_print_the_server_message_and_exit_1(run: Any) -> None:
 def test_bad_names_exit_1_without_a_request(run: Any, sim: Any) -> None:
     """An invalid name is reported client-side and nothing is sent."""
     code, _, err = run("create", "--name", "Bad_Name", "--image", IMAGE)
-    assert code == 1 and "invalid session name" in err
+    assert code == 1
+    assert err == ("canfar-controller: error: invalid session spec: name: must be a lowercase DNS label: "
+                   "letters a-z, digits and '-', starting and ending with a letter or digit\n")
     assert sim.requests == []
+
+
+MANIFEST = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata:
+  name: job
+spec:
+  replicas: 1
+  template:
+{template}"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "template", "field"),
+    [
+        (["--cmd", "sleep 10"], "    image: {image}\n    cmd: sleep 10\n", "cmd"),
+        (["--cmd", "sleep", "--args", "a  b"], "    image: {image}\n    cmd: sleep\n    args: a  b\n", "args"),
+        (["--args", "say 'hi'"], "    image: {image}\n    args: say 'hi'\n", "args"),
+        (["--env", "A=x=y"], "    image: {image}\n    env: {{A: x=y}}\n", "env"),
+        (["--env", "A=$HOME"], "    image: {image}\n    env: {{A: $HOME}}\n", "env"),
+        (["--cores", "0"], "    image: {image}\n    cores: 0\n", "cores"),
+        (["--ram", "600"], "    image: {image}\n    ram: 600\n", "ram"),
+        (["--gpu", "0"], "    image: {image}\n    gpu: 0\n", "gpu"),
+        (["--image-override", "python:3"], "    image: python:3\n", "image"),
+        (["--kind", "notebook", "--cmd", "jupyter"], "    kind: notebook\n    image: {image}\n    cmd: jupyter\n", None),
+    ],
+    ids=["cmd-with-args", "double-space", "quotes", "env-equals", "env-dollar", "no-cores", "too-much-ram",
+         "zero-gpus", "image-without-host", "cmd-on-notebook"],
+)
+def test_create_refuses_what_a_manifest_refuses_with_the_same_words(
+    run: Any, sim: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], template: str,
+    field: str | None,
+) -> None:
+    """The sessions CLI and manifests apply one set of rules: same refusal, same message, nothing sent."""
+    image = IMAGE
+    if flags[0] == "--image-override":
+        image, flags = flags[1], flags[2:]
+    code, out, err = run("create", "--name", "job", "--image", image, *flags)
+    assert (code, out) == (1, "")
+    assert sim.requests == []
+    (tmp_path / "job.yaml").write_text(MANIFEST.format(template=template.format(image=IMAGE)))
+    assert main(["validate", str(tmp_path)]) == 1
+    manifest_error = capsys.readouterr().err.splitlines()[0]
+    problem = manifest_error.split(f"spec.template.{field}: " if field else "spec.template: ", 1)[1]
+    assert err.strip().endswith(problem)
+    assert err.startswith("canfar-controller: error: invalid session spec: ")
 
 
 def test_not_found_exits_1(run: Any) -> None:
@@ -197,3 +246,29 @@ def test_sessions_without_a_command_prints_usage(capsys: pytest.CaptureFixture[s
     """`sessions` alone shows its subcommands and exits 2."""
     assert main(["sessions"]) == 2
     assert "prune" in capsys.readouterr().err
+
+
+def test_no_token_gets_a_hint(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no credential configured, a 401 says that no token is set and how to set one."""
+    assert main(["sessions", "ps", "--server", url]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("canfar-controller: error: fetch failed (HTTP 401): ")
+    assert "; no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file)" in line
+
+
+def test_a_server_url_without_the_api_version_gets_a_hint(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base URL missing /v1 gives a 404 that suggests the URL with /v1."""
+    monkeypatch.setenv("CANFAR_TOKEN", TOKEN)
+    unversioned = url.removesuffix("/v1")
+    assert main(["sessions", "ps", "--server", unversioned]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "(HTTP 404)" in line
+    assert line.endswith(f"; the server URL {unversioned} has no API version: did you mean {unversioned}/v1?")
+
+
+def test_a_real_404_gets_no_version_hint(run: Any) -> None:
+    """With /v1 in the URL, an unknown session's 404 is the server's message alone."""
+    code, _, err = run("info", "nosuchid")
+    assert code == 1 and "API version" not in err

@@ -19,6 +19,7 @@ from controller.errors import (
     TooManyRequestsError,
     TransportError,
 )
+from controller.rules import SessionSpec
 from tests.client.conftest import IMAGE, NOTEBOOK_IMAGE, TOKEN
 
 pytestmark = pytest.mark.usefixtures("flavour")
@@ -29,56 +30,28 @@ def _count(sim: Any, method: str, path: str = "/session") -> int:
 
 
 @pytest.mark.parametrize(
-    ("name", "replicas"),
+    ("replicas", "env", "message"),
     [
-        ("Upper", 1),
-        ("under_score", 1),
-        ("-leading", 1),
-        ("trailing-", 1),
-        ("", 1),
-        ("x" * 64, 1),
-        ("x" * 61, 10),  # fine alone, but "-10" makes it 64 characters
+        (0, (), "replicas must be between 1 and 512"),
+        (513, (), "replicas must be between 1 and 512"),
+        (10, (), r"name: with 10 replicas, 'x{61}-10' must be at most 63 characters"),
+        (2, (("REPLICA_ID", "7"),), "REPLICA_ID and REPLICA_COUNT are set per replica"),
     ],
 )
-def test_bad_names_are_refused_before_any_request(client: Any, sim: Any, name: str, replicas: int) -> None:
-    """A name that is not a lowercase DNS label raises InvalidRequestError and sends nothing."""
-    with pytest.raises(InvalidRequestError, match="invalid session name"):
-        client.create(name, IMAGE, replicas=replicas)
-    assert sim.requests == []
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"kind": "desktop-app"}, "invalid session kind"),
-        ({"replicas": 0}, "replicas must be between"),
-        ({"cores": 0}, "cores must be a positive number"),
-        ({"kind": "notebook", "cmd": "python"}, "only to headless"),
-        ({"env": {"A": "x=y"}}, "contains '='"),
-        ({"env": {"REPLICA_ID": "7"}, "replicas": 2}, "set per replica"),
-        ({"args": ["two words"]}, "splits args on spaces"),
-    ],
-)
-def test_requests_the_service_would_mangle_are_refused_client_side(
-    client: Any, sim: Any, options: dict[str, Any], message: str
+def test_replicas_that_cannot_work_are_refused_before_any_request(
+    client: Any, sim: Any, replicas: int, env: tuple[tuple[str, str], ...], message: str
 ) -> None:
-    """Options the service rejects or silently drops fail fast with a message that says why."""
+    """A spec that is valid alone but not with ``replicas`` (name too long, own REPLICA_*) sends nothing."""
+    spec = SessionSpec("x" * 61 if replicas == 10 else "job", IMAGE, env=env)
     with pytest.raises(InvalidRequestError, match=message):
-        client.create("job", IMAGE, **options)
-    assert sim.requests == []
-
-
-def test_empty_image_is_refused_client_side(client: Any, sim: Any) -> None:
-    """A missing image is caught before sending."""
-    with pytest.raises(InvalidRequestError, match="invalid image"):
-        client.create("job", "")
+        client.create(spec, replicas=replicas)
     assert sim.requests == []
 
 
 def test_image_from_an_unknown_registry_carries_the_server_message(client: Any) -> None:
     """The service's 400 about harbor hosts arrives as BadRequestError with its text."""
     with pytest.raises(BadRequestError) as caught:
-        client.create("job", "docker.io/library/python:3.12")
+        client.create(SessionSpec("job", "docker.io/library/python:3.12"))
     assert caught.value.status == 400
     assert "must come from one of" in caught.value.server_message
     assert "docker.io/library/python:3.12" in str(caught.value)
@@ -87,16 +60,16 @@ def test_image_from_an_unknown_registry_carries_the_server_message(client: Any) 
 def test_image_missing_from_the_registry_carries_the_server_message(client: Any) -> None:
     """An image the registry does not have (not in the public cache) is a 400 with the service's words."""
     with pytest.raises(BadRequestError, match="unknown or private image"):
-        client.create("job", "images.canfar.net/skaha/no-such-image:latest")
+        client.create(SessionSpec("job", "images.canfar.net/skaha/no-such-image:latest"))
 
 
 def test_interactive_cap_reached_is_a_bad_request(serve: Any, make_client: Any) -> None:
     """Creating past the per-user interactive limit raises the service's 'reached the maximum' text."""
     _sim, url = serve(max_interactive=1)
     client = make_client(url=url)
-    client.create("nb1", NOTEBOOK_IMAGE, kind="notebook")
+    client.create(SessionSpec("nb1", NOTEBOOK_IMAGE, kind="notebook"))
     with pytest.raises(BadRequestError, match="reached the maximum of 1"):
-        client.create("nb2", NOTEBOOK_IMAGE, kind="notebook")
+        client.create(SessionSpec("nb2", NOTEBOOK_IMAGE, kind="notebook"))
 
 
 def test_partial_replicas_keep_the_created_ids(serve: Any, make_client: Any) -> None:
@@ -104,7 +77,7 @@ def test_partial_replicas_keep_the_created_ids(serve: Any, make_client: Any) -> 
     _sim, url = serve(max_interactive=2)
     client = make_client(url=url)
     with pytest.raises(BatchError) as caught:
-        client.create("nb", NOTEBOOK_IMAGE, kind="notebook", replicas=3)
+        client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"), replicas=3)
     error = caught.value
     assert len(error.results) == 2 and len(error.errors) == 1
     assert set(error.results) | set(error.errors) == {"nb-1", "nb-2", "nb-3"}
@@ -151,7 +124,7 @@ def test_reads_give_up_after_the_configured_retries(make_client: Any, sim: Any) 
 
 def test_dropped_connections_on_reads_are_retried(client: Any, sim: Any) -> None:
     """A connection closed without an answer is retried for a read."""
-    [session_id] = client.create("a", IMAGE)
+    [session_id] = client.create(SessionSpec("a", IMAGE))
     sim.inject_fault(method="GET", path=f"/session/{session_id}", status=None, count=1)
     assert client.info(session_id)[0].id == session_id
     assert _count(sim, "GET", f"/session/{session_id}") == 2
@@ -230,7 +203,7 @@ def test_a_create_answered_429_is_not_resent(make_client: Any) -> None:
     """A rate-limited create made nothing, and it is left to the caller when to create again."""
     gateway = RateLimiter(retry_after="5")
     with pytest.raises(TooManyRequestsError) as caught:
-        gateway.client(make_client).create("job", IMAGE)
+        gateway.client(make_client).create(SessionSpec("job", IMAGE))
     assert caught.value.retry_after == 5.0
     assert gateway.requests[0][0] == "POST" and len(gateway.requests) == 1
 
@@ -246,7 +219,7 @@ def test_create_is_not_retried_on_5xx(client: Any, sim: Any) -> None:
     """A create answered with 500 is sent once only: it may have made a session."""
     sim.inject_fault(method="POST", path="/session", status=500, count=1)
     with pytest.raises(ServerError):
-        client.create("job", IMAGE)
+        client.create(SessionSpec("job", IMAGE))
     assert _count(sim, "POST") == 1
 
 
@@ -254,7 +227,7 @@ def test_create_is_not_retried_when_the_answer_is_lost(client: Any, sim: Any) ->
     """A create whose connection drops after the server acted is not resent, so no duplicate appears."""
     sim.inject_fault(method="POST", path="/session", status=None, count=1, processed=True)
     with pytest.raises(TransportError) as caught:
-        client.create("job", IMAGE)
+        client.create(SessionSpec("job", IMAGE))
     assert caught.value.status is None
     assert caught.value.__cause__ is not None
     assert _count(sim, "POST") == 1
@@ -291,5 +264,5 @@ def test_the_token_is_not_in_server_text_even_if_echoed(make_client: Any, sim: A
     """Were a proxy to echo the token in an error body, the exception would still not show it."""
     client = make_client()
     with pytest.raises(BadRequestError) as caught:
-        client.create("job", f"docker.io/{TOKEN}:latest")
+        client.create(SessionSpec("job", f"docker.io/{TOKEN}:latest"))
     assert TOKEN not in str(caught.value)

@@ -10,6 +10,7 @@ import pytest
 
 from controller.errors import APIError, BadRequestError, BatchError, NotFoundError
 from controller.models import Event, ObservedSession, PlatformStats, SessionInfo
+from controller.rules import SessionSpec
 from controller.simulator import ManualClock as Clock
 from tests.client.conftest import IMAGE, NOTEBOOK_IMAGE
 
@@ -22,14 +23,14 @@ def _posts(sim: Any) -> list[Any]:
 
 def test_create_returns_the_new_id_and_the_session_exists(client: Any) -> None:
     """create returns the server's id, and info finds a session of that name."""
-    [session_id] = client.create("job", IMAGE, cmd="sleep", args="60")
+    [session_id] = client.create(SessionSpec("job", IMAGE, cmd="sleep", args="60"))
     [info] = client.info(session_id)
     assert (info.id, info.name, info.kind, info.image) == (session_id, "job", "headless", IMAGE)
 
 
 def test_create_without_cores_and_ram_is_flexible(client: Any, sim: Any) -> None:
     """Omitted cores and ram are not sent at all, which the service reads as flexible mode."""
-    client.create("flex", IMAGE)
+    client.create(SessionSpec("flex", IMAGE))
     [request] = _posts(sim)
     assert "cores" not in request.params and "ram" not in request.params
     assert request.params["type"] == ("headless",)
@@ -37,7 +38,7 @@ def test_create_without_cores_and_ram_is_flexible(client: Any, sim: Any) -> None
 
 def test_create_sends_fixed_resources_and_gpus(client: Any, sim: Any) -> None:
     """Given cores, ram and gpu arrive as the wire parameters cores, ram and gpus."""
-    [session_id] = client.create("fixed", IMAGE, cores=2, ram=8, gpu=1)
+    [session_id] = client.create(SessionSpec("fixed", IMAGE, cores=2, ram=8, gpu=1))
     [request] = _posts(sim)
     assert (request.param("cores"), request.param("ram"), request.param("gpus")) == ("2", "8", "1")
     [info] = client.info(session_id)
@@ -46,7 +47,7 @@ def test_create_sends_fixed_resources_and_gpus(client: Any, sim: Any) -> None:
 
 def test_create_replicas_suffixes_names_and_sets_replica_env(client: Any, sim: Any) -> None:
     """replicas=3 sends three requests named -1..-3, each with its REPLICA_ID and REPLICA_COUNT."""
-    ids = client.create("sweep", IMAGE, cmd="sleep", args="60", env={"MODE": "fast"}, replicas=3)
+    ids = client.create(SessionSpec("sweep", IMAGE, cmd="sleep", args="60", env=(("MODE", "fast"),)), replicas=3)
     assert len(set(ids)) == 3
     requests = _posts(sim)
     assert sorted(request.param("name") for request in requests) == ["sweep-1", "sweep-2", "sweep-3"]
@@ -59,7 +60,7 @@ def test_create_replicas_suffixes_names_and_sets_replica_env(client: Any, sim: A
 
 def test_create_single_replica_keeps_the_name(client: Any, sim: Any) -> None:
     """With one replica the name is sent unchanged and REPLICA_COUNT is 1."""
-    client.create("solo", IMAGE)
+    client.create(SessionSpec("solo", IMAGE))
     [request] = _posts(sim)
     assert request.param("name") == "solo"
     assert set(request.params["env"]) == {"REPLICA_ID=1", "REPLICA_COUNT=1"}
@@ -67,21 +68,21 @@ def test_create_single_replica_keeps_the_name(client: Any, sim: Any) -> None:
 
 def test_a_single_create_may_set_its_own_replica_identity(client: Any, sim: Any) -> None:
     """The controller creates slot 4 of 5 alone: its REPLICA_ID/REPLICA_COUNT are sent instead of 1/1."""
-    client.create("slot-4", IMAGE, env={"REPLICA_ID": "4", "REPLICA_COUNT": "5"})
+    client.create(SessionSpec("slot-4", IMAGE, env=(("REPLICA_ID", "4"), ("REPLICA_COUNT", "5"))))
     [request] = _posts(sim)
     assert sorted(request.params["env"]) == ["REPLICA_COUNT=5", "REPLICA_ID=4"]
 
 
 def test_interactive_sessions_get_no_environment(client: Any, sim: Any) -> None:
     """Only headless sessions use env, so other kinds are sent none (not even REPLICA_*)."""
-    client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
+    client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"))
     [request] = _posts(sim)
     assert "env" not in request.params
 
 
 def test_fetch_lists_sessions_as_typed_models(client: Any) -> None:
     """fetch returns SessionInfo models for the user's sessions."""
-    ids = set(client.create("a", IMAGE) + client.create("b", NOTEBOOK_IMAGE, kind="notebook"))
+    ids = set(client.create(SessionSpec("a", IMAGE)) + client.create(SessionSpec("b", NOTEBOOK_IMAGE, kind="notebook")))
     sessions = client.fetch()
     assert all(isinstance(session, SessionInfo) for session in sessions)
     assert {session.id for session in sessions} == ids
@@ -89,8 +90,8 @@ def test_fetch_lists_sessions_as_typed_models(client: Any) -> None:
 
 def test_fetch_filters_by_kind_and_status_on_the_wire(client: Any, sim: Any, clock: Clock) -> None:
     """kind and status are sent as type and status, and the server's filtering comes back."""
-    client.create("a", IMAGE)
-    [notebook] = client.create("b", NOTEBOOK_IMAGE, kind="notebook")
+    client.create(SessionSpec("a", IMAGE))
+    [notebook] = client.create(SessionSpec("b", NOTEBOOK_IMAGE, kind="notebook"))
     clock.advance(60)
     sessions = client.fetch(kind="notebook", status="Running")
     assert [session.id for session in sessions] == [notebook]
@@ -101,7 +102,7 @@ def test_fetch_filters_by_kind_and_status_on_the_wire(client: Any, sim: Any, clo
 
 def test_fetch_passes_the_view(client: Any, sim: Any) -> None:
     """view is sent as is; view=all rows (other users, no ids) still parse."""
-    client.create("a", IMAGE)
+    client.create(SessionSpec("a", IMAGE))
     sessions = client.fetch(view="all")
     assert sim.requests[-1].param("view") == "all"
     assert len(sessions) == 1 and sessions[0].kind == "headless"
@@ -109,9 +110,9 @@ def test_fetch_passes_the_view(client: Any, sim: Any) -> None:
 
 def test_observe_reads_the_fields_the_controller_needs(client: Any, clock: Clock) -> None:
     """observe returns one lean row per session, agreeing with fetch's full models."""
-    client.create("fixed", IMAGE, cores=2, ram=8)
-    client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
-    client.create("done", IMAGE, cmd="true")
+    client.create(SessionSpec("fixed", IMAGE, cores=2, ram=8))
+    client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"))
+    client.create(SessionSpec("done", IMAGE, cmd="true"))
     clock.advance(60)
     full = {session.id: session for session in client.fetch()}
     observed = client.observe()
@@ -129,8 +130,8 @@ def test_observe_reads_the_fields_the_controller_needs(client: Any, clock: Clock
 
 def test_observe_filters_by_kind_on_the_wire(client: Any, sim: Any) -> None:
     """observe(kind) sends type=kind and nothing else."""
-    client.create("a", IMAGE)
-    [notebook] = client.create("b", NOTEBOOK_IMAGE, kind="notebook")
+    client.create(SessionSpec("a", IMAGE))
+    [notebook] = client.create(SessionSpec("b", NOTEBOOK_IMAGE, kind="notebook"))
     assert [row.id for row in client.observe("notebook")] == [notebook]
     assert dict(sim.requests[-1].params) == {"type": ("notebook",)}
 
@@ -149,7 +150,7 @@ def test_observe_refuses_an_answer_it_cannot_trust(make_client: Any, body: str) 
 
 def test_observe_retries_like_a_read(client: Any, sim: Any) -> None:
     """A 5xx on the list is retried, and the answer after it is returned."""
-    client.create("a", IMAGE)
+    client.create(SessionSpec("a", IMAGE))
     sim.inject_fault(method="GET", path="/session", status=503, count=1)
     sim.requests.clear()
     assert [row.name for row in client.observe()] == ["a"]
@@ -166,7 +167,7 @@ def test_stats_returns_platform_stats(client: Any, sim: Any) -> None:
 
 def test_info_keeps_the_order_of_many_ids(client: Any) -> None:
     """info over many ids returns one model per id, in the order asked."""
-    ids = client.create("a", IMAGE) + client.create("b", IMAGE) + client.create("c", IMAGE)
+    ids = client.create(SessionSpec("a", IMAGE)) + client.create(SessionSpec("b", IMAGE)) + client.create(SessionSpec("c", IMAGE))
     assert [info.id for info in client.info(list(reversed(ids)))] == list(reversed(ids))
 
 
@@ -180,7 +181,7 @@ def test_info_of_an_unknown_id_raises_not_found_with_the_server_text(client: Any
 
 def test_info_over_many_ids_loses_neither_results_nor_errors(client: Any) -> None:
     """One unknown id among many: BatchError holds the found sessions and the 404 for the other."""
-    [known] = client.create("a", IMAGE)
+    [known] = client.create(SessionSpec("a", IMAGE))
     with pytest.raises(BatchError) as caught:
         client.info([known, "nosuchid"])
     assert list(caught.value.results) == [known]
@@ -191,7 +192,7 @@ def test_info_over_many_ids_loses_neither_results_nor_errors(client: Any) -> Non
 
 def test_logs_returns_text_by_id(client: Any, clock: Clock) -> None:
     """logs returns each session's text under its id."""
-    ids = client.create("a", IMAGE, cmd="true") + client.create("b", IMAGE, cmd="true")
+    ids = client.create(SessionSpec("a", IMAGE, cmd="true")) + client.create(SessionSpec("b", IMAGE, cmd="true"))
     clock.advance(60)
     logs = client.logs(ids)
     assert list(logs) == ids
@@ -200,7 +201,7 @@ def test_logs_returns_text_by_id(client: Any, clock: Clock) -> None:
 
 def test_events_are_parsed_into_models(client: Any, clock: Clock) -> None:
     """events returns parsed Event rows by id."""
-    [session_id] = client.create("a", IMAGE)
+    [session_id] = client.create(SessionSpec("a", IMAGE))
     clock.advance(60)
     events = client.events(session_id)
     assert list(events) == [session_id]
@@ -210,7 +211,7 @@ def test_events_are_parsed_into_models(client: Any, clock: Clock) -> None:
 
 def test_destroy_deletes_each_id(client: Any, clock: Clock, sim: Any) -> None:
     """destroy sends one DELETE per id and returns the ids; the sessions then go away."""
-    ids = client.create("a", IMAGE) + client.create("b", IMAGE)
+    ids = client.create(SessionSpec("a", IMAGE)) + client.create(SessionSpec("b", IMAGE))
     assert client.destroy(ids) == ids
     deleted = sorted(r.path for r in sim.requests if r.method == "DELETE")
     assert deleted == sorted(f"/session/{i}" for i in ids)
@@ -220,9 +221,9 @@ def test_destroy_deletes_each_id(client: Any, clock: Clock, sim: Any) -> None:
 
 def test_destroy_with_a_literal_prefix_is_anchored(client: Any, clock: Clock) -> None:
     """A literal prefix matches only names that start with it, and only Completed sessions by default."""
-    done = client.create("job-a", IMAGE, cmd="true") + client.create("job-b", IMAGE, cmd="true")
-    other = client.create("xjob-c", IMAGE, cmd="true")
-    running = client.create("job-d", IMAGE, cmd="sleep", args="1d")
+    done = client.create(SessionSpec("job-a", IMAGE, cmd="true")) + client.create(SessionSpec("job-b", IMAGE, cmd="true"))
+    other = client.create(SessionSpec("xjob-c", IMAGE, cmd="true"))
+    running = client.create(SessionSpec("job-d", IMAGE, cmd="sleep", args="1d"))
     clock.advance(60)
     assert sorted(client.destroy_with("job-")) == sorted(done)
     clock.advance(10)  # past Terminating, well before the 1 h TTL reaps the others
@@ -232,9 +233,9 @@ def test_destroy_with_a_literal_prefix_is_anchored(client: Any, clock: Clock) ->
 
 def test_destroy_with_a_regex_searches_the_name(client: Any, clock: Clock) -> None:
     """A prefix with metacharacters is a regex searched anywhere in the name."""
-    client.create("alpha-1", IMAGE, cmd="true")
-    [beta] = client.create("beta-2", IMAGE, cmd="true")
-    [gamma] = client.create("gamma-2", IMAGE, cmd="false")
+    client.create(SessionSpec("alpha-1", IMAGE, cmd="true"))
+    [beta] = client.create(SessionSpec("beta-2", IMAGE, cmd="true"))
+    [gamma] = client.create(SessionSpec("gamma-2", IMAGE, cmd="false"))
     clock.advance(60)
     assert client.destroy_with("a-2$") == [beta]
     assert client.destroy_with("a-2$", status="Failed") == [gamma]
@@ -242,14 +243,14 @@ def test_destroy_with_a_regex_searches_the_name(client: Any, clock: Clock) -> No
 
 def test_destroy_with_no_match_sends_no_delete(client: Any, sim: Any) -> None:
     """Nothing matching means no DELETE at all and an empty result."""
-    client.create("a", IMAGE, cmd="true")
+    client.create(SessionSpec("a", IMAGE, cmd="true"))
     assert client.destroy_with("zzz") == []
     assert not [r for r in sim.requests if r.method == "DELETE"]
 
 
 def test_renew_extends_a_running_session(client: Any, clock: Clock, sim: Any) -> None:
     """renew posts action=renew to the session and returns its id."""
-    [session_id] = client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
+    [session_id] = client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"))
     clock.advance(3 * 86400)
     before = client.info(session_id)[0].expiry_time
     assert client.renew(session_id) == [session_id]
@@ -261,7 +262,7 @@ def test_renew_extends_a_running_session(client: Any, clock: Clock, sim: Any) ->
 
 def test_renew_of_an_ended_session_raises_with_the_server_text(client: Any, clock: Clock) -> None:
     """Renewing a session with no active job is a BadRequestError saying so."""
-    [session_id] = client.create("a", IMAGE, cmd="true")
+    [session_id] = client.create(SessionSpec("a", IMAGE, cmd="true"))
     clock.advance(60)
     with pytest.raises(BadRequestError, match="No active job"):
         client.renew(session_id)
@@ -273,9 +274,9 @@ def test_connect_opens_running_sessions_and_warns_about_others(
     """Running sessions' connectURLs go to the browser; a session still Pending is skipped with a warning."""
     opened: list[str] = []
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
-    [running] = client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
+    [running] = client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"))
     clock.advance(60)
-    [pending] = client.create("nb2", NOTEBOOK_IMAGE, kind="notebook")
+    [pending] = client.create(SessionSpec("nb2", NOTEBOOK_IMAGE, kind="notebook"))
     with pytest.warns(UserWarning, match=f"{pending} is Pending"):
         assert client.connect([running, pending]) == [running]
     [info] = client.info(running)
@@ -288,7 +289,7 @@ def test_connect_warns_when_no_browser_opens(
 ) -> None:
     """If the browser cannot be started, the session is not reported as opened and the URL is shown."""
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: False)
-    [running] = client.create("nb", NOTEBOOK_IMAGE, kind="notebook")
+    [running] = client.create(SessionSpec("nb", NOTEBOOK_IMAGE, kind="notebook"))
     clock.advance(60)
     with pytest.warns(UserWarning, match="no browser could open"):
         assert client.connect(running) == []

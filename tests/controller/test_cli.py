@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from controller.cli import main
-from tests.controller.conftest import TOKEN, manifest
+from tests.controller.conftest import TOKEN, manifest, wait_until
 
 
 @pytest.fixture
@@ -82,14 +90,141 @@ def test_rejected_create_keeps_the_server_message_and_other_sets_carry_on(env, s
     assert rows["good"]["last_error"] is None and rows["good"]["desired"] == 2
 
 
-def test_status_table_shows_invalid_sets(env, state, capsys):
-    """status lists each set, and an invalid one with its first error."""
+def test_status_table_shows_what_the_daemon_recorded(env, state, capsys):
+    """status lists each set as the last pass recorded it, an invalid one with its first error, then the pass."""
     (state / "good.yaml").write_text(manifest("good", 1))
     (state / "broken.yaml").write_text(manifest("broken", 1).replace("replicas: 1", "replicas: -3"))
+    main(["run", "--state", str(state), "--once"])
+    capsys.readouterr()
     assert main(["status", "--state", str(state)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["SESSIONSET", "DESIRED", "RUNNING", "PENDING", "ENDED", "STATE"]
+    assert lines[1].startswith("broken") and "invalid:" in lines[1]
+    assert lines[2].split()[:2] == ["good", "1"]
+    assert lines[-1].startswith("last pass 1 at ") and "s ago): " in lines[-1]
+
+
+def test_status_needs_no_server(env, state, capsys):
+    """status reads the status file only: it sends nothing, and works with the service gone."""
+    (state / "w.yaml").write_text(manifest("workers", 2))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    capsys.readouterr()
+    seen = len(env.simulator.requests)
+    assert main(["status", "--state", str(state), "--server", "http://127.0.0.1:9/skaha/v1", "-o", "json"]) == 0
+    assert len(env.simulator.requests) == seen
+    document = json.loads(capsys.readouterr().out)
+    assert (document["pass_id"], document["result"], document["sets"]["workers"]["desired"]) == (1, "success", 2)
+
+
+def test_status_without_a_status_file_says_so(env, state, capsys):
+    """Before the daemon's first pass there is nothing to show: exit 1 and one line saying why."""
+    (state / "w.yaml").write_text(manifest("workers", 2))
+    assert main(["status", "--state", str(state)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("canfar-controller: error: no status file yet at ")
+    assert "writes it after its first pass" in line
+
+
+@pytest.mark.parametrize("command", ["plan", "status", "validate"])
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda path: None, "does not exist"),
+    (lambda path: path.write_text("not a directory"), "is not a directory"),
+])
+def test_a_bad_state_directory_is_one_line_and_exit_1(env, tmp_path, capsys, command, make, problem):
+    """plan, status and validate refuse a missing state directory, or a file, in one line."""
+    path = tmp_path / "nowhere"
+    make(path)
+    argv = [command, str(path)] if command == "validate" else [command, "--state", str(path)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"canfar-controller: error: state directory {path} {problem}\n"
+    assert "nothing to do" not in captured.out
+
+
+def test_plan_exits_1_when_a_manifest_is_invalid(env, state, capsys):
+    """plan still shows what it would do for the good sets, lists the bad manifest, and exits 1."""
+    (state / "good.yaml").write_text(manifest("good", 1))
+    (state / "bad.yaml").write_text(manifest("bad", 1).replace("cmd: \"sleep\"", "cmd: \"sleep 10\""))
+    assert main(["plan", "--state", str(state)]) == 1
+    captured = capsys.readouterr()
+    assert "create cc-good-" in captured.out
+    assert "invalid: " in captured.out and "spec.template.cmd: must be a single executable" in captured.out
+    assert captured.err.startswith("canfar-controller: error: 1 manifest error(s) in ")
+
+
+def test_plan_help_lists_its_exit_codes(capsys):
+    """plan --help ends with what each exit status means."""
+    with pytest.raises(SystemExit) as caught:
+        main(["plan", "--help"])
+    assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["SESSIONSET", "DESIRED", "RUNNING", "PENDING", "ENDED", "STATE"]
-    assert "invalid:" in next(line for line in out.splitlines() if line.startswith("broken"))
+    assert "exit status:" in out
+    for code in ("0  nothing to do", "2  the next pass would create or destroy", "1  an error"):
+        assert code in out
+
+
+def test_every_flag_has_help(capsys):
+    """Each option of each command (and subcommand) explains itself in --help."""
+    from controller.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    missing = [f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+               for parser in parsers(build_parser()) for action in parser._actions
+               if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert missing == []
+
+
+def test_the_default_status_file_is_per_state_directory_server_and_prefix(
+    service, state, tmp_path, monkeypatch, capsys
+):
+    """Without --status-file, run writes under $XDG_STATE_HOME per state dir, server and prefix, and status finds it."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("CANFAR_URL", service.url)
+    monkeypatch.setenv("CANFAR_TOKEN", TOKEN)
+    monkeypatch.setenv("CANFAR_CONTROLLER_METRICS_PORT", "0")
+    monkeypatch.delenv("CANFAR_CONTROLLER_STATUS_FILE", raising=False)
+    (state / "w.yaml").write_text(manifest("workers", 1))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    [written] = (tmp_path / "xdg" / "canfar-controller").glob("*/status.json")
+    assert re.fullmatch(r"state-[0-9a-f]{8}", written.parent.name)
+    assert main(["run", "--state", str(state), "--once", "--prefix", "other"]) == 0
+    assert len(list((tmp_path / "xdg" / "canfar-controller").glob("*/status.json"))) == 2
+    capsys.readouterr()
+    assert main(["status", "--state", str(state), "-o", "json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["sets"]) == ["workers"]
+    explicit = tmp_path / "mine.json"
+    assert main(["run", "--state", str(state), "--once", "--status-file", str(explicit)]) == 0
+    assert explicit.exists()
+    assert len(list((tmp_path / "xdg" / "canfar-controller").glob("*/status.json"))) == 2
+
+
+def test_a_busy_metrics_port_names_the_flag(env, state, capsys):
+    """When the metrics port is taken, the error says which flag chooses another."""
+    (state / "w.yaml").write_text(manifest("workers", 1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["run", "--state", str(state), "--metrics-port", str(port)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"canfar-controller: error: cannot serve metrics on 127.0.0.1:{port}: ")
+    assert "choose another --metrics-port" in line
+
+
+def test_concurrency_is_a_flag_and_a_variable(env, state, monkeypatch, capsys):
+    """--concurrency (or CANFAR_CONTROLLER_CONCURRENCY) is accepted within 1..128 and refused outside."""
+    (state / "w.yaml").write_text(manifest("workers", 3))
+    assert main(["run", "--state", str(state), "--once", "--concurrency", "2"]) == 0
+    monkeypatch.setenv("CANFAR_CONTROLLER_CONCURRENCY", "129")
+    assert main(["run", "--state", str(state), "--once"]) == 1
+    assert "concurrency: Input should be less than or equal to 128" in capsys.readouterr().err
+    assert main(["run", "--state", str(state), "--once", "--concurrency", "1"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -116,3 +251,62 @@ def test_token_never_appears_in_status_or_output(env, state, tmp_path, capsys):
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
     assert TOKEN not in (tmp_path / "status.json").read_text()
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+def test_the_demo_can_be_watched_with_status_and_sessions_ps(tmp_path, monkeypatch, capsys):
+    """run --simulator prints its URL and token; with them, status and sessions ps look at the demo."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    for key in ("CANFAR_URL", "CANFAR_TOKEN", "CANFAR_TOKEN_FILE", "CANFAR_CONTROLLER_STATUS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller", "run", "--simulator", "--state", str(EXAMPLES), "--simulator-port",
+         str(port), "--simulator-token", "demo-token", "--metrics-port", "0", "--interval", "0.5"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        url = f"http://127.0.0.1:{port}/skaha/v1"
+        wait_until(lambda: any("canfar-controller status" in line for line in lines), what="the demo banner")
+        banner = "".join(line for line in lines if not line.startswith("{"))
+        assert f"canfar-controller: demo simulator at {url} (token demo-token)" in banner
+        assert f"export CANFAR_URL={url} CANFAR_TOKEN=demo-token" in banner
+        assert f"canfar-controller status --state {EXAMPLES}" in banner
+        monkeypatch.setenv("CANFAR_URL", url)
+        monkeypatch.setenv("CANFAR_TOKEN", "demo-token")
+
+        def workers() -> list[dict[str, str]]:
+            main(["sessions", "ps", "-o", "json"])
+            return [row for row in json.loads(capsys.readouterr().out or "[]") if row["name"].startswith("cc-workers-")]
+
+        assert len(wait_until(workers, what="the demo's workers")) >= 1
+        wait_until(lambda: main(["status", "--state", str(EXAMPLES)]) == 0, what="the demo's status file")
+        out = capsys.readouterr().out
+        assert "workers" in out and "last pass" in out
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--bogus"], "unrecognized arguments: --bogus"),
+        (["sessions", "create", "--image", "x"], "the following arguments are required: --name"),
+        (["status", "-o", "yaml"], "argument -o/--output: invalid choice: 'yaml'"),
+    ],
+)
+def test_usage_mistakes_use_the_same_error_prefix(argv, message, capsys):
+    """argparse's own complaints read like every other error, and exit 2."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"canfar-controller: error: {message}")

@@ -125,15 +125,16 @@ def test_rendered_deployment_is_a_locked_down_single_writer(chart: Any, combinat
 
 
 def test_values_reach_the_controller_flags(chart: Any) -> None:
-    """Interval, prefix, server URL, image and resources come from the values."""
+    """Interval, prefix, concurrency, server URL, image and resources come from the values."""
     values = {
-        "controller": {"interval": 45, "prefix": "team-a"},
+        "controller": {"interval": 45, "prefix": "team-a", "concurrency": 64},
         "server": {"url": "https://sessions.example.org/skaha/v1"},
         "image": {"repository": "reg.example.org/cc", "tag": "1.2.3"},
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
     }
     deployment = one(render_objects(chart, values), "Deployment")
     assert (arg(deployment, "--interval"), arg(deployment, "--prefix")) == ("45", "team-a")
+    assert arg(deployment, "--concurrency") == "64"
     assert arg(deployment, "--server") == "https://sessions.example.org/skaha/v1"
     box = deployment["spec"]["template"]["spec"]["containers"][0]
     assert box["image"] == "reg.example.org/cc:1.2.3"
@@ -254,6 +255,8 @@ BAD_VALUES = {
     "bad-restart-policy": {"sessionSets": {"w": {**WORKERS, "restartPolicy": "Sometimes"}}},
     "uppercase-prefix": {"controller": {"prefix": "CC"}},
     "zero-interval": {"controller": {"interval": 0}},
+    "zero-concurrency": {"controller": {"concurrency": 0}},
+    "too-much-concurrency": {"controller": {"concurrency": 129}},
     "port-out-of-range": {"metrics": {"port": 70000}},
     "server-not-a-url": {"server": {"url": "ws-uv.canfar.net"}},
     "bad-pull-policy": {"image": {"pullPolicy": "Sometimes"}},

@@ -198,3 +198,34 @@ def test_ordinary_text_is_untouched() -> None:
     redactor = SecretRedactor(["abc"])
     event = {"event": "created abc12345", "sessionset": "workers", "count": 3, "token_file": "/run/token"}
     assert redactor(None, "info", dict(event)) == event
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "invalid bearer token",
+        "Bearer realm is missing",
+        "token: expired",
+        "access token=invalid, try again",
+        "no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file)",
+        "a registry-auth: required header",
+    ],
+)
+def test_prose_about_credentials_keeps_its_words(text: str) -> None:
+    """Server text that talks about tokens is not mangled: only values shaped like secrets are replaced."""
+    assert SecretRedactor().redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Bearer abc123def456", f"Bearer {REDACTED}"),
+        ("bearer averyveryverylongtoken", f"bearer {REDACTED}"),
+        ("token=0a1b2c3d4e5f", f"token={REDACTED}"),
+        ("password: letmein", f"password: {REDACTED}"),  # passwords may be words
+        ("Authorization: Basic dXNlcjpwYXNz", f"Authorization: Basic {REDACTED}"),
+    ],
+)
+def test_secret_values_are_still_replaced(text: str, expected: str) -> None:
+    """Anything shaped like a token after Bearer, token= or a password key is still scrubbed."""
+    assert SecretRedactor().redact_text(text) == expected
