@@ -43,6 +43,7 @@ class SetRow(BaseModel):
     backoff_until: float | None = None
     backoff_message: str | None = None
     updated: int = 0
+    ready: int = 0
     complete: bool = False
     unschedulable: int = 0
     next_expiry: float | None = None
@@ -80,9 +81,8 @@ def read_status(path: Path) -> StatusDocument:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no status file at {path}: the controller has not completed a pass yet "
-                          "(or it writes elsewhere: pass the same --state, --server and --prefix, or --status-file)"
-                          ) from None
+        raise ConfigError(f"no status file yet at {path}: `canfar-controller run` writes it after its first pass "
+                          "(with the same --state, --server and --prefix, or --status-file)") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"cannot read status file {path}: {exc}") from None
     version = data.get("version") if isinstance(data, dict) else None

@@ -432,17 +432,12 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"{'CONDITIONS':<28} STATE")
     for name, row in sorted(document.sets.items()):
         desired = "-" if row.desired is None else str(row.desired)
-        print(f"{name:<20} {desired:>7} {_ready(row):>5} {row.running:>7} {row.pending:>7} {row.ended:>5}  "
+        print(f"{name:<20} {desired:>7} {row.ready:>5} {row.running:>7} {row.pending:>7} {row.ended:>5}  "
               f"{_conditions(row):<28} {_state_of(row)}")
     for error in document.manifest_errors:
         print(f"invalid: {error}")
     print(_last_pass(document, path))
     return 0
-
-
-def _ready(row: SetRow) -> str:
-    return next((str(c.get("message", "")).split(" ", 1)[0] for c in row.conditions if c.get("type") == "Ready"
-                 and str(c.get("message", "")).split(" ", 1)[0].isdigit()), "-")
 
 
 #: Conditions shown in the table when true (Ready and Progressing are the normal states, shown when false).

@@ -108,6 +108,8 @@ class SetStatus:
     outdated: int = 0
     #: Slots with a live session of the current template.
     updated: int = 0
+    #: Slots with a Running session of the current template.
+    ready: int = 0
     in_flight: int = 0
     #: Creates whose outcome is unknown, blocking their slots.
     uncertain: int = 0

@@ -482,7 +482,7 @@ class _Planner:
         return SetStatus(
             name=name, desired=spec.replicas, running=counts["Running"], pending=counts["Pending"],
             unknown=counts["Unknown"], completed=counts["Completed"], failed=counts["Failed"],
-            terminating=self.terminating.get(name, 0), outdated=outdated, updated=p.updated,
+            terminating=self.terminating.get(name, 0), outdated=outdated, updated=p.updated, ready=ready,
             in_flight=p.in_flight, uncertain=p.uncertain, held=p.held,
             suspended=spec.suspend, invalid=self.desired.invalid.get(name), waiting=waiting,
             backoff_until=p.backoff.until if p.backoff is not None else None,

@@ -98,7 +98,7 @@ def test_status_table_shows_what_the_daemon_recorded(env, state, capsys):
     capsys.readouterr()
     assert main(["status", "--state", str(state)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["SESSIONSET", "DESIRED", "RUNNING", "PENDING", "ENDED", "STATE"]
+    assert lines[0].split() == ["SESSIONSET", "DESIRED", "READY", "RUNNING", "PENDING", "ENDED", "CONDITIONS", "STATE"]
     assert lines[1].startswith("broken") and "invalid:" in lines[1]
     assert lines[2].split()[:2] == ["good", "1"]
     assert lines[-1].startswith("last pass 1 at ") and "s ago): " in lines[-1]

@@ -19,6 +19,7 @@ import pytest
 
 from controller.client import Session
 from controller.errors import APIError
+from controller.rules import SessionSpec
 from controller.simulator import ManualClock, Simulator, SimulatorConfig, SimulatorServer
 from controller.simulator.clock import DEFAULT_START
 from controller.simulator.faults import ListMode
@@ -311,7 +312,7 @@ def test_slow_create_lands_though_the_client_timed_out(simulator: Simulator, sim
     """A client that gives up (read timeout) sees a transport error; the session is made anyway."""
     simulator.inject_delay(method="POST", path="/session", seconds=0.3, apply="after")
     with Session(url=sim_server.url, token=sim_token, timeout=0.05) as session, pytest.raises(APIError):
-        session.create("impatient", IMAGE)
+        session.create(SessionSpec("impatient", IMAGE))
     wait_until(lambda: simulator.in_flight() == 0, what="the server to finish the create")
     assert [c.name for c in simulator.created] == ["impatient"]
     assert simulator.requests[-1].session_id == simulator.created[0].session_id

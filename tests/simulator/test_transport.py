@@ -10,6 +10,7 @@ import pytest
 
 from controller.client import AsyncSession, Session
 from controller.errors import NotFoundError, ServiceUnavailableError, TransportError
+from controller.rules import SessionSpec
 from controller.simulator import ManualClock, Simulator, SimulatorServer
 from tests.simulator.conftest import IN_PROCESS_URL
 from tests.simulator.support import IMAGE, create, names
@@ -26,7 +27,7 @@ def inproc(simulator: Simulator, sim_token: str) -> Iterator[httpx.Client]:
 def test_our_client_works_unchanged_in_process(simulator: Simulator, sim_clock: ManualClock, sim_token: str) -> None:
     """``Session`` creates, lists, reads and deletes through the transport as it does over HTTP."""
     with Session(url=IN_PROCESS_URL, token=sim_token, transport=simulator.transport()) as session:
-        [session_id] = session.create("inproc", IMAGE, cmd="sleep", args="60")
+        [session_id] = session.create(SessionSpec("inproc", IMAGE, cmd="sleep", args="60"))
         sim_clock.advance(3)
         [info] = session.info(session_id)
         assert (info.name, info.status) == ("inproc", "Running")
@@ -43,7 +44,7 @@ def test_our_async_client_works_unchanged_in_process(simulator: Simulator, sim_t
     async def run() -> tuple[list[str], list[str]]:
         async with AsyncSession(url=IN_PROCESS_URL, token=sim_token,
                                 transport=simulator.async_transport()) as session:
-            ids = await session.create("many", IMAGE, replicas=4)
+            ids = await session.create(SessionSpec("many", IMAGE), replicas=4)
             return ids, [s.id for s in await session.fetch()]
 
     ids, listed = asyncio.run(run())
