@@ -18,8 +18,9 @@ carries the decisions out in the safe order and keeps the memory true while doin
   stops at the set's first failure, with all sets concurrent under one bound;
 - a 429, or a 503 with Retry-After, pauses every create for as long as the service asked;
 - creates are planned against the platform's free capacity from its statistics (fetched by the
-  daemon's stats job, or here when they are older than ``stats_max_age``); without fresh
-  statistics they go ahead unchecked, and the plan says so;
+  daemon's stats job through ``refresh_platform``, never by the pass itself, so a steady pass
+  still costs one call); without statistics younger than ``stats_max_age`` creates go ahead
+  unchecked, and the plan says so;
 - interactive sessions are renewed before they expire; a refused renew is reported and never
   becomes a destroy;
 - a session Pending too long is reported once, with its events; a failed session's evidence (log
@@ -205,6 +206,7 @@ class Reconciler:
         return Capacity(
             cores_free=stats.cpu_cores_available - stats.cpu_cores_requested,  # type: ignore[operator]
             ram_free=stats.ram_available_bytes - stats.ram_requested_bytes,  # type: ignore[operator]
+            as_of=self.platform_at,
             max_cores=stats.session_max_cpu_cores, max_ram=stats.session_max_ram_bytes,
             default_cores=context.default_cores or DEFAULT_CORES,
             default_ram=context.default_ram_bytes or DEFAULT_RAM,
@@ -224,9 +226,6 @@ class Reconciler:
         now = self.clock()
         desired = self.loader.load(now)
         self._take_requests(log)
-        if self.options.capacity and self.capacity(now) is None:
-            with contextlib.suppress(ControllerError):  # no statistics: plan without them, and say so
-                await self.refresh_platform()
 
         observed: list[ObservedSession] | None
         list_error: str | None = None

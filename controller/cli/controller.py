@@ -31,7 +31,7 @@ from controller import rules
 from controller.cli.common import add_client_options, client_settings, print_error
 from controller.client import AsyncSession, ClientSettings
 from controller.daemon import Daemon, Schedule, lock_state_dir
-from controller.errors import ConfigError
+from controller.errors import ConfigError, ControllerError
 from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
 from controller.models import ObservedSession
 from controller.observability.health import HealthState, MetricsServer, serve
@@ -355,6 +355,9 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
             handler = OutcomeHandler(metrics=metrics, health=health, status_file=status_file,
                                      interval=settings.interval)
             if args.once:
+                if settings.capacity:
+                    with contextlib.suppress(ControllerError):  # no statistics: plan without them, and say so
+                        await reconciler.refresh_platform()
                 started = time.perf_counter()
                 try:
                     outcome = await reconciler.run_pass()

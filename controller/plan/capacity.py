@@ -4,8 +4,9 @@ Built from the service's own statistics (``view=stats``): free = available - req
 and for RAM, and no session may ask for more than the platform's per-session ceiling
 (``maxCPUCores`` / ``maxRAM``). Flexible-mode sessions (no cores/ram in the template) are counted
 with the platform's default request (``/context``'s ``defaultRequest``), because that is what the
-cluster reserves for them. The statistics count only sessions the cluster has admitted, so the
-planner also subtracts what it already asked for and the cluster has not admitted yet.
+cluster reserves for them. The statistics count only sessions the cluster had admitted when they
+were taken, so the planner also subtracts its own sessions admitted since, those still queued,
+and the creates it sent that no list shows yet.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Capacity:
 
     cores_free: float
     ram_free: float
+    #: When the statistics were taken (the controller's clock): sessions started later are not in them.
+    as_of: float = float("inf")
     max_cores: float | None = None
     max_ram: float | None = None
     default_cores: float = DEFAULT_CORES

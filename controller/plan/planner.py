@@ -213,9 +213,11 @@ class _Planner:
                 self.live[seen.id] = SeenSession(seen.set_name, seen.slot, seen.name)
             if seen.phase == "Pending":
                 self.pending_since[seen.id] = memory.pending_since.get(seen.id, now)
-                if session.started is None and capacity is not None:
-                    self.queued_cores += session.cores if session.cores is not None else capacity.default_cores
-                    self.queued_ram += session.ram_bytes if session.ram_bytes is not None else capacity.default_ram
+            if capacity is not None and seen.phase in _LIVE and (session.started is None
+                                                                 or session.started >= capacity.as_of):
+                # Queued, or admitted after the statistics were taken: not in their "requested" yet.
+                self.queued_cores += session.cores if session.cores is not None else capacity.default_cores
+                self.queued_ram += session.ram_bytes if session.ram_bytes is not None else capacity.default_ram
             if seen.set_name in sets:
                 self.slots[seen.set_name][seen.slot].append(seen)
             elif seen.set_name not in invalid:

@@ -6,17 +6,15 @@ plan is right; the timings are figures to read, not assertions that could flake.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from controller.models import SessionInfo
-from controller.plan import Expectations, PlanOptions, plan
+from controller.models import ObservedSession
+from controller.plan import Memory, PlanOptions, plan
 from controller.spec import DesiredState, SessionSet
 
 SETS, REPLICAS = 100, 100
 NOW = 1_800_000_000.0
-STARTED = datetime.fromtimestamp(NOW - 3600, UTC)
+STARTED = NOW - 3600
 
 
 def _sets() -> dict[str, SessionSet]:
@@ -30,10 +28,10 @@ def _sets() -> dict[str, SessionSet]:
     }
 
 
-def _observed(sets: dict[str, SessionSet]) -> list[SessionInfo]:
+def _observed(sets: dict[str, SessionSet]) -> list[ObservedSession]:
     return [
-        SessionInfo(id=f"{name}x{slot}", name=f"cc-{name}-{s.spec.template.hash()}-{slot}", status="Running",
-                    startTime=STARTED)
+        ObservedSession(f"{name}x{slot}", f"cc-{name}-{s.spec.template.hash()}-{slot}", "Running", "headless",
+                        STARTED, STARTED + 1_209_600, None, None)
         for name, s in sets.items() for slot in range(1, REPLICAS + 1)
     ]
 
@@ -43,7 +41,7 @@ def test_plan_converged_ten_thousand(benchmark) -> None:  # type: ignore[no-unty
     """A converged state of 100 sets x 100 sessions: the steady-state cost of one pass's planning."""
     sets = _sets()
     desired, observed = DesiredState(sets=sets), _observed(sets)
-    result = benchmark(plan, desired, observed, Expectations(), NOW, options=PlanOptions())
+    result = benchmark(plan, desired, observed, Memory(), NOW, options=PlanOptions())
     assert not result.changes
     assert sum(s.running for s in result.statuses.values()) == SETS * REPLICAS
 
@@ -52,11 +50,10 @@ def test_plan_converged_ten_thousand(benchmark) -> None:  # type: ignore[no-unty
 def test_plan_churn_ten_thousand(benchmark) -> None:  # type: ignore[no-untyped-def]
     """10,000 sessions where every tenth ended and a removed set's 100 are orphans."""
     sets = _sets()
-    observed = [s.model_copy(update={"status": "Failed"}) if i % 10 == 0 else s
-                for i, s in enumerate(_observed(sets))]
+    observed = [s._replace(phase="Failed") if i % 10 == 0 else s for i, s in enumerate(_observed(sets))]
     removed = sets.pop("set000")
     desired = DesiredState(sets=sets)
-    memory = Expectations(orphans_seen=frozenset(f"set000x{slot}" for slot in range(1, REPLICAS + 1)))
+    memory = Memory(orphans_seen=frozenset(f"set000x{slot}" for slot in range(1, REPLICAS + 1)))
     result = benchmark(plan, desired, observed, memory, NOW, options=PlanOptions(max_creates=10_000))
     assert len(result.destroys) == REPLICAS + (SETS - 1) * REPLICAS // 10
     assert removed.name not in result.statuses

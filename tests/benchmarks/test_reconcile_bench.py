@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from controller.client import AsyncSession
-from controller.observability.metrics import ControllerMetrics
 from controller.plan import PlanOptions
 from controller.reconcile import Reconciler
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
@@ -40,8 +39,7 @@ def _write_sets(state: Path, sets: int, replicas: int) -> None:
 async def _passes(url: str, state: Path, count: int, *, concurrency: int) -> Reconciler:
     async with AsyncSession(url=url, token=TOKEN, concurrency=64) as client:
         reconciler = Reconciler(loader=StateLoader(state, prefix="cc"), client=client,
-                                options=PlanOptions(max_creates=10_000), metrics=ControllerMetrics(),
-                                concurrency=concurrency)
+                                options=PlanOptions(max_creates=10_000), concurrency=concurrency)
         for _ in range(count):
             await reconciler.run_pass()
         return reconciler

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.client import AsyncSession
-from controller.ledger import Ledger
+from controller.errors import ControllerError
+from controller.ledger import Ledger, requests_dir
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
@@ -33,6 +34,8 @@ from controller.simulator.wire import Request
 from controller.statedir import SETTLE_WINDOW, StateLoader
 
 TOKEN = "rig-token"
+#: How often the daemon's stats job refreshes the platform statistics (its default).
+STATS_INTERVAL = 60.0
 URL = "http://simulator.invalid/skaha/v1"
 IMAGE = "images.canfar.net/skaha/astroml:latest"
 LIVE = ("Pending", "Running")
@@ -76,6 +79,8 @@ class Rig:
     seed: int = 0
     clock: ManualClock = field(default_factory=ManualClock)
     interval: float = 30.0
+    #: Extra ``SimulatorConfig`` fields (a small cluster, a short session expiry...).
+    service: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -83,8 +88,8 @@ class Rig:
         self.token_file = self.root / "token"
         self.token_file.write_text(TOKEN)
         self.status_file = self.root / "status" / "status.json"
-        self.simulator = Simulator(SimulatorConfig(token=TOKEN, cores=100_000, ram_gb=400_000, seed=self.seed),
-                                   clock=self.clock)
+        config = {"cores": 100_000, "ram_gb": 400_000, **self.service}
+        self.simulator = Simulator(SimulatorConfig(token=TOKEN, seed=self.seed, **config), clock=self.clock)
         self.metrics = ControllerMetrics(clock=self.clock)
         self.health = HealthState(interval=self.interval, clock=self.clock)
         self.handler = OutcomeHandler(metrics=self.metrics, health=self.health, status_file=self.status_file,
@@ -106,10 +111,14 @@ class Rig:
             options=PlanOptions(prefix="cc"),
             ledger=Ledger.beside(self.status_file),
             clock=self.clock,
+            requests_dir=requests_dir(self.status_file),
         )
 
     def run_pass(self) -> PassOutcome:
-        """One pass, reported through the outcome handler as the daemon does."""
+        """One pass, reported through the outcome handler as the daemon does (stats refreshed as its job would)."""
+        if self.clock() - self.reconciler.platform_at >= STATS_INTERVAL:
+            with contextlib.suppress(ControllerError):
+                self.loop.run_until_complete(self.reconciler.refresh_platform())
         outcome = self.loop.run_until_complete(self.reconciler.run_pass())
         self.handler.handle(outcome, self.reconciler)
         return outcome
