@@ -310,3 +310,27 @@ def test_usage_mistakes_use_the_same_error_prefix(argv, message, capsys):
     assert caught.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith(f"canfar-controller: error: {message}")
+
+
+def test_restart_runs_a_complete_set_afresh(env, state, capsys):
+    """A batch set that finished is complete; `restart SET` makes the next pass run it again."""
+    (state / "batch.yaml").write_text(manifest("batch", 2, cmd="true", args=None, policy="Never"))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    wait_until(lambda: [s["status"] for s in env.sessions()] == ["Completed", "Completed"], what="both jobs done")
+    main(["run", "--state", str(state), "--once"])
+    main(["run", "--state", str(state), "--once"])
+    capsys.readouterr()
+    assert main(["status", "--state", str(state), "-o", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)["sets"]["batch"]
+    assert row["complete"] and {c["type"]: c["status"] for c in row["conditions"]}["Complete"] == "True"
+    before = len(env.requests("POST"))
+    assert main(["restart", "batch", "--state", str(state)]) == 0
+    assert "restart of batch requested" in capsys.readouterr().out
+    main(["run", "--state", str(state), "--once"])
+    assert len(env.requests("POST")) == before + 2
+
+
+def test_restart_of_an_unknown_set_is_refused(env, state, capsys):
+    (state / "batch.yaml").write_text(manifest("batch", 1))
+    assert main(["restart", "nosuch", "--state", str(state)]) == 1
+    assert "no valid SessionSet named 'nosuch'" in capsys.readouterr().err
