@@ -57,6 +57,7 @@ class OutcomeHandler:
         self._log = log if log is not None else structlog.get_logger("canfar_controller")
         self._manifest_errors: tuple[str, ...] = ()
         self._last_list_error: str | None = None
+        self._capacity_unknown: str | None = None
 
     def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -120,6 +121,14 @@ class OutcomeHandler:
             log.warning("the list left out live sessions: their slots wait for a second list",
                         sessions=list(outcome.plan.lost))
         self._last_list_error = outcome.list_error
+        if outcome.plan is not None and not outcome.plan.blind:
+            unknown = outcome.plan.capacity_unknown
+            if unknown != self._capacity_unknown:  # say it when it starts, and when it ends
+                if unknown is not None:
+                    log.warning("capacity unknown", reason=unknown)
+                else:
+                    log.info("platform statistics available again: creates are checked against capacity")
+                self._capacity_unknown = unknown
 
     def _count(self, outcome: PassOutcome) -> None:
         for name, count in outcome.created.items():
