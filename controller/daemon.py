@@ -6,7 +6,8 @@
 - A cheap watch polls the state directory's fingerprint twice a second; a change, or SIGHUP,
   pulls the next pass forward to now. Polling rather than inotify also sees Kubernetes ConfigMap
   updates, which swap a symlink. SIGHUP also ends every create back-off (the cause may be fixed).
-- Platform stats are their own job on their own interval; a failure there is counted and logged
+- Platform stats are their own job on their own interval (the first call before the first pass,
+  so creates are checked against capacity from the start); a failure there is counted and logged
   and never touches the reconcile loop.
 - SIGTERM/SIGINT: nothing new starts, calls in flight get ``STOP_GRACE`` seconds to finish, then
   the pass is cancelled (a create cancelled mid-flight stays expected by name in the ledger), and
@@ -98,9 +99,10 @@ class Daemon:
         self._scheduler = scheduler
         self._fingerprint = (fingerprint(self.state_dir), self._requests())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
-        self._later("reconcile", self._reconcile, 0.0)
         if self._stats_enabled:
-            self._later("stats", self._stats, 0.0)
+            # Before the first pass, so that its creates are already checked against capacity.
+            await self._stats()
+        self._later("reconcile", self._reconcile, 0.0)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,
                        dry_run=self.reconciler.dry_run, prefix=self.reconciler.options.prefix)
