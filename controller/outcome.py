@@ -189,7 +189,8 @@ class OutcomeHandler:
 def _snapshot(status: SetStatus) -> SetSnapshot:
     return SetSnapshot(desired=status.desired or 0, counts=status.counts(), suspended=status.suspended,
                        backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held,
-                       conditions={c.type: c.status for c in status.conditions}, next_expiry=status.next_expiry,
+                       conditions={c.type: c.status for c in status.conditions},
+                       reasons={c.type: c.reason for c in status.conditions}, next_expiry=status.next_expiry,
                        unschedulable=status.unschedulable)
 
 

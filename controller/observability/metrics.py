@@ -46,6 +46,7 @@ from controller.models import Phase, PlatformStats
 from controller.plan import CONDITION_TYPES, DestroyReason
 
 __all__ = [
+    "CONDITION_STATUSES",
     "CREATE_FAILURE_REASONS",
     "DESTROY_REASONS",
     "RECONCILE_RESULTS",
@@ -116,6 +117,8 @@ class SetSnapshot:
     held: int = 0
     #: Each condition's status (``True``, ``False``, ``Unknown``) by type.
     conditions: Mapping[str, str] = field(default_factory=dict)
+    #: Each condition's one-word reason by type (``ProgressDeadlineExceeded``, ``InsufficientCapacity``...).
+    reasons: Mapping[str, str] = field(default_factory=dict)
     #: The soonest deadline of a live session (epoch seconds), if any.
     next_expiry: float | None = None
     #: Sessions Pending for longer than the limit.
@@ -382,6 +385,15 @@ def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
         "1 for the status each condition of a SessionSet has (True, False or Unknown), 0 for the others.",
         labels=["sessionset", "condition", "status"],
     )
+    # The reason is a series of its own, as kube-state-metrics does for container waiting reasons:
+    # as a label of the series above it would make a new series (and end the old one) whenever it
+    # changes. Alerts need it to tell apart, say, a stalled rollout (ProgressDeadlineExceeded) from
+    # an idle set, both of which are Progressing=False. The vocabulary is the planner's, and bounded.
+    reason = GaugeMetricFamily(
+        "canfar_controller_sessionset_condition_reason",
+        "1 for the reason each condition of a SessionSet has now; one series per set and condition.",
+        labels=["sessionset", "condition", "reason"],
+    )
     expiry = GaugeMetricFamily(
         "canfar_controller_sessionset_next_expiry_timestamp_seconds",
         "Unix time the first live session of a SessionSet reaches its deadline (renewed or not).",
@@ -405,13 +417,15 @@ def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
                 status = snapshot.conditions.get(kind)
                 for value in CONDITION_STATUSES:
                     condition.add_metric([name, kind, value], 1 if status == value else 0)
+                if kind in snapshot.reasons:
+                    reason.add_metric([name, kind, snapshot.reasons[kind]], 1)
             if snapshot.next_expiry is not None:
                 expiry.add_metric([name], snapshot.next_expiry)
             unschedulable.add_metric([name], snapshot.unschedulable)
         n_renewed, n_failed = renewals.get(name, (0, 0))
         renewed.add_metric([name], n_renewed)
         renew_failures.add_metric([name], n_failed)
-    yield from (condition, expiry, unschedulable, renewed, renew_failures)
+    yield from (condition, reason, expiry, unschedulable, renewed, renew_failures)
 
 
 def _with_defaults(defaults: Iterable[str], present: Iterable[str]) -> list[str]:

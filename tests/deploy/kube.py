@@ -17,6 +17,10 @@ KUBE_VERSIONS = ("1.30.0", "1.37.0")
 KUBE_VERSION = KUBE_VERSIONS[-1]
 STATE_DIR = "/etc/canfar-controller/sessionsets"
 TOKEN_DIR = "/var/run/secrets/canfar"
+STATUS_DIR = "/var/lib/canfar-controller"
+#: The image's own default (CANFAR_CONTROLLER_STATUS_FILE in the Dockerfile): `kubectl exec ... canfar-controller
+#: status` or `restart SET` in the pod find the daemon's files only if the Deployment uses the same one.
+STATUS_FILE = f"{STATUS_DIR}/status.json"
 
 Obj = dict[str, Any]
 
@@ -97,8 +101,10 @@ def check_controller_deployment(deployment: Obj) -> None:
     assert arg(deployment, "--token-file") == f"{TOKEN_DIR}/token"
     assert "secret" in volumes[TOKEN_DIR]["volume"]
     # Everything the controller writes is on a volume, since the root filesystem is read-only.
-    status = arg(deployment, "--status-file")
-    assert status is not None and str(Path(status).parent) in volumes
+    # The status file, and the ledger and restart requests beside it, must be on a writable volume.
+    assert arg(deployment, "--status-file") == STATUS_FILE
+    assert not volumes[STATUS_DIR].get("readOnly", False)
+    assert {"emptyDir", "persistentVolumeClaim"} & set(volumes[STATUS_DIR]["volume"])
     assert not any("TOKEN" in env["name"] and "value" in env for env in box.get("env", []))
     assert arg(deployment, "--metrics-host") == "0.0.0.0"
     port = int(arg(deployment, "--metrics-port") or 0)

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -174,3 +174,29 @@ def test_second_container_on_the_same_state_directory_refuses(
         )  # fmt: skip
     assert second.returncode == 1, second.stdout + second.stderr
     assert "another canfar-controller is already managing" in second.stdout + second.stderr
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_status_restart_and_memory_work_in_the_image_defaults(podman: str, image: str, tmp_path: Path) -> None:
+    """With no flags, `status` and `restart SET` run in the container find the daemon's files; the memory
+    (ledger) and the restart request are written beside the status file, on the status volume."""
+    status_dir = tmp_path / "status"
+    status_dir.mkdir()
+    os.chown(status_dir, 10001, 10001)
+    with daemon(podman, image, status_dir, containers.free_port()) as name:
+        wait_until("the first pass and its memory", lambda: (status_dir / "status.json").exists()
+                   and (status_dir / "status.memory.json").exists())
+        status = containers.podman(podman, "exec", name, "canfar-controller", "status")
+        assert {"batch", "notebook", "workers"} <= set(status.stdout.split())
+        restart = containers.podman(podman, "exec", name, "canfar-controller", "restart", "batch")
+        assert "restart of batch requested" in restart.stdout
+        requests = status_dir / "status.requests"
+        assert requests.is_dir()
+        # The daemon takes the request at its next pass (every 2 s here) and removes it.
+        wait_until("the daemon to take the restart request", lambda: not any(requests.iterdir()))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from tests.deploy.generated import ROOT
+from tests.deploy.kube import STATE_DIR, STATUS_FILE
 from tests.tools import require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -41,3 +43,10 @@ def test_dockerignore_admits_only_the_package_and_its_metadata() -> None:
         "!README.md",
         "!controller/",
     }
+
+
+def test_image_defaults_are_the_paths_the_deployments_use() -> None:
+    """The image's default state directory and status file are those the Deployments pass, so
+    `kubectl exec deploy/canfar-controller -- canfar-controller status` (or `restart SET`) finds the daemon's files."""
+    env = dict(re.findall(r"(CANFAR_CONTROLLER_\w+)=(\S+)", DOCKERFILE.read_text()))
+    assert (env["CANFAR_CONTROLLER_STATE"], env["CANFAR_CONTROLLER_STATUS_FILE"]) == (STATE_DIR, STATUS_FILE)

@@ -12,15 +12,19 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from controller.cli import build_parser
+from controller.cli.controller import ControllerSettings
 from controller.spec import API_VERSION, SessionSet
 from controller.statedir import parse_file
 from tests.deploy import generated
 from tests.deploy.kube import (
     KUBE_VERSION,
+    STATUS_DIR,
     Obj,
     arg,
     check_controller_deployment,
     check_monitoring,
+    container,
     kinds,
     load_objects,
     mounts,
@@ -56,6 +60,14 @@ COMBINATIONS: dict[str, tuple[dict[str, Any], list[str]]] = {
             "existingSessionSetsConfigMap": "my-sets",
         },
         ["Deployment"],
+    ),
+    "persistence-created-claim": (
+        {"persistence": {"enabled": True, "size": "2Gi", "storageClass": "fast"}},
+        ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"],
+    ),
+    "persistence-existing-claim": (
+        {"persistence": {"enabled": True, "existingClaim": "my-claim"}},
+        ["ConfigMap", "Deployment", "Service", "ServiceAccount"],
     ),
     "everything-on": (
         {**EVERYTHING_ON, "sessionSets": EXAMPLE_SETS, "token": {"value": "t"}},
@@ -139,6 +151,49 @@ def test_values_reach_the_controller_flags(chart: Any) -> None:
     box = deployment["spec"]["template"]["spec"]["containers"][0]
     assert box["image"] == "reg.example.org/cc:1.2.3"
     assert box["resources"] == values["resources"]
+
+
+def run_settings(deployment: Obj) -> ControllerSettings:
+    """The settings `canfar-controller run` makes of the container's args, parsed by the real CLI."""
+    args = build_parser().parse_args(container(deployment)["args"])
+    overrides = {key: value for key, value in vars(args).items()
+                 if key in ControllerSettings.model_fields and value is not None}
+    return ControllerSettings(**overrides)
+
+
+def test_default_flags_are_the_controllers_defaults(chart: Any) -> None:
+    """With the chart's defaults the controller runs with its own lifecycle defaults, capacity checks on."""
+    settings = run_settings(one(render_objects(chart, {}), "Deployment"))
+    defaults = ControllerSettings()
+    assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity) == (
+        defaults.session_expiry, defaults.renew_when_remaining, defaults.pending_limit, True)
+
+
+def test_lifecycle_values_reach_the_controller(chart: Any) -> None:
+    """Session expiry, renewal point, pending limit and capacity checks come from the values, as the CLI reads them."""
+    values = {"controller": {"sessionExpiry": 1209600, "renewWhenRemaining": 0.5, "pendingLimit": 1800,
+                             "capacity": False, "interval": 12.5}}
+    deployment = one(render_objects(chart, values), "Deployment")
+    settings = run_settings(deployment)
+    assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity,
+            settings.interval) == (1209600, 0.5, 1800, False, 12.5)
+    assert "--no-capacity" in container(deployment)["args"]
+
+
+def test_status_volume_is_the_claim_when_persistence_is_on(chart: Any) -> None:
+    """persistence.enabled mounts a claim at the status directory: the created one, or the existing one."""
+    created = render_objects(chart, COMBINATIONS["persistence-created-claim"][0])
+    claim = one(created, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    status = mounts(one(created, "Deployment"))[STATUS_DIR]["volume"]
+    assert status["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    existing = render_objects(chart, COMBINATIONS["persistence-existing-claim"][0])
+    status = mounts(one(existing, "Deployment"))[STATUS_DIR]["volume"]
+    assert status["persistentVolumeClaim"] == {"claimName": "my-claim"}
+    default = mounts(one(render_objects(chart, {}), "Deployment"))[STATUS_DIR]["volume"]
+    assert default["emptyDir"]["sizeLimit"] == "64Mi"
 
 
 def test_image_tag_defaults_to_the_app_version(chart: Any) -> None:
@@ -260,7 +315,48 @@ BAD_VALUES = {
     "port-out-of-range": {"metrics": {"port": 70000}},
     "server-not-a-url": {"server": {"url": "ws-uv.canfar.net"}},
     "bad-pull-policy": {"image": {"pullPolicy": "Sometimes"}},
+    "unknown-update-strategy": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"type": "BlueGreen"}}}},
+    "surge-with-on-completion": {
+        "sessionSets": {"w": {**WORKERS, "updateStrategy": {"type": "OnCompletion", "maxSurge": 1}}}
+    },
+    "unavailable-with-recreate": {
+        "sessionSets": {"w": {**WORKERS, "updateStrategy": {"type": "Recreate", "maxUnavailable": "50%"}}}
+    },
+    "surge-and-unavailable-zero": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"maxSurge": 0}}}},
+    "surge-and-unavailable-zero-percent": {
+        "sessionSets": {"w": {**WORKERS, "updateStrategy": {"maxSurge": "0%", "maxUnavailable": 0}}}
+    },
+    "surge-over-100-percent": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"maxSurge": "150%"}}}},
+    "surge-negative": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"maxSurge": -1}}}},
+    "surge-without-percent-sign": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"maxSurge": "2"}}}},
+    "unknown-update-field": {"sessionSets": {"w": {**WORKERS, "updateStrategy": {"partition": 1}}}},
+    "renew-as-string": {"sessionSets": {"w": {**WORKERS, "renew": "yes"}}},
+    "renew-fraction-over-one": {"controller": {"renewWhenRemaining": 1.5}},
+    "zero-renew-fraction": {"controller": {"renewWhenRemaining": 0}},
+    "zero-pending-limit": {"controller": {"pendingLimit": 0}},
+    "negative-session-expiry": {"controller": {"sessionExpiry": -1}},
+    "capacity-as-string": {"controller": {"capacity": "false"}},
+    "bad-persistence-size": {"persistence": {"size": "lots"}},
+    "unknown-persistence-key": {"persistence": {"accessMode": "ReadWriteMany"}},
 }
+
+#: SessionSet specs the controller accepts; the schema must accept them too.
+GOOD_SETS = {
+    "on-completion": {**WORKERS, "restartPolicy": "OnFailure", "updateStrategy": {"type": "OnCompletion"}},
+    "recreate": {**WORKERS, "updateStrategy": {"type": "Recreate"}},
+    "rolling-explicit": {**WORKERS, "updateStrategy": {"type": "RollingUpdate", "maxSurge": 2, "maxUnavailable": "25%"}},
+    "unavailable-only": {**WORKERS, "updateStrategy": {"maxSurge": 0, "maxUnavailable": 1}},
+    "surge-100-percent": {**WORKERS, "updateStrategy": {"maxSurge": "100%"}},
+    "no-renew": {**WORKERS, "renew": False, "suspend": True, "restartPolicy": "Never"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_SETS))
+def test_schema_accepts_what_the_controller_accepts(chart: Any, name: str) -> None:
+    """Every field of the SessionSet reference is allowed inline, with the values the controller allows."""
+    document = {"apiVersion": API_VERSION, "kind": "SessionSet", "metadata": {"name": name}, "spec": GOOD_SETS[name]}
+    SessionSet.model_validate(document)
+    chart.validate_schema(chart.merge_values({"sessionSets": {name: GOOD_SETS[name]}}))
 
 
 @pytest.mark.parametrize("name", sorted(BAD_VALUES))

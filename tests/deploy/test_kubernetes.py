@@ -107,8 +107,12 @@ def test_example_sessionset_is_valid(path: Path) -> None:
 
 
 def test_examples_cover_the_demo_cases() -> None:
-    """Long-running headless workers, batch jobs that complete (OnFailure), and an interactive session."""
+    """Long-running headless workers, batch jobs that complete (OnFailure), batch jobs that a template change
+    never interrupts (OnCompletion), and an interactive session."""
     sets = {s.name: s for p in generated.EXAMPLES.glob("*.yaml") for s in parse_file(p, prefix="cc")[0]}
     assert sets["workers"].spec.replicas == 3 and sets["workers"].spec.restart_policy == "Always"
     assert sets["batch"].spec.restart_policy == "OnFailure" and sets["batch"].spec.template.kind == "headless"
+    reduce = sets["reduce"].spec
+    assert (reduce.restart_policy, reduce.update_strategy.type, reduce.template.kind) == (
+        "OnFailure", "OnCompletion", "headless")
     assert sets["notebook"].spec.template.kind == "notebook" and sets["notebook"].spec.template.cmd is None

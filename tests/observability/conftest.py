@@ -65,10 +65,24 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     metrics.stats_failed()
     metrics.sync_sets(
         {
-            "workers": SetSnapshot(desired=3, counts={"Running": 2, "Pending": 1}),
+            "workers": SetSnapshot(
+                desired=3,
+                counts={"Running": 2, "Pending": 1},
+                backoff_until=1_700_000_100.0,
+                uncertain=1,
+                held=1,
+                conditions={"Ready": "False", "Progressing": "False", "WaitingForCapacity": "True"},
+                reasons={"Ready": "NotAllRunning", "Progressing": "ProgressDeadlineExceeded",
+                         "WaitingForCapacity": "Unschedulable"},
+                next_expiry=1_700_345_600.0,
+                unschedulable=1,
+            ),
             "paused": SetSnapshot(desired=2, counts={}, suspended=True),
         }
     )
+    metrics.renewed("workers")
+    metrics.renew_failed("workers")
+    metrics.suspect_list()
     metrics.created("workers")
     metrics.destroyed("workers", "ended")
     metrics.create_failed("workers", "BadRequest")

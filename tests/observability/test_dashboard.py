@@ -135,6 +135,16 @@ def test_expressions_are_valid_promql(tmp_path: Path) -> None:
         "canfar_controller_reconcile_duration_seconds_bucket",
         "canfar_controller_api_requests_total",
         "canfar_controller_api_request_duration_seconds_bucket",
+        "canfar_controller_sessionset_condition",
+        "canfar_controller_sessionset_condition_reason",
+        "canfar_controller_sessionset_backoff_seconds",
+        "canfar_controller_sessionset_uncertain_creates",
+        "canfar_controller_sessionset_held_slots",
+        "canfar_controller_suspect_lists_total",
+        "canfar_controller_sessions_renewed_total",
+        "canfar_controller_renew_failures_total",
+        "canfar_controller_sessionset_unschedulable_sessions",
+        "canfar_controller_sessionset_next_expiry_timestamp_seconds",
     ],
 )
 def test_dashboard_shows(metric: str) -> None:
@@ -163,10 +173,24 @@ def test_every_query_uses_the_datasource_variable() -> None:
     }
 
 
+def test_conditions_are_shown_per_set_over_time() -> None:
+    """A state timeline shows each set's conditions that are True, one row per set and condition."""
+    timelines = [p for p in panels(dashboard()) if p["type"] == "state-timeline"]
+    assert [
+        (t["expr"], t["legendFormat"]) for p in timelines for t in p["targets"]
+    ] == [
+        (
+            'max by (sessionset, condition) (canfar_controller_sessionset_condition{sessionset=~"$sessionset", '
+            'status="True"})',
+            "{{sessionset}} {{condition}}",
+        )
+    ]
+
+
 def test_set_panels_filter_by_the_sessionset_variable() -> None:
     """Every query of a per-set metric honours the sessionset variable."""
     per_set = re.compile(
-        r"canfar_controller_(sessions|sessionset_\w+|sessions_\w+_total|create_failures_total)\b"
+        r"canfar_controller_(sessions|sessionset_\w+|sessions_\w+_total|create_failures_total|renew_failures_total)\b"
     )
     unfiltered = [
         (title, expr)

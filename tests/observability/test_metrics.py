@@ -21,6 +21,7 @@ from controller.errors import (
 )
 from controller.models import PlatformStats
 from controller.observability.metrics import (
+    CONDITION_STATUSES,
     CREATE_FAILURE_REASONS,
     DESTROY_REASONS,
     SESSION_STATUSES,
@@ -28,7 +29,8 @@ from controller.observability.metrics import (
     SetSnapshot,
     failure_reason,
 )
-from tests.observability.conftest import STATS_WIRE
+from controller.plan import CONDITION_TYPES
+from tests.observability.conftest import STATS_WIRE, FakeClock
 
 GiB = 2**30
 
@@ -314,3 +316,82 @@ def test_failure_reason(error: BaseException, reason: str) -> None:
     """Errors map to a short bounded label, never to the server's free text."""
     assert failure_reason(error) == reason
     assert reason in CREATE_FAILURE_REASONS
+
+
+# -- the lifecycle of a set: conditions, back-off, renewals, deadlines ----------------------------
+
+
+def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """Every condition of a set is exported for True, False and Unknown: 1 for its status, 0 for the others."""
+    metrics.sync_sets({"batch": SetSnapshot(desired=2, conditions={"Complete": "True", "WaitingForCapacity": "Unknown"})})
+    exported = {
+        (kind, status): value(registry, "canfar_controller_sessionset_condition", sessionset="batch",
+                              condition=kind, status=status)
+        for kind in CONDITION_TYPES
+        for status in CONDITION_STATUSES
+    }
+    assert {key: v for key, v in exported.items() if v != 0.0} == {
+        ("Complete", "True"): 1.0, ("WaitingForCapacity", "Unknown"): 1.0,
+    }
+    assert set(CONDITION_TYPES) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
+                                    "WaitingForCapacity", "Invalid", "Suspended"}
+
+
+def test_condition_reason_is_one_series_per_condition(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """The reason is a 1-valued series of its own; when it changes, the old reason's series is gone."""
+    stalled = {"Progressing": "ProgressDeadlineExceeded", "Ready": "NotAllRunning"}
+    metrics.sync_sets({"workers": SetSnapshot(desired=3, conditions={"Progressing": "False"}, reasons=stalled)})
+    name = "canfar_controller_sessionset_condition_reason"
+    assert value(registry, name, sessionset="workers", condition="Progressing", reason="ProgressDeadlineExceeded") == 1.0
+    metrics.sync_sets({"workers": SetSnapshot(desired=3, reasons={"Progressing": "RollingUpdate"})})
+    assert value(registry, name, sessionset="workers", condition="Progressing", reason="ProgressDeadlineExceeded") is None
+    assert value(registry, name, sessionset="workers", condition="Progressing", reason="RollingUpdate") == 1.0
+    assert value(registry, name, sessionset="workers", condition="Ready", reason="NotAllRunning") is None
+
+
+def test_backoff_is_seconds_left_at_scrape_time(registry: CollectorRegistry, clock: FakeClock) -> None:
+    """The back-off gauge counts down with the clock and rests at 0 once the back-off is over."""
+    metrics = ControllerMetrics(registry, clock=clock)
+    metrics.sync_sets({"bad": SetSnapshot(desired=1, backoff_until=clock.now + 40), "ok": SetSnapshot(desired=1)})
+    assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="bad") == 40.0
+    assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="ok") == 0.0
+    clock.advance(30)
+    assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="bad") == 10.0
+    clock.advance(30)
+    assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="bad") == 0.0
+
+
+def test_uncertain_creates_held_slots_and_unschedulable_sessions(
+    metrics: ControllerMetrics, registry: CollectorRegistry
+) -> None:
+    """The per-set gauges of doubt: uncertain creates, held slots, sessions Pending too long."""
+    metrics.sync_sets({"workers": SetSnapshot(desired=4, uncertain=2, held=1, unschedulable=3)})
+    assert value(registry, "canfar_controller_sessionset_uncertain_creates", sessionset="workers") == 2.0
+    assert value(registry, "canfar_controller_sessionset_held_slots", sessionset="workers") == 1.0
+    assert value(registry, "canfar_controller_sessionset_unschedulable_sessions", sessionset="workers") == 3.0
+
+
+def test_next_expiry_only_when_a_session_has_a_deadline(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """The soonest deadline is exported as a timestamp; a set with no live session has no series, not 0."""
+    metrics.sync_sets({"notebook": SetSnapshot(desired=1, next_expiry=1_700_345_600.0), "empty": SetSnapshot(desired=0)})
+    name = "canfar_controller_sessionset_next_expiry_timestamp_seconds"
+    assert value(registry, name, sessionset="notebook") == 1_700_345_600.0
+    assert value(registry, name, sessionset="empty") is None
+
+
+def test_renewals_and_refusals_are_counted_per_set(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """Both renewal counters start at 0 with the set and count separately."""
+    metrics.sync_sets({"notebook": SetSnapshot(desired=1)})
+    assert value(registry, "canfar_controller_sessions_renewed_total", sessionset="notebook") == 0.0
+    assert value(registry, "canfar_controller_renew_failures_total", sessionset="notebook") == 0.0
+    metrics.renewed("notebook", 2)
+    metrics.renew_failed("notebook")
+    assert value(registry, "canfar_controller_sessions_renewed_total", sessionset="notebook") == 2.0
+    assert value(registry, "canfar_controller_renew_failures_total", sessionset="notebook") == 1.0
+
+
+def test_suspect_lists_are_counted(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """The suspect-list counter exists at 0 from the start and counts each distrusted answer."""
+    assert value(registry, "canfar_controller_suspect_lists_total") == 0.0
+    metrics.suspect_list()
+    assert value(registry, "canfar_controller_suspect_lists_total") == 1.0

@@ -59,7 +59,36 @@ def test_alerts_cover_the_issue() -> None:
         "CanfarPlatformCPUNearlyExhausted",
         "CanfarPlatformRAMNearlyExhausted",
         "CanfarPlatformStatsStale",
+        "CanfarSessionSetCrashLooping",
+        "CanfarSessionSetCreateFailing",
+        "CanfarSessionSetWaitingForCapacity",
+        "CanfarSessionSetUnschedulable",
+        "CanfarSessionSetRolloutStalled",
+        "CanfarSessionSetSessionExpiring",
+        "CanfarSessionSetRenewFailing",
+        "CanfarControllerSuspectLists",
     } <= names
+
+
+def test_every_alert_says_what_to_do() -> None:
+    """Each rule has a summary and a description, a severity, and is unit-tested in alerts_test.yaml."""
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    tests = yaml.safe_load((PROMETHEUS_DIR / "alerts_test.yaml").read_text())["tests"]
+    firing = {
+        case["alertname"] for test in tests for case in test["alert_rule_test"] if case.get("exp_alerts")
+    }
+    silent = {
+        case["alertname"] for test in tests for case in test["alert_rule_test"] if not case.get("exp_alerts")
+    }
+    incomplete = [
+        rule["alert"]
+        for rule in rules
+        if not (rule["annotations"].get("summary") and rule["annotations"].get("description"))
+        or rule["labels"].get("severity") not in {"warning", "critical"}
+    ]
+    assert incomplete == []
+    names = {rule["alert"] for rule in rules}
+    assert (names - firing, names - silent) == (set(), set())
 
 
 def test_alerts_read_only_exported_metrics(scrape: Callable[[], str]) -> None:

@@ -49,3 +49,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "canfar-controller.sessionSetsConfigMapName" -}}
 {{- default (printf "%s-sessionsets" (include "canfar-controller.fullname" .)) .Values.existingSessionSetsConfigMap -}}
 {{- end -}}
+
+{{/* The claim holding /var/lib/canfar-controller when persistence is on: the given one, or the chart's. */}}
+{{- define "canfar-controller.statusClaimName" -}}
+{{- default (printf "%s-status" (include "canfar-controller.fullname" .)) .Values.persistence.existingClaim -}}
+{{- end -}}
