@@ -58,14 +58,17 @@ class OutcomeHandler:
         self._manifest_errors: tuple[str, ...] = ()
         self._last_list_error: str | None = None
         self._capacity_unknown: str | None = None
+        #: Each set's status from the last pass that could see the sessions.
+        self._seen: dict[str, SetStatus] = {}
 
     def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
         now = self._clock()
         log = self._log.bind(pass_id=outcome.pass_id)
+        statuses = self._statuses(outcome)
         self._report_manifests(outcome.desired, log)
         self._report_list(outcome, log)
-        self._count(outcome)
+        self._count(outcome, statuses)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
@@ -73,7 +76,7 @@ class OutcomeHandler:
                 self.health.manifests_loaded()
             if outcome.list_ok:
                 self.health.list_succeeded()
-        self._write_status(outcome, reconciler, now)
+        self._write_status(outcome, statuses, reconciler, now)
         decided = outcome.plan
         changed = decided is not None and decided.changes
         report = log.info if changed or outcome.result != "success" else log.debug
@@ -130,7 +133,21 @@ class OutcomeHandler:
                     log.info("platform statistics available again: creates are checked against capacity")
                 self._capacity_unknown = unknown
 
-    def _count(self, outcome: PassOutcome) -> None:
+    def _statuses(self, outcome: PassOutcome) -> dict[str, SetStatus]:
+        """Each set's status to report: a pass that could not see the sessions keeps the last one seen.
+
+        Otherwise a failed list would show every set empty (and every condition reset) in the
+        metrics and the status file, exactly when an operator looks.
+        """
+        decided = outcome.plan
+        if decided is None:
+            return dict(self._seen)
+        if decided.blind or decided.suspect:
+            return {name: self._seen.get(name, status) for name, status in decided.statuses.items()}
+        self._seen = dict(decided.statuses)
+        return self._seen
+
+    def _count(self, outcome: PassOutcome, statuses: dict[str, SetStatus]) -> None:
         for name, count in outcome.created.items():
             self.metrics.created(name, count)
         for (name, reason), count in outcome.destroyed.items():
@@ -141,13 +158,12 @@ class OutcomeHandler:
             self.metrics.renewed(name, count)
         for name, count in outcome.renew_failures.items():
             self.metrics.renew_failed(name, count)
-        if outcome.plan is not None:
-            self.metrics.sync_sets({name: _snapshot(s) for name, s in outcome.plan.statuses.items()})
+        self.metrics.sync_sets({name: _snapshot(s) for name, s in statuses.items()})
 
-    def _write_status(self, outcome: PassOutcome, reconciler: Reconciler, now: float) -> None:
+    def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler,
+                      now: float) -> None:
         if self.status_file is None:
             return
-        statuses = outcome.plan.statuses if outcome.plan is not None else {}
         memory = outcome.memory
         paused = memory.creates_paused_until if memory is not None else 0.0
         document = StatusDocument(

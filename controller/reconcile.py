@@ -155,6 +155,7 @@ class Reconciler:
         self.clock = clock
         self.memory = ledger.load() if ledger is not None else Memory()
         self.requests_dir = requests_dir
+        self._applied_requests: dict[Path, int] = {}
         self.stats_max_age = stats_max_age
         #: The platform's last statistics and when they were fetched (clock seconds), and its context.
         self.platform: PlatformStats | None = None
@@ -369,11 +370,23 @@ class Reconciler:
         if self.requests_dir is None or not self.requests_dir.is_dir():
             return
         for path in sorted(self.requests_dir.glob("restart.*")):
+            try:
+                stamp = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if self._applied_requests.get(path) == stamp:
+                continue  # applied already; it could not be removed (see below)
             name = path.name.removeprefix("restart.")
             self.memory.forget_set(name)
             log.info("restart requested: the set runs afresh", sessionset=name)
-            with contextlib.suppress(OSError):
+            try:
                 path.unlink()
+            except OSError as exc:
+                # Applied once all the same; a request the controller cannot remove (written by
+                # another user) must not restart the set again on every pass.
+                self._applied_requests[path] = stamp
+                log.error("cannot remove a restart request after applying it; it is ignored until it changes",
+                          path=str(path), error=str(exc))
 
     # -- creating --------------------------------------------------------------------------------
 

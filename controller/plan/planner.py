@@ -163,6 +163,10 @@ class _SetPlan:
     held: int
     waiting: str | None
     backoff: CreateBackoff | None  # only while it lasts
+    #: The service refused this set's last create (the back-off is remembered until a create succeeds).
+    refused: CreateBackoff | None
+    #: A create of this set waits for the service's Retry-After.
+    paused: bool
     next_expiry: float | None
     crash_slots: list[tuple[int, int]]  # (slot, early ends in the window)
 
@@ -369,6 +373,7 @@ class _Planner:
         backing_off = backoff is not None and self.now < backoff.until
         creates: list[Create] = []
         waiting: str | None = None
+        paused = False
         in_flight = uncertain = held = 0
         surge_budget = strategy.surge(spec.replicas)
         unavailable_budget: int | None = None  # counted only when a slot needs it
@@ -436,6 +441,7 @@ class _Planner:
                 continue
             if self.paused:
                 waiting = "creates paused: the service asked to slow down (Retry-After)"
+                paused = True
                 continue
             slot_name = owned_name(self.options.prefix, name, current, slot)
             creates.append(Create(name, slot, slot_name, spec.template, spec.replicas, reason,
@@ -447,7 +453,8 @@ class _Planner:
         finished = sum(1 for slot in range(1, spec.replicas + 1) if (name, slot, current) in self.finished)
         live_total = sum(len(kept) for kept in keep_by_slot.values())
         return _SetPlan(creates, counts, len(outdated_live), updated, ready, finished, live_total, in_flight,
-                        uncertain, held, waiting, backoff if backing_off else None, next_expiry, crash_slots)
+                        uncertain, held, waiting, backoff if backing_off else None, backoff, paused, next_expiry,
+                        crash_slots)
 
     def _status(self, session_set: SessionSet, set_plan: _SetPlan, capacity_wait: str | None) -> SetStatus:
         """The set's status and conditions, once capacity has had its say on its creates."""
@@ -459,11 +466,13 @@ class _Planner:
         unschedulable = sum(1 for seen_list in self.slots.get(name, {}).values() for seen in seen_list
                             if seen.id in self.pending_since
                             and self.now - self.pending_since[seen.id] >= self.options.pending_limit)
-        progressing = not complete and (outdated > 0 or ready < wanted)
+        progressing = not complete and not spec.suspend and (outdated > 0 or ready < wanted)
         fingerprint = f"{ready}/{wanted}/{outdated}/{p.updated}"
         previous = self.progress.get(name)
         since = previous[1] if previous is not None and previous[0] == fingerprint else self.now
-        stalled = progressing and self.now - since >= self.options.progress_deadline
+        # OnCompletion waits for running jobs by design: that is no stall.
+        waits_for_jobs = spec.update_strategy.type == "OnCompletion" and outdated > 0
+        stalled = progressing and not waits_for_jobs and self.now - since >= self.options.progress_deadline
         if progressing:
             self.progress[name] = (fingerprint, since)
         else:
@@ -474,7 +483,7 @@ class _Planner:
             invalid=self.desired.invalid.get(name), strategy=spec.update_strategy.type, outdated=outdated,
             progressing=progressing, stalled=stalled,
             crash_loop=self._crash_message(p.crash_slots, notes.last_failure if notes else ""),
-            create_failing=self._create_failing(p.backoff),
+            create_failing=self._create_failing(p.refused, p.paused),
             capacity=self._capacity_condition(capacity_wait, unschedulable, notes.unschedulable if notes else ""),
         )
         conditions, marks = stamp(evaluate(facts), self.conditions.get(name, {}), self.now)
@@ -513,10 +522,11 @@ class _Planner:
                    "restarts continue with back-off")
         return f"{message}. Last failure: {evidence}" if evidence else message
 
-    def _create_failing(self, backoff: CreateBackoff | None) -> tuple[str, str] | None:
-        if backoff is not None:
-            return "CreateRefused", f"the service refused a create: {backoff.message}"
-        if self.paused:
+    @staticmethod
+    def _create_failing(refused: CreateBackoff | None, paused: bool) -> tuple[str, str] | None:
+        if refused is not None:  # until a create of the set succeeds, also while the back-off retries
+            return "CreateRefused", f"the service refused a create: {refused.message}"
+        if paused:
             return "CreatesPaused", "the service asked to slow down (429 or 503 with Retry-After)"
         return None
 
@@ -528,7 +538,9 @@ class _Planner:
             minutes = self.options.pending_limit / 60
             message = f"{unschedulable} session(s) Pending for more than {minutes:g} min"
             return "True", "Unschedulable", f"{message}: {events}" if events else message
-        if self.capacity is None and self.options.capacity:
+        if not self.options.capacity:
+            return "Unknown", "NotChecked", "creates are not checked against the platform's capacity (--no-capacity)"
+        if self.capacity is None:
             return "Unknown", "StatsUnavailable", "platform statistics unavailable: creating without checking capacity"
         return None
 

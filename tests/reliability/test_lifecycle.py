@@ -227,3 +227,26 @@ def test_a_template_change_replaces_sessions_as_the_strategy_says(rig: Rig, stra
     live = rig.live_by_slot("jobs")
     assert sorted(slot for _, slot in live) == [1, 2, 3, 4]
     assert len({template for template, _ in live}) == 1
+
+
+def test_a_failed_list_keeps_the_last_known_status(rig: Rig) -> None:
+    """The list fails: the status file and metrics still show the sessions last seen, not empty sets."""
+    start(rig, "w", sessionset("w", 3, cmd="sleep", args="100000"))
+    rig.passes(3)
+    rig.simulator.inject_fault("GET", "/session", status=500)
+    assert rig.run_pass().result == "error"
+    row = status(rig, "w")
+    assert row["running"] == 3 and condition(rig, "w", "Ready")["status"] == "True"
+    assert json.loads(rig.status_file.read_text())["result"] == "error"
+    assert gauge(rig, "canfar_controller_sessions", {"sessionset": "w", "status": "Running"}) == 3
+
+
+def test_a_restart_request_that_cannot_be_removed_is_applied_once(rig: Rig) -> None:
+    start(rig, "batch", sessionset("batch", 1, cmd="true", policy="Never"))
+    rig.passes(3, every=10)
+    assert status(rig, "batch")["complete"]
+    requests = rig.reconciler.requests_dir
+    assert requests is not None
+    (requests / "restart.batch").mkdir(parents=True)  # a directory: it cannot be unlinked
+    rig.passes(6, every=10)
+    assert len(list(rig.requests("POST"))) == 2  # one restart, not one per pass

@@ -279,3 +279,38 @@ def test_every_condition_is_reported_for_every_set():
     assert set(conditions(result)) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
                                        "WaitingForCapacity", "Invalid", "Suspended"}
     assert conditions(result)["Suspended"] == ("True", "Suspended")
+
+
+def test_create_failing_stays_true_while_the_back_off_retries():
+    """The back-off has expired and the retry is due: the set is still failing until a create succeeds."""
+    from controller.plan import CreateBackoff, spec_key
+
+    s = session_set(replicas=1)
+    key = spec_key(s.spec.template.hash(), 1)
+    memory = Memory(backoffs={"workers": CreateBackoff(2, NOW - 1, "image refused", key)})
+    result = plan(desired(s), [], memory, NOW, options=OPTIONS)
+    assert len(result.creates) == 1  # the retry goes out
+    assert conditions(result)["CreateFailing"] == ("True", "CreateRefused")
+
+
+def test_on_completion_waiting_for_jobs_is_not_a_stalled_rollout():
+    old, new = rolling(type="OnCompletion")
+    observed = [running(old, n) for n in range(1, 5)]
+    memory = plan(desired(new), observed, Memory(), NOW, options=OPTIONS).memory
+    later = plan(desired(new), observed, memory, NOW + PROGRESS_DEADLINE + 1, options=OPTIONS)
+    assert conditions(later)["Progressing"] == ("True", "OnCompletion")
+
+
+def test_a_suspended_set_is_not_progressing():
+    s = session_set(replicas=3, suspend=True)
+    result = plan(desired(s), [], Memory(), NOW, options=OPTIONS)
+    assert conditions(result)["Progressing"][0] == "False"
+    later = plan(desired(s), [], result.memory, NOW + PROGRESS_DEADLINE + 1, options=OPTIONS)
+    assert conditions(later)["Progressing"][1] != "ProgressDeadlineExceeded"
+
+
+def test_without_capacity_checks_the_condition_does_not_claim_a_fit():
+    from controller.plan import PlanOptions
+
+    result = plan(desired(session_set(replicas=1)), [], Memory(), NOW, options=PlanOptions(capacity=False))
+    assert conditions(result)["WaitingForCapacity"] == ("Unknown", "NotChecked")
