@@ -38,7 +38,6 @@ written here, as the actions happen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import random
