@@ -81,10 +81,13 @@ def test_removed_manifest_is_pruned_and_invalid_manifest_is_left_alone(service, 
                == ([1, 2], [1, 2]), what="all sets up")
     broken_ids = {s["id"] for s in service.live("cc-broken-")}
     (state / "broken.yaml").write_text(manifest("broken", 2).replace("replicas: 2", "replicas: lots"))
-    status = process.wait_passes(3)
-    assert "spec.replicas" in " ".join(status["manifest_errors"])
+    # The edit is acted on once it has settled (1 s), then reported.
+    wait_until(lambda: "spec.replicas" in " ".join(process.status().get("manifest_errors", [])),
+               what="the broken manifest reported")
     (state / "gone.yaml").unlink()
-    process.wait_passes(3)
+    process.wait_passes(1)
+    wait_until(lambda: process.status().get("unsettled") == [], what="the removal settled")
+    process.wait_passes(2)
     # While a manifest is invalid nothing is pruned: the broken file might be where 'gone' moved.
     assert running_slots(service, "gone") == [1, 2]
     assert {s["id"] for s in service.live("cc-broken-")} == broken_ids
