@@ -14,10 +14,10 @@ import pytest
 
 from controller.client import AsyncSession
 from controller.plan import PlanOptions
-from controller.reconcile import Reconciler
+from controller.reconcile import PassOutcome, Reconciler
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.statedir import StateLoader
-from tests.controller.conftest import manifest
+from tests.benchmarks.support import write_sets
 
 TOKEN = "bench-token"
 
@@ -30,34 +30,48 @@ def served() -> Iterator[tuple[Simulator, str]]:
         yield simulator, server.url
 
 
-def _write_sets(state: Path, sets: int, replicas: int) -> None:
-    state.mkdir(exist_ok=True)
-    for index in range(sets):
-        (state / f"set{index:03d}.yaml").write_text(manifest(f"set{index:03d}", replicas))
+class _Controller:
+    """A reconciler and its client on one event loop that lives across benchmark rounds."""
 
+    def __init__(self, url: str, state: Path, *, concurrency: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = AsyncSession(url=url, token=TOKEN, concurrency=concurrency)
+        self.reconciler = Reconciler(loader=StateLoader(state, prefix="cc"), client=self.client,
+                                     options=PlanOptions(max_creates=10_000), concurrency=concurrency)
 
-async def _passes(url: str, state: Path, count: int, *, concurrency: int) -> Reconciler:
-    async with AsyncSession(url=url, token=TOKEN, concurrency=64) as client:
-        reconciler = Reconciler(loader=StateLoader(state, prefix="cc"), client=client,
-                                options=PlanOptions(max_creates=10_000), concurrency=concurrency)
-        for _ in range(count):
-            await reconciler.run_pass()
-        return reconciler
+    def run_pass(self) -> PassOutcome:
+        return self.loop.run_until_complete(self.reconciler.run_pass())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
 
 
 @pytest.mark.benchmark(group="reconcile")
 @pytest.mark.parametrize("concurrency", [1, 8, 32])
 def test_creating_one_hundred_sessions(benchmark, served, tmp_path, concurrency) -> None:  # type: ignore[no-untyped-def]
-    """One pass creating 100 slots with 20 ms latency: the bound on concurrent creates at work."""
+    """One pass creating 100 slots of one set with 20 ms latency: slow start under the bound at work."""
     simulator, url = served
-    _write_sets(tmp_path / "state", 1, 100)
+    replicas = 10 if benchmark.disabled else 100  # a check of behaviour only, when disabled
+    controllers: list[_Controller] = []
 
-    def run() -> None:
-        asyncio.run(_passes(url, tmp_path / "state", 1, concurrency=concurrency))
+    def setup() -> tuple[tuple[_Controller], dict[str, object]]:
+        state = tmp_path / f"state-{len(controllers)}"
+        write_sets(state, 1, replicas)
+        controllers.append(_Controller(url, state, concurrency=concurrency))
+        return (controllers[-1],), {}
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
+    def run(controller: _Controller) -> None:
+        outcome = controller.run_pass()
+        assert sum(outcome.created.values()) == replicas
+
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=1, iterations=1)
+    finally:
+        for controller in controllers:
+            controller.close()
     names = {r.param("name") for r in simulator.requests if r.method == "POST"}
-    assert len(names) == 100
+    assert len(names) == replicas
 
 
 @pytest.mark.benchmark(group="reconcile")
@@ -65,16 +79,16 @@ def test_converged_pass_over_many_sets_lists_once(benchmark, served, tmp_path) -
     """200 sets of 5 sessions, converged: each pass costs one list call and no other request."""
     simulator, url = served
     state = tmp_path / "state"
-    _write_sets(state, 200, 5)
-    asyncio.run(_passes(url, state, 2, concurrency=32))
-    before = len(simulator.requests)
-
-    passes = []
-
-    def one_pass() -> None:
-        asyncio.run(_passes(url, state, 1, concurrency=32))
-        passes.append(1)
-
-    benchmark.pedantic(one_pass, rounds=3, iterations=1)  # a single round under --benchmark-disable
+    write_sets(state, 200, 1 if benchmark.disabled else 5)
+    controller = _Controller(url, state, concurrency=32)
+    try:
+        controller.run_pass()
+        controller.run_pass()
+        before = len(simulator.requests)
+        passes: list[PassOutcome] = []
+        benchmark.pedantic(lambda: passes.append(controller.run_pass()), rounds=3, iterations=1)
+    finally:
+        controller.close()
+    assert all(not outcome.plan.changes for outcome in passes if outcome.plan is not None)
     after = simulator.requests[before:]
     assert [(r.method, r.path) for r in after] == [("GET", "/session")] * len(passes)
