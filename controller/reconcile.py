@@ -182,17 +182,21 @@ class Reconciler:
         return self._stopping.is_set()
 
     async def refresh_platform(self) -> PlatformStats:
-        """Fetch the platform statistics (and, once, its context) that creates are planned against."""
-        stats = await self.client.stats()
+        """Fetch the platform statistics (and, the first time, its context, at the same time)."""
+        if self.context is None:  # one round trip, not two, before the daemon's first pass
+            stats, self.context = await asyncio.gather(self.client.stats(), self._fetch_context())
+        else:
+            stats = await self.client.stats()
         self.platform, self.platform_at = stats, self.clock()
-        if self.context is None:
-            try:
-                self.context = await self.client.context()
-            except ControllerError as exc:  # the chart's defaults will do
-                self._log.warning("cannot read the platform context; assuming 1 core and 4 GiB for flexible "
-                                  "sessions", error=str(exc))
-                self.context = PlatformContext()
         return stats
+
+    async def _fetch_context(self) -> PlatformContext:
+        try:
+            return await self.client.context()
+        except ControllerError as exc:  # the chart's defaults will do
+            self._log.warning("cannot read the platform context; assuming 1 core and 4 GiB for flexible "
+                              "sessions", error=str(exc))
+            return PlatformContext()
 
     def capacity(self, now: float) -> Capacity | None:
         """Free capacity from fresh statistics, or ``None`` when there are none."""
