@@ -18,6 +18,8 @@ checks that every slot was created exactly once, by either contender.
 
 from __future__ import annotations
 
+import json
+import signal
 import statistics
 import time
 from collections import Counter
@@ -33,12 +35,14 @@ from tests.benchmarks.support import (
     CORES,
     RAM_GB,
     TOKEN,
+    peak_rss_mib,
     start_canfar,
     start_daemon,
     stop,
     wait_for_sessions,
     write_sets,
 )
+from tests.simulator.support import wait_until
 from tests.tools import missing
 
 LATENCY = 0.02
@@ -131,3 +135,57 @@ def test_converge_from_empty(benchmark, tmp_path: Path, sessions: int, sets: int
         "ratio_of_medians": round(controller / canfar, 2),
         "ratios": [round(c / f, 2) for c, f in zip(controller_seconds, canfar_seconds, strict=True)],
     })
+
+
+@pytest.mark.benchmark(group="converge-rss")
+def test_peak_rss_converging_ten_thousand(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The daemon's peak resident memory while converging 10,000 sessions in 500 sets (goal: 100 MB).
+
+    The simulator answers at once (no added latency) and lives in this process; the daemon is its
+    own process, and its ``VmHWM`` (peak RSS, MiB) is read once every session is listed and again
+    after a pass that listed all 10,000 (SIGHUP asks for that pass at once instead of after the
+    30 s interval). The benchmark's time is the converging, not a figure with a goal.
+    """
+    sets, replicas = (50, 1) if benchmark.disabled else (500, 20)
+    total = sets * replicas
+    status_file = tmp_path / "status.json"
+    write_sets(tmp_path / "state", sets, replicas)
+    simulator = Simulator(SimulatorConfig(token=TOKEN, cores=CORES, ram_gb=RAM_GB))
+    peaks: dict[str, float] = {}
+
+    def converge() -> None:
+        with SimulatorServer(simulator) as server:
+            process = start_daemon(server.url, tmp_path / "state", tmp_path)
+            try:
+                wait_for_sessions(simulator, total, process, timeout=600, log=tmp_path / "daemon.log")
+                peaks["listed"] = peak_rss_mib(process.pid)
+
+                asked = [0.0]
+
+                def listed_all() -> bool:
+                    if _listed(status_file) == total:
+                        return True
+                    if time.monotonic() - asked[0] > 0.5:  # a pass now, not after the 30 s interval
+                        process.send_signal(signal.SIGHUP)
+                        asked[0] = time.monotonic()
+                    return False
+
+                wait_until(listed_all, timeout=120, what="a pass that lists every session")
+                peaks["after"] = peak_rss_mib(process.pid)
+            finally:
+                assert stop(process) == 0
+
+    benchmark.pedantic(converge, rounds=1, iterations=1)
+    _assert_each_slot_once(simulator, sets, replicas)
+    benchmark.extra_info.update({"sessions": total, "sets": sets,
+                                 "peak_rss_mib_when_listed": round(peaks["listed"], 1),
+                                 "peak_rss_mib": round(max(peaks.values()), 1)})
+
+
+def _listed(status_file: Path) -> int:
+    """Live sessions the daemon's last recorded pass listed (0 before the first)."""
+    try:
+        rows = json.loads(status_file.read_text())["sets"].values()
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(row["running"] + row["pending"] for row in rows)
