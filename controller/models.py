@@ -133,13 +133,15 @@ def parse_observed(text: str) -> list[ObservedSession]:
     the rest would treat the bad row's session as missing.
 
     This runs for every session of every pass, so the common case is inlined and the rarer
-    shapes go to helpers; times are cached per answer, since sessions started in one burst
-    share them.
+    shapes go to helpers; times and resource strings are converted once per answer, since
+    sessions started in one burst share their times and most share their requests.
     """
     rows = json.loads(text)
     if type(rows) is not list:
         raise ValueError(f"expected a JSON array of sessions, got {type(rows).__name__}")
     times: dict[Any, float | None] = {None: None}
+    cores_of: dict[str, float | None] = {}
+    ram_of: dict[str, float | None] = {}
     new = tuple.__new__
     observed: list[ObservedSession] = []
     append = observed.append
@@ -159,6 +161,14 @@ def parse_observed(text: str) -> list[ObservedSession]:
         ram = get("requestedRAM")
         started = times[start] if start in times else times.setdefault(start, _epoch(start))
         expires = times[expiry] if expiry in times else times.setdefault(expiry, _epoch(expiry))
+        if type(cores) is str:
+            cores = cores_of[cores] if cores in cores_of else cores_of.setdefault(cores, _number(cores))
+        elif cores is not None:
+            cores = _number(cores)
+        if type(ram) is str:
+            ram = ram_of[ram] if ram in ram_of else ram_of.setdefault(ram, _ram_bytes(ram))
+        elif ram is not None:
+            ram = _ram_bytes(ram)
         append(new(ObservedSession, (
             session_id,
             name,
@@ -166,8 +176,8 @@ def parse_observed(text: str) -> list[ObservedSession]:
             kind if type(kind) is str and kind and kind != "<none>" else "headless",
             started,
             expires,
-            None if cores is None else _number(cores),
-            None if ram is None else _ram_bytes(ram),
+            cores,
+            ram,
         )))
     return observed
 

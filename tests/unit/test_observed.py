@@ -75,6 +75,15 @@ def test_loose_fields_are_tolerated(row: dict[str, Any], field: str, value: Any)
     assert getattr(_one(id="a1", name="n", **row), field) == value
 
 
+def test_rows_sharing_a_resource_string_each_get_their_own_value() -> None:
+    """Requested resources are read per row, whichever other rows send the same or another string."""
+    rows = [{"id": f"a{i}", "name": f"n{i}", "requestedCPUCores": cores, "requestedRAM": ram}
+            for i, (cores, ram) in enumerate([("1", "2.15"), ("2", "8G"), ("1", "2.15"), (2, "<none>"), ("2", "8G")])]
+    observed = parse_observed(json.dumps(rows))
+    assert [(s.cores, s.ram_bytes) for s in observed] == [
+        (1.0, 2.15e9), (2.0, 8e9), (1.0, 2.15e9), (2.0, None), (2.0, 8e9)]
+
+
 def test_a_session_called_none_is_a_name_not_a_placeholder() -> None:
     """Only "" and "<none>" mean "missing" for ids and names: a session may be named none or null."""
     assert [s.name for s in parse_observed('[{"id": "a1", "name": "none"}, {"id": "null", "name": "x"}]')] == [
