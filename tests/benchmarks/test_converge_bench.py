@@ -12,7 +12,7 @@ to every answer, one after the other, so a busy moment of the machine hits both 
 Both are timed from the start of their process until the simulator holds every session. The
 ratio (controller / canfar) is ``extra_info["ratio_of_medians"]``; the goal is 1.2 at most.
 
-With the default ``--benchmark-disable`` each size runs once with two sessions per set, and
+With the default ``--benchmark-disable`` each size runs once with one session per set, and
 checks that every slot was created exactly once, by either contender.
 """
 
@@ -48,7 +48,7 @@ from tests.tools import missing
 LATENCY = 0.02
 ROUNDS = 5
 #: Sessions per set when the benchmarks are disabled: a check of behaviour, not a figure.
-QUICK_REPLICAS = 2
+QUICK_REPLICAS = 1
 
 
 @pytest.fixture(scope="module", autouse=True)
