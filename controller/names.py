@@ -54,17 +54,18 @@ class NameParser:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._head = f"{prefix}-"
-        self._memo: dict[str, OwnedName | None] = {}
+        #: Parsed names; read directly by the planner's hot loop (``parse`` fills it).
+        self.memo: dict[str, OwnedName | None] = {}
 
     def parse(self, name: str) -> OwnedName | None:
         """The owned parts of ``name``, or ``None`` when the name is not ours (memoized)."""
         try:
-            return self._memo[name]
+            return self.memo[name]
         except KeyError:
             pass
-        if len(self._memo) >= self.MEMO_SIZE:
-            self._memo.clear()
-        owned = self._memo[name] = self._parse(name)
+        if len(self.memo) >= self.MEMO_SIZE:
+            self.memo.clear()
+        owned = self.memo[name] = self._parse(name)
         return owned
 
     def _parse(self, name: str) -> OwnedName | None:

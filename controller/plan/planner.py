@@ -50,13 +50,13 @@ Rules, in the order they protect users:
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from controller.models import ObservedSession
-from controller.names import NameParser, OwnedName, owned_name
+from controller.names import NameParser, owned_name
 from controller.plan.actions import (
     CRASH_LOOP_ENDS,
     CRASH_LOOP_WINDOW,
@@ -81,6 +81,23 @@ from controller.spec import DesiredState, SessionSet
 
 _LIVE = frozenset({"Pending", "Running", "Unknown"})
 _ENDED = frozenset({"Completed", "Failed"})
+
+#: Template hashes by template object (loaded manifests are reused pass after pass, and hashing
+#: one costs a JSON dump and a SHA-256). Keyed by id, with the object kept to guard against reuse.
+_HASHES: dict[int, tuple[SessionSet, str]] = {}
+
+
+def template_hash(session_set: SessionSet) -> str:
+    """``session_set.spec.template.hash()``, computed once per loaded set."""
+    entry = _HASHES.get(id(session_set))
+    if entry is not None and entry[0] is session_set:
+        return entry[1]
+    if len(_HASHES) > 100_000:
+        _HASHES.clear()
+    value = session_set.spec.template.hash()
+    _HASHES[id(session_set)] = (session_set, value)
+    return value
+
 
 #: Name parsers by prefix, with their caches: names repeat every pass, so each is parsed once.
 _PARSERS: dict[str, NameParser] = {}
@@ -125,6 +142,9 @@ def _idle_statuses(desired: DesiredState, memory: Memory, now: float) -> dict[st
     return statuses
 
 
+_NONE: list[_Seen] = []  # an empty slot (never appended to)
+
+
 class _Seen(NamedTuple):
     """An owned session as the planner needs it, with everything derived once (a tuple: cheap to build)."""
 
@@ -152,7 +172,7 @@ class _SetPlan:
     """What planning one set produced, before capacity and the per-pass cap are applied."""
 
     creates: list[Create]
-    counts: Counter[str]
+    counts: dict[str, int]
     outdated: int  # live sessions of an older template
     updated: int  # slots with a live session of the current template
     ready: int  # slots with a Running session of the current template
@@ -169,6 +189,7 @@ class _SetPlan:
     paused: bool
     next_expiry: float | None
     crash_slots: list[tuple[int, int]]  # (slot, early ends in the window)
+    unschedulable: int  # sessions Pending for longer than the limit
 
 
 class _Planner:
@@ -184,48 +205,79 @@ class _Planner:
         self.destroys: list[Destroy] = []
         self.renews: list[Renew] = []
         self.unschedulable: list[Unschedulable] = []
-        self.slots: dict[str, dict[int, list[_Seen]]] = defaultdict(lambda: defaultdict(list))
+        self.slots: dict[str, dict[int, list[_Seen]]] = {}
         self.orphans: list[_Seen] = []
         self.terminating: Counter[str] = Counter()
         self.terminating_outdated: Counter[str] = Counter()
-        self.ids: set[str] = set()
-        self.by_name: dict[str, list[str]] = defaultdict(list)
+        self.ids: set[str] = {session.id for session in observed}
+        #: Owned sessions by name: the first id, and any further ids in ``by_name_more`` (rare).
+        self.by_name: dict[str, str] = {}
+        self.by_name_more: dict[str, list[str]] = {}
         self.live: dict[str, SeenSession] = {}
         self.pending_since: dict[str, float] = {}
         # What the cluster has not admitted yet but will have to: our queued sessions (stats only
         # count admitted ones).
         self.queued_cores = self.queued_ram = 0.0
-        parse = _parser(options.prefix).parse
-        sets, invalid = desired.sets, desired.invalid
-        destroying = memory.destroys
+        self._scan(observed)
+
+    def _scan(self, observed: Sequence[ObservedSession]) -> None:
+        """Sort the owned sessions by set and slot. The hot loop of a pass: 10,000 rows on a busy account."""
+        parser = _parser(self.options.prefix)
+        memo, parse = parser.memo, parser.parse
+        sets, invalid = self.desired.sets, self.desired.invalid
+        destroying, seen_before = self.memory.destroys, self.memory.seen_live
+        by_name, by_name_more, live, slots = self.by_name, self.by_name_more, self.live, self.slots
+        capacity, now, inf = self.capacity, self.now, math.inf
         for session in observed:
-            self.ids.add(session.id)
-            owned: OwnedName | None = parse(session.name)
+            name = session.name
+            owned = memo.get(name)
+            if owned is None and name not in memo:
+                owned = parse(name)
             if owned is None:
                 continue  # foreign: not ours, never touched
-            started = session.started if session.started is not None else math.inf
-            seen = _Seen(session.id, session.name, session.phase, started, owned.set_name, owned.slot,
+            sid, phase, set_name = session.id, session.phase, owned.set_name
+            started = session.started
+            seen = _Seen(sid, name, phase, inf if started is None else started, set_name, owned.slot,
                          owned.template_hash, session.kind, session.expires)
-            self.by_name[seen.name].append(seen.id)
-            if seen.id in destroying or seen.phase == "Terminating":
-                self.terminating[seen.set_name] += 1
-                session_set = sets.get(seen.set_name)
-                if session_set is not None and seen.template_hash != session_set.spec.template.hash():
-                    self.terminating_outdated[seen.set_name] += 1
+            if name in by_name:
+                by_name_more.setdefault(name, []).append(sid)
+            else:
+                by_name[name] = sid
+            if phase == "Terminating" or sid in destroying:
+                self.terminating[set_name] += 1
+                session_set = sets.get(set_name)
+                if session_set is not None and seen.template_hash != template_hash(session_set):
+                    self.terminating_outdated[set_name] += 1
                 continue
-            if seen.phase in _LIVE:
-                self.live[seen.id] = SeenSession(seen.set_name, seen.slot, seen.name)
-            if seen.phase == "Pending":
-                self.pending_since[seen.id] = memory.pending_since.get(seen.id, now)
-            if capacity is not None and seen.phase in _LIVE and (session.started is None
-                                                                 or session.started >= capacity.as_of):
-                # Queued, or admitted after the statistics were taken: not in their "requested" yet.
-                self.queued_cores += session.cores if session.cores is not None else capacity.default_cores
-                self.queued_ram += session.ram_bytes if session.ram_bytes is not None else capacity.default_ram
-            if seen.set_name in sets:
-                self.slots[seen.set_name][seen.slot].append(seen)
-            elif seen.set_name not in invalid:
+            if phase in _LIVE:
+                previous = seen_before.get(sid)
+                live[sid] = previous if previous is not None and previous.name == name else SeenSession(
+                    set_name, owned.slot, name)
+                if phase == "Pending":
+                    self.pending_since[sid] = self.memory.pending_since.get(sid, now)
+                if capacity is not None and (started is None or started >= capacity.as_of):
+                    # Queued, or admitted after the statistics were taken: not in their "requested" yet.
+                    self.queued_cores += session.cores if session.cores is not None else capacity.default_cores
+                    self.queued_ram += session.ram_bytes if session.ram_bytes is not None else capacity.default_ram
+            if set_name in sets:
+                per_set = slots.get(set_name)
+                if per_set is None:
+                    per_set = slots[set_name] = {}
+                entries = per_set.get(owned.slot)
+                if entries is None:
+                    per_set[owned.slot] = [seen]
+                else:
+                    entries.append(seen)
+            elif set_name not in invalid:
                 self.orphans.append(seen)
+
+    def _listed(self, name: str) -> tuple[str, ...]:
+        """Ids of the owned sessions listed under ``name``."""
+        first = self.by_name.get(name)
+        if first is None:
+            return ()
+        more = self.by_name_more.get(name)
+        return (first, *more) if more else (first,)
 
     # -- trust ------------------------------------------------------------------------------------
 
@@ -247,18 +299,26 @@ class _Planner:
         # exactly what the last one left out (nothing new, nothing back) confirms those are gone.
         self.lossy = bool(gone or self.memory.missing) and gone != self.memory.missing and not believed_empty
         held_ids = gone if self.lossy else set()
-        self.held: dict[SlotKey, str] = {}
+        # Per-set views of the per-slot memory, so planning a set never scans the others.
+        self.held: dict[str, set[int]] = {}
         for sid in held_ids:
             seen = self.memory.seen_live[sid]
-            self.held[(seen.set_name, seen.slot)] = sid
+            self.held.setdefault(seen.set_name, set()).add(seen.slot)
         self.expected_creates = self._settle_creates()
+        self.expected_by_set: dict[str, dict[int, ExpectedCreate]] = {}
+        for (set_name, slot), expected in self.expected_creates.items():
+            self.expected_by_set.setdefault(set_name, {})[slot] = expected
         self.expected_destroys = {sid: at for sid, at in self.memory.destroys.items()
                                   if sid in self.ids and self.now - at < self.options.expectation_ttl}
-        self.restarts = dict(self.memory.restarts)
-        self.finished = set(self.memory.finished)
+        self.restarts: dict[str, dict[int, SlotHistory]] = {}
+        for (set_name, slot), history in self.memory.restarts.items():
+            self.restarts.setdefault(set_name, {})[slot] = history
+        self.finished: dict[str, set[tuple[int, str]]] = {}
+        for set_name, slot, template in self.memory.finished:
+            self.finished.setdefault(set_name, set()).add((slot, template))
         self.backoffs = {name: b for name, b in self.memory.backoffs.items()
                          if name in self.desired.sets
-                         and b.spec_key == spec_key(self.desired.sets[name].spec.template.hash(),
+                         and b.spec_key == spec_key(template_hash(self.desired.sets[name]),
                                                     self.desired.sets[name].spec.replicas)}
         self.paused = self.now < self.memory.creates_paused_until
         self.conditions = {name: marks for name, marks in self.memory.conditions.items()
@@ -277,8 +337,10 @@ class _Planner:
             creates=self.expected_creates,
             destroys=self.expected_destroys,
             orphans_seen=orphans_seen,
-            restarts={k: v for k, v in self.restarts.items() if k[0] in sets},
-            finished={f for f in self.finished if f[0] in sets and f[1] <= sets[f[0]].spec.replicas},
+            restarts={(name, slot): history for name, histories in self.restarts.items() if name in sets
+                      for slot, history in histories.items()},
+            finished={(name, slot, template) for name, entries in self.finished.items() if name in sets
+                      for slot, template in entries if slot <= sets[name].spec.replicas},
             seen_live={**self.live, **{sid: self.memory.seen_live[sid] for sid in held_ids}},
             missing=frozenset(held_ids),
             suspect_since=None,
@@ -293,10 +355,12 @@ class _Planner:
             notes={name: note for name, note in self.memory.notes.items() if name in sets},
         )
         destroys = tuple(sorted(self.destroys, key=lambda d: (d.set_name, d.name, d.session_id)))
+        renews = tuple(sorted(self.renews, key=lambda r: (r.set_name, r.name, r.session_id)))
+        unschedulable = tuple(sorted(self.unschedulable, key=lambda u: (u.set_name, u.name, u.session_id)))
         capacity_unknown = (None if self.capacity is not None or not self.options.capacity
                             else "platform statistics unavailable: creates are not checked against capacity")
-        return Plan(tuple(allowed), destroys, statuses, memory, renews=tuple(self.renews),
-                    unschedulable=tuple(self.unschedulable), deferred=deferred,
+        return Plan(tuple(allowed), destroys, statuses, memory, renews=renews,
+                    unschedulable=unschedulable, deferred=deferred,
                     lost=tuple(sorted(lost_first)), capacity_unknown=capacity_unknown)
 
     def _suspect(self, lost: set[str]) -> Plan:
@@ -316,7 +380,7 @@ class _Planner:
                 if expected.session_id not in self.ids and now - expected.at < options.expectation_ttl:
                     kept[key] = expected
                 continue
-            listed = self.by_name.get(expected.name, ())
+            listed = self._listed(expected.name)
             if any(sid not in expected.prior_ids for sid in listed):
                 continue  # it happened: the session is in the list
             misses = expected.misses + (0 if self.lossy else 1)
@@ -328,82 +392,111 @@ class _Planner:
     # -- one set ----------------------------------------------------------------------------------
 
     def _plan_set(self, session_set: SessionSet) -> _SetPlan:
+        """Plan one set. Written for speed where it matters: a slot with one healthy session of the
+        current template, and nothing remembered about it, costs a few dictionary lookups."""
         spec = session_set.spec
         name = session_set.name
-        current = spec.template.hash()
+        current = template_hash(session_set)
         strategy = spec.update_strategy
+        replicas = spec.replicas
         slots = self.slots.get(name, {})
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}
         act = not spec.suspend
+        kill_outdated = strategy.type != "OnCompletion"
+        renewing = act and spec.renew
         keep_by_slot: dict[int, list[_Seen]] = {}
+        outdated_live: list[_Seen] = []
         next_expiry: float | None = None
+        unschedulable = 0
 
-        for slot in sorted(slots):
-            sessions = slots[slot]
+        for slot, sessions in slots.items():
             if len(sessions) > 1:
                 sessions = sorted(sessions, key=lambda seen: (seen.started, seen.id))
             for seen in sessions:
-                counts[seen.phase] += 1
-                if seen.phase in _LIVE:
-                    if seen.expires is not None and (next_expiry is None or seen.expires < next_expiry):
-                        next_expiry = seen.expires
-                    self._consider_renew(session_set, seen, act)
-                    self._consider_pending(seen)
-            if slot > spec.replicas:
+                phase = seen.phase
+                counts[phase] = counts.get(phase, 0) + 1
+                if phase in _LIVE:
+                    expires = seen.expires
+                    if expires is not None and (next_expiry is None or expires < next_expiry):
+                        next_expiry = expires
+                    if renewing and seen.kind != "headless":
+                        self._consider_renew(seen)
+                    if phase == "Pending":
+                        unschedulable += self._consider_pending(seen)
+            if slot > replicas:
                 for seen in sessions:
                     self._destroy(act, seen, "scaled-down")
                 continue
-            live = []
-            for seen in sessions:
-                if seen.ended:
-                    self._destroy(act, seen, "ended")
-                    if act:
-                        self._note_end(seen, spec.restart_policy)
-                else:
-                    live.append(seen)
-            keep_by_slot[slot] = self._dedupe(act, live, current, kill_outdated=strategy.type != "OnCompletion")
+            if len(sessions) == 1 and sessions[0].phase not in _ENDED:
+                live = sessions  # the common case, without a new list
+            else:
+                live = []
+                for seen in sessions:
+                    if seen.phase in _ENDED:
+                        self._destroy(act, seen, "ended")
+                        if act:
+                            self._note_end(seen, spec.restart_policy)
+                    else:
+                        live.append(seen)
+                live = self._dedupe(act, live, current, kill_outdated=kill_outdated)
+            keep_by_slot[slot] = live
+            for seen in live:
+                if seen.template_hash != current:
+                    outdated_live.append(seen)
 
-        outdated_live = [s for kept in keep_by_slot.values() for s in kept if s.template_hash != current]
         recreating = strategy.type == "Recreate" and bool(outdated_live or self.terminating_outdated[name])
         if recreating:
             for seen in outdated_live:
                 self._destroy(act, seen, "outdated")
 
+        expected_here = self.expected_by_set.get(name, {})
+        held_here = self.held.get(name, set())
+        histories = self.restarts.get(name, {})
+        finished_here = self.finished.get(name, set())
         backoff = self.backoffs.get(name)
         backing_off = backoff is not None and self.now < backoff.until
         creates: list[Create] = []
         waiting: str | None = None
         paused = False
-        in_flight = uncertain = held = 0
-        surge_budget = strategy.surge(spec.replicas)
+        updated = ready = in_flight = uncertain = held = 0
+        surge_budget = strategy.surge(replicas)
         unavailable_budget: int | None = None  # counted only when a slot needs it
         surging: int | None = None
         crash_slots: list[tuple[int, int]] = []
-        for slot in range(1, spec.replicas + 1):
-            kept = keep_by_slot.get(slot, [])
-            expected = self.expected_creates.get((name, slot))
-            history = self.restarts.get((name, slot))
-            if history is not None:
-                early = sum(1 for t in history.early_ends if self.now - t < CRASH_LOOP_WINDOW)
-                if early >= CRASH_LOOP_ENDS:
-                    crash_slots.append((slot, early))
+        for slot, recent in sorted(histories.items()):
+            early = sum(1 for t in recent.early_ends if self.now - t < CRASH_LOOP_WINDOW)
+            if early >= CRASH_LOOP_ENDS and slot <= replicas:
+                crash_slots.append((slot, early))
+        quiet = not (expected_here or held_here or histories)  # nothing remembered about any slot
+        for slot in range(1, replicas + 1):
+            kept = keep_by_slot.get(slot, _NONE)
+            if quiet and len(kept) == 1 and kept[0].template_hash == current:
+                updated += 1
+                ready += kept[0].phase == "Running"
+                continue
+            if any(s.template_hash == current for s in kept):
+                updated += 1
+                ready += any(s.template_hash == current and s.phase == "Running" for s in kept)
+            expected = expected_here.get(slot)
+            history = histories.get(slot)
             if expected is not None:
                 in_flight += 1
                 uncertain += expected.uncertain
-            if (name, slot) in self.held:
+            if slot in held_here:
                 held += 1
                 waiting = waiting or f"slot {slot} is missing from the list: waiting for a second list"
                 continue
             fresh = [s for s in kept if s.template_hash == current]
             if fresh:
-                self._reset_backoff(name, slot, fresh)
+                if history is not None:
+                    self._reset_backoff(name, slot, fresh)
                 continue
             if expected is not None:
                 # One create per slot at a time, whatever its template: a create of an earlier
                 # template still in flight (maybe uncertain) must settle before the next, or a slot
                 # could end up with three sessions.
                 continue
-            if (name, slot, current) in self.finished:
+            if (slot, current) in finished_here:
                 continue
             delay = restart_delay(history.count, self.options.restart_backoff,
                                   self.options.restart_backoff_cap) if history is not None else 0.0
@@ -420,8 +513,8 @@ class _Planner:
                     surging = self._surging(keep_by_slot, current)
                 if surging >= surge_budget:
                     if unavailable_budget is None:
-                        unavailable_budget = strategy.unavailable(spec.replicas) - self._unavailable(
-                            keep_by_slot, spec.replicas)
+                        unavailable_budget = strategy.unavailable(replicas) - self._unavailable(
+                            keep_by_slot, replicas)
                     if unavailable_budget > 0 and all(s.phase == "Running" for s in kept):
                         unavailable_budget -= 1
                         for seen in kept:
@@ -444,17 +537,14 @@ class _Planner:
                 paused = True
                 continue
             slot_name = owned_name(self.options.prefix, name, current, slot)
-            creates.append(Create(name, slot, slot_name, spec.template, spec.replicas, reason,
-                                  prior_ids=tuple(self.by_name.get(slot_name, ()))))
+            creates.append(Create(name, slot, slot_name, spec.template, replicas, reason,
+                                  prior_ids=self._listed(slot_name)))
 
-        updated = sum(1 for kept in keep_by_slot.values() if any(s.template_hash == current for s in kept))
-        ready = sum(1 for kept in keep_by_slot.values()
-                    if any(s.template_hash == current and s.phase == "Running" for s in kept))
-        finished = sum(1 for slot in range(1, spec.replicas + 1) if (name, slot, current) in self.finished)
+        finished = sum(1 for slot, template in finished_here if template == current and slot <= replicas)
         live_total = sum(len(kept) for kept in keep_by_slot.values())
         return _SetPlan(creates, counts, len(outdated_live), updated, ready, finished, live_total, in_flight,
                         uncertain, held, waiting, backoff if backing_off else None, backoff, paused, next_expiry,
-                        crash_slots)
+                        crash_slots, unschedulable)
 
     def _status(self, session_set: SessionSet, set_plan: _SetPlan, capacity_wait: str | None) -> SetStatus:
         """The set's status and conditions, once capacity has had its say on its creates."""
@@ -463,9 +553,7 @@ class _Planner:
         outdated, ready = p.outdated, p.ready
         complete = spec.replicas > 0 and p.finished == spec.replicas and p.live == 0
         wanted = spec.replicas - p.finished
-        unschedulable = sum(1 for seen_list in self.slots.get(name, {}).values() for seen in seen_list
-                            if seen.id in self.pending_since
-                            and self.now - self.pending_since[seen.id] >= self.options.pending_limit)
+        unschedulable = p.unschedulable
         progressing = not complete and not spec.suspend and (outdated > 0 or ready < wanted)
         fingerprint = f"{ready}/{wanted}/{outdated}/{p.updated}"
         previous = self.progress.get(name)
@@ -491,8 +579,8 @@ class _Planner:
         waiting = p.waiting or (f"waiting for capacity: {capacity_wait}" if capacity_wait else None)
         counts = p.counts
         return SetStatus(
-            name=name, desired=spec.replicas, running=counts["Running"], pending=counts["Pending"],
-            unknown=counts["Unknown"], completed=counts["Completed"], failed=counts["Failed"],
+            name=name, desired=spec.replicas, running=counts.get("Running", 0), pending=counts.get("Pending", 0),
+            unknown=counts.get("Unknown", 0), completed=counts.get("Completed", 0), failed=counts.get("Failed", 0),
             terminating=self.terminating.get(name, 0), outdated=outdated, updated=p.updated, ready=ready,
             in_flight=p.in_flight, uncertain=p.uncertain, held=p.held,
             suspended=spec.suspend, invalid=self.desired.invalid.get(name), waiting=waiting,
@@ -569,11 +657,9 @@ class _Planner:
         allowed = ordered[: self.options.max_creates]
         return allowed, len(ordered) - len(allowed), waiting
 
-    def _consider_renew(self, session_set: SessionSet, seen: _Seen, act: bool) -> None:
+    def _consider_renew(self, seen: _Seen) -> None:
         """Renew an interactive session once less than the configured part of its lifetime remains."""
-        if not act or not session_set.spec.renew or seen.kind == "headless" or seen.phase != "Running":
-            return
-        if seen.expires is None:
+        if seen.phase != "Running" or seen.expires is None:
             return
         if seen.expires - self.now >= self.options.renew_when_remaining * self.options.session_expiry:
             return
@@ -582,12 +668,14 @@ class _Planner:
             return
         self.renews.append(Renew(seen.set_name, seen.id, seen.name, seen.expires))
 
-    def _consider_pending(self, seen: _Seen) -> None:
+    def _consider_pending(self, seen: _Seen) -> int:
+        """1 if ``seen`` has been Pending too long (reported once), else 0."""
         since = self.pending_since.get(seen.id)
         if since is None or self.now - since < self.options.pending_limit:
-            return
+            return 0
         if seen.id not in self.memory.unschedulable_reported:
             self.unschedulable.append(Unschedulable(seen.set_name, seen.id, seen.name, since))
+        return 1
 
     @staticmethod
     def _surging(keep_by_slot: dict[int, list[_Seen]], current: str) -> int:
@@ -625,26 +713,24 @@ class _Planner:
 
     def _note_end(self, seen: _Seen, policy: str) -> None:
         """Record an ended session: count a restart (and an early end), or mark the slot finished."""
-        key = (seen.set_name, seen.slot)
         restart = policy == "Always" or (policy == "OnFailure" and seen.phase == "Failed")
         if not restart:
-            self.finished.add((*key, seen.template_hash))
+            self.finished.setdefault(seen.set_name, set()).add((seen.slot, seen.template_hash))
             return
-        previous = self.restarts.get(key)
+        histories = self.restarts.setdefault(seen.set_name, {})
+        previous = histories.get(seen.slot)
         if previous is not None and previous.last_session == seen.id:
             return
         count = previous.count + 1 if previous is not None else 1
         early_ends = tuple(t for t in (previous.early_ends if previous else ()) if self.now - t < CRASH_LOOP_WINDOW)
         if self.now - seen.started < RESTART_RESET_AFTER:  # never started counts as early too
             early_ends = (*early_ends, self.now)
-        self.restarts[key] = SlotHistory(count, self.now, seen.id, early_ends)
+        histories[seen.slot] = SlotHistory(count, self.now, seen.id, early_ends)
 
     def _reset_backoff(self, set_name: str, slot: int, current: list[_Seen]) -> None:
-        if (set_name, slot) not in self.restarts:
-            return
         for seen in current:
             if seen.phase == "Running" and self.now - seen.started >= RESTART_RESET_AFTER:
-                self.restarts.pop((set_name, slot), None)
+                self.restarts.get(set_name, {}).pop(slot, None)
 
     def _plan_orphans(self) -> frozenset[str]:
         seen_now = frozenset(seen.id for seen in self.orphans)
