@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from controller.errors import ControllerError, LockError
+from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
 from controller.reconcile import PassOutcome, Reconciler
@@ -100,8 +101,10 @@ class Daemon:
         self._fingerprint = (fingerprint(self.state_dir), self._requests())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
         if self._stats_enabled:
-            # Before the first pass, so that its creates are already checked against capacity.
-            await self._stats()
+            # Asked for now, so that the first pass's creates are checked against capacity; the pass
+            # waits for them after its list call, which goes out meanwhile.
+            self.reconciler.prefetch_platform().add_done_callback(self._stats_fetched)
+            self._later("stats", self._stats, self.schedule.stats_interval)
         self._later("reconcile", self._reconcile, 0.0)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,
@@ -196,8 +199,21 @@ class Daemon:
         try:
             stats = await self.reconciler.refresh_platform()
         except ControllerError as exc:  # the service failed, or the credential could not be read
-            self.metrics.stats_failed()
-            self._log.warning("stats call failed; keeping the last values", error=str(exc))
+            self._stats_failed(exc)
         else:
             self.metrics.record_stats(stats, time.time())
         self._later("stats", self._stats, self.schedule.stats_interval)
+
+    def _stats_fetched(self, task: asyncio.Task[PlatformStats]) -> None:
+        """Report the first statistics call, which runs beside the first pass."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, ControllerError):
+            self._stats_failed(error)
+        elif error is None:
+            self.metrics.record_stats(task.result(), time.time())
+
+    def _stats_failed(self, error: ControllerError) -> None:
+        self.metrics.stats_failed()
+        self._log.warning("stats call failed; keeping the last values", error=str(error))

@@ -10,7 +10,8 @@ Two files next to each other:
   (``write_ahead``), so a process killed at any instant afterwards restarts knowing that those
   creates may have happened: it looks for them by name and never makes a second session for their
   slots. What happens next (an id came back, the service refused, the create was never sent) is
-  appended without an fsync: losing such a line only errs on the safe side.
+  kept in memory and appended with the next write: losing such a line only errs on the safe side
+  (the create stays expected by name until a list settles it).
 
 Loading reads the snapshot, then replays the journal lines written after it. A torn last line (a
 crash in the middle of an append) is ignored: its fsync never completed, so its creates were never
@@ -227,6 +228,7 @@ class Ledger:
         self._seq = 0
         self._saved: Memory | None = None
         self._journal_fd: int | None = None
+        self._pending: list[str] = []  # numbered lines not written yet
 
     @classmethod
     def beside(cls, status_file: Path) -> Ledger:
@@ -294,24 +296,9 @@ class Ledger:
 
     def write_ahead(self, creates: Iterable[tuple[SlotKey, ExpectedCreate]]) -> None:
         """Durably record creates that are about to be sent: one write and one fsync for all of them."""
-        self.write_durably(self.intents(creates))
-
-    def intents(self, creates: Iterable[tuple[SlotKey, ExpectedCreate]]) -> bytes:
-        """The journal lines for creates about to be sent, numbered now, to be written by ``write_durably``.
-
-        Numbering and writing are split so that the slow part (the fsync) can run in another thread
-        while the event loop numbers and appends other lines: appends to an ``O_APPEND`` file are
-        atomic, and an fsync makes every line written before it durable.
-        """
-        return self._encode([{"op": "intent", "set": s, "slot": n, "name": e.name, "at": e.at,
-                              "prior_ids": list(e.prior_ids)} for (s, n), e in creates])
-
-    def write_durably(self, data: bytes) -> None:
-        """Append ``data`` (from ``intents``) and fsync; safe to call from another thread."""
-        if data:
-            fd = self._open_journal()
-            os.write(fd, data)
-            os.fsync(fd)
+        self._append([{"op": "intent", "set": s, "slot": n, "name": e.name, "at": e.at,
+                       "prior_ids": list(e.prior_ids)} for (s, n), e in creates])
+        self._flush(sync=True)
 
     def note_created(self, key: SlotKey, name: str, session_id: str) -> None:
         self._append([{"op": "created", "set": key[0], "slot": key[1], "name": name, "id": session_id}])
@@ -325,27 +312,36 @@ class Ledger:
 
     def save(self, memory: Memory) -> None:
         """Replace the snapshot with ``memory`` (if it changed) and start an empty journal."""
-        if memory == self._saved and self._journal_fd is None:
+        if memory == self._saved and self._journal_fd is None and not self._pending:
             return
         text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
         write_durably(self.snapshot, text + "\n")
         self._saved = memory.copy()
+        self._pending.clear()  # the snapshot holds what they said
         self._close_journal()
         with suppress(FileNotFoundError):
             self.journal.unlink()
 
     def close(self) -> None:
+        self._flush(sync=False)
         self._close_journal()
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
-        os.write(self._open_journal(), self._encode(entries))
-
-    def _encode(self, entries: list[dict[str, Any]]) -> bytes:
-        lines = []
+        """Number the entries and keep their lines until the next write."""
         for entry in entries:
             self._seq += 1
-            lines.append(json.dumps({"seq": self._seq, **entry}, separators=(",", ":")))
-        return ("\n".join(lines) + "\n").encode() if lines else b""
+            self._pending.append(json.dumps({"seq": self._seq, **entry}, separators=(",", ":")))
+
+    def _flush(self, *, sync: bool) -> None:
+        """Append every pending line in one write; with ``sync``, make them durable before returning."""
+        if not self._pending:
+            return
+        data = ("\n".join(self._pending) + "\n").encode()
+        self._pending.clear()
+        fd = self._open_journal()
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
 
     def _open_journal(self) -> int:
         if self._journal_fd is None:

@@ -123,7 +123,7 @@ class ObservedSession(NamedTuple):
     ram_bytes: float | None  # requestedRAM (decimal GB string) in bytes
 
 
-def parse_observed(text: str) -> list[ObservedSession]:
+def parse_observed(text: str | bytes) -> list[ObservedSession]:
     """The list endpoint's answer as ``ObservedSession`` rows, tolerant of what servers send.
 
     Placeholders (``"<none>"``, ``""``), missing and extra keys, old status values and numbers

@@ -73,7 +73,8 @@ class StatusDocument(BaseModel):
 
 def write_status(path: Path, document: StatusDocument) -> None:
     """Replace the status file atomically (a reader never sees half of it)."""
-    write_atomically(path, json.dumps(document.model_dump(), indent=2, sort_keys=True) + "\n")
+    # Compact: with hundreds of sets it is rewritten every pass (``status`` shows it readably).
+    write_atomically(path, document.model_dump_json() + "\n")
 
 
 def read_status(path: Path) -> StatusDocument:

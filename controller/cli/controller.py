@@ -31,7 +31,7 @@ from controller import rules
 from controller.cli.common import add_client_options, client_settings, print_error
 from controller.client import AsyncSession, ClientSettings
 from controller.daemon import Daemon, Schedule, lock_state_dir
-from controller.errors import ConfigError, ControllerError
+from controller.errors import ConfigError
 from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
 from controller.models import ObservedSession
 from controller.observability.health import HealthState, MetricsServer, serve
@@ -49,7 +49,6 @@ from controller.plan import (
     plan,
 )
 from controller.reconcile import Reconciler, describe
-from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.statedir import SETTLE_WINDOW, StateLoader
 from controller.statusfile import SetRow, StatusDocument, read_status
 
@@ -290,6 +289,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _embedded_simulator(args: argparse.Namespace, settings: ControllerSettings) -> Iterator[ClientSettings]:
     """Serve the simulator on 127.0.0.1 and say, on stderr, how to look at it from another terminal."""
     token = args.simulator_token or secrets.token_urlsafe(12)
+    from controller.simulator import Simulator, SimulatorConfig, SimulatorServer  # only for the demo
+
     simulator = Simulator(SimulatorConfig(token=token, cores=args.simulator_cores, ram_gb=args.simulator_ram,
                                           time_scale=args.simulator_time_scale))
     try:
@@ -356,8 +357,7 @@ async def _run(args: argparse.Namespace, settings: ControllerSettings, client_co
                                      interval=settings.interval)
             if args.once:
                 if settings.capacity:
-                    with contextlib.suppress(ControllerError):  # no statistics: plan without them, and say so
-                        await reconciler.refresh_platform()
+                    reconciler.prefetch_platform()  # alongside the pass's list call; a failure plans without
                 started = time.perf_counter()
                 try:
                     outcome = await reconciler.run_pass()

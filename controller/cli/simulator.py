@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli.common import print_error
-from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
-from controller.simulator.config import DEFAULT_IMAGES, images_from_json
+from controller.simulator.config import DEFAULT_IMAGES, SimulatorConfig, images_from_json
 
 WORKLOADS = """\
 what headless sessions do:
@@ -124,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
             accept_private_images=args.registry_auth, error_rate=args.error_rate,
             latency=args.latency, drop_rate=args.drop_rate, seed=args.seed,
         )
+        from controller.simulator.server import SimulatorServer  # the server only when serving
+        from controller.simulator.simulator import Simulator
+
         server = SimulatorServer(Simulator(config), host=args.host, port=args.port)
     except (ValueError, OSError) as error:
         return print_error(f"simulator: {error}")

@@ -52,6 +52,9 @@ class Call(Generic[T]):
 
     request: Request
     parse: Callable[[str], T]
+    #: Give ``parse`` the raw body (bytes) rather than decoded text: a JSON parser reads bytes as
+    #: well, and a 4 MB list need not exist a second time as a string.
+    raw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,7 @@ def interpret(
         raise error_for_status(operation, reply.status_code, redact(reply.text),
                                retry_after=retry_after(reply.headers.get("Retry-After")))
     try:
-        return call.parse(reply.text)
+        return call.parse(reply.content if call.raw else reply.text)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise APIError(operation, status=reply.status_code,
                        server_message=f"unexpected response: {exc}") from exc

@@ -170,7 +170,7 @@ def observe(kind: str | None = None) -> Plan[list[ObservedSession]]:
     whole list counts as failed, so nothing is acted on.
     """
     params = (("type", kind),) if kind else ()
-    return (yield from _single(Call(Request("list", "GET", "session", params), parse_observed)))
+    return (yield from _single(Call(Request("list", "GET", "session", params), parse_observed, raw=True)))
 
 
 def stats() -> Plan[PlatformStats]:

@@ -55,12 +55,27 @@ Modules, one job each:
 
 from __future__ import annotations
 
-from controller.simulator.clock import ManualClock
-from controller.simulator.config import SimulatorConfig
-from controller.simulator.server import SimulatorServer
-from controller.simulator.simulator import Creation, InFlight, RecordedRequest, Simulator
-from controller.simulator.transport import AsyncSimulatorTransport, SimulatorTransport
-from controller.simulator.wire import Request, Response
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.simulator.clock import ManualClock
+    from controller.simulator.config import SimulatorConfig
+    from controller.simulator.server import SimulatorServer
+    from controller.simulator.simulator import Creation, InFlight, RecordedRequest, Simulator
+    from controller.simulator.transport import AsyncSimulatorTransport, SimulatorTransport
+    from controller.simulator.wire import Request, Response
+
+#: Where each public name lives. Loaded on first use (PEP 562), so the daemon, which only needs the
+#: simulator for ``--simulator``, does not pay for importing its server at every start.
+_EXPORTS = {
+    "AsyncSimulatorTransport": "transport", "SimulatorTransport": "transport",
+    "Creation": "simulator", "InFlight": "simulator", "RecordedRequest": "simulator", "Simulator": "simulator",
+    "ManualClock": "clock",
+    "Request": "wire", "Response": "wire",
+    "SimulatorConfig": "config",
+    "SimulatorServer": "server",
+}
 
 __all__ = [
     "AsyncSimulatorTransport",
@@ -73,3 +88,10 @@ __all__ = [
     "SimulatorServer",
     "SimulatorTransport",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"controller.simulator.{module}"), name)
