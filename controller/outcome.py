@@ -72,19 +72,18 @@ class OutcomeHandler:
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
-            if not any(e.message.startswith("state directory") for e in outcome.desired.errors):
+            if outcome.desired.loaded:
                 self.health.manifests_loaded()
             if outcome.list_ok:
                 self.health.list_succeeded()
         self._write_status(outcome, statuses, reconciler, now)
         decided = outcome.plan
-        changed = decided is not None and decided.changes
-        report = log.info if changed or outcome.result != "success" else log.debug
+        report = log.info if decided.changes or outcome.result != "success" else log.debug
         report("pass done", result=outcome.result, seconds=round(outcome.seconds, 3),
-               creates=len(decided.creates) if decided else 0, destroys=len(decided.destroys) if decided else 0,
-               deferred=decided.deferred if decided else 0, sets=len(outcome.desired.sets),
+               creates=len(decided.creates), destroys=len(decided.destroys),
+               deferred=decided.deferred, sets=len(outcome.desired.sets),
                manifest_errors=len(outcome.desired.errors), unsettled=len(outcome.desired.unsettled))
-        return self._next_run(outcome, reconciler, now)
+        return self._next_run(outcome, now)
 
     def crashed(self, error: BaseException, seconds: float) -> float:
         """Report a pass that raised (a bug, or an error nothing below handled); returns the next run."""
@@ -114,17 +113,17 @@ class OutcomeHandler:
             self._manifest_errors = current
 
     def _report_list(self, outcome: PassOutcome, log: Any) -> None:
-        if outcome.plan is not None and outcome.plan.suspect:
+        if outcome.plan.suspect:
             self.metrics.suspect_list()
         if outcome.list_error is not None:
             log.warning("this pass changes nothing", reason=outcome.list_error)
         elif self._last_list_error is not None:
             log.info("listing works again")
-        elif outcome.plan is not None and outcome.plan.lost:
+        elif outcome.plan.lost:
             log.warning("the list left out live sessions: their slots wait for a second list",
                         sessions=list(outcome.plan.lost))
         self._last_list_error = outcome.list_error
-        if outcome.plan is not None and not outcome.plan.blind:
+        if not outcome.plan.blind:
             unknown = outcome.plan.capacity_unknown
             if unknown != self._capacity_unknown:  # say it when it starts, and when it ends
                 if unknown is not None:
@@ -140,8 +139,6 @@ class OutcomeHandler:
         metrics and the status file, exactly when an operator looks.
         """
         decided = outcome.plan
-        if decided is None:
-            return dict(self._seen)
         if decided.blind or decided.suspect:
             return {name: self._seen.get(name, status) for name, status in decided.statuses.items()}
         self._seen = dict(decided.statuses)
@@ -164,8 +161,7 @@ class OutcomeHandler:
                       now: float) -> None:
         if self.status_file is None:
             return
-        memory = outcome.memory
-        paused = memory.creates_paused_until if memory is not None else 0.0
+        paused = outcome.plan.memory.creates_paused_until
         document = StatusDocument(
             updated_at=now,
             pass_id=outcome.pass_id,
@@ -184,15 +180,13 @@ class OutcomeHandler:
 
     # -- scheduling -------------------------------------------------------------------------------
 
-    def _next_run(self, outcome: PassOutcome, reconciler: Reconciler, now: float) -> float:
+    def _next_run(self, outcome: PassOutcome, now: float) -> float:
         if outcome.more_work:
             return 0.0
         soonest = now + self._jittered(self.interval)
-        candidates = [outcome.desired.settles_at]
-        memory = outcome.memory
-        if memory is not None:
-            candidates.append(memory.creates_paused_until)
-            candidates += [backoff.until for backoff in memory.backoffs.values()]
+        memory = outcome.plan.memory
+        candidates = [outcome.desired.settles_at, memory.creates_paused_until,
+                      *(backoff.until for backoff in memory.backoffs.values())]
         for when in candidates:
             if when is not None and now < when < soonest:
                 soonest = when

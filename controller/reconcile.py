@@ -51,7 +51,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from controller.errors import APIError, ClientError, ControllerError
+from controller.errors import APIError, ClientError, ControllerError, TooManyRequestsError
 from controller.ledger import Ledger
 from controller.models import Event, ObservedSession, PlatformContext, PlatformStats
 from controller.observability.audit import AuditLog, AuditReason, evidence
@@ -111,7 +111,8 @@ class PassOutcome:
     result: Result
     seconds: float
     desired: DesiredState
-    plan: Plan | None
+    #: The plan; its ``memory`` is the controller's memory at the end of the pass (updated in place).
+    plan: Plan
     #: Why the list failed (or was not trusted), in one line; None when it was used.
     list_error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -126,8 +127,6 @@ class PassOutcome:
     renew_failures: Counter[str] = field(default_factory=Counter)
     #: The planner held work back (cap) and nothing failed: run again at once.
     more_work: bool = False
-    #: Memory at the end of the pass (for the status file).
-    memory: Memory | None = None
 
     @property
     def list_ok(self) -> bool:
@@ -218,13 +217,14 @@ class Reconciler:
         stats = self.platform
         if stats is None or now - self.platform_at > self.stats_max_age:
             return None
-        if None in (stats.cpu_cores_available, stats.cpu_cores_requested, stats.ram_available_bytes,
-                    stats.ram_requested_bytes):
+        cores, cores_used = stats.cpu_cores_available, stats.cpu_cores_requested
+        ram, ram_used = stats.ram_available_bytes, stats.ram_requested_bytes
+        if cores is None or cores_used is None or ram is None or ram_used is None:
             return None
         context = self.context or PlatformContext()
         return Capacity(
-            cores_free=stats.cpu_cores_available - stats.cpu_cores_requested,  # type: ignore[operator]
-            ram_free=stats.ram_available_bytes - stats.ram_requested_bytes,  # type: ignore[operator]
+            cores_free=cores - cores_used,
+            ram_free=ram - ram_used,
             as_of=self.platform_at,
             max_cores=stats.session_max_cpu_cores, max_ram=stats.session_max_ram_bytes,
             default_cores=context.default_cores or DEFAULT_CORES,
@@ -263,8 +263,7 @@ class Reconciler:
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.lost)} live owned sessions at once; "
                           "nothing is done until a second list confirms")
-        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error,
-                              memory=self.memory)
+        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error)
         try:
             if self.dry_run:
                 actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
@@ -283,7 +282,6 @@ class Reconciler:
         outcome.result = "error" if list_error is not None else "partial" if failed else "success"
         outcome.more_work = decided.deferred > 0 and not failed
         outcome.seconds = time.perf_counter() - started
-        outcome.memory = self.memory
         return outcome
 
     def _forget_removed_sets(self, decided: Plan) -> None:
@@ -316,7 +314,7 @@ class Reconciler:
                 await self.client.destroy(action.session_id)
             except ControllerError as exc:
                 message = str(exc)
-                self.last_errors[action.set_name] = getattr(exc, "server_message", "") or message
+                self.last_errors[action.set_name] = _server_text(exc)
                 outcome.errors.append(f"destroy {action.session_id}: {message}")
                 self._audit.event("FailedDestroy", sessionset=action.set_name, log=log, message=message,
                                   cause=action.reason)
@@ -339,15 +337,22 @@ class Reconciler:
             logs = (await self.client.logs(action.session_id)).get(action.session_id, "")
         except ControllerError as exc:
             problems["logs_error"] = str(exc)
+        events = await self._events(action.session_id, problems)
+        found = evidence(logs, events)
+        self._note(action.set_name, last_failure=summary(action.session_id, found["logs_tail"], events))
+        return {**found, **problems}
+
+    async def _events(self, session_id: str, problems: dict[str, str]) -> list[Event]:
+        """A session's events; a failure to get them is noted in ``problems``, not raised."""
         try:
-            events = (await self.client.events(action.session_id)).get(action.session_id, [])
+            return (await self.client.events(session_id)).get(session_id, [])
         except ControllerError as exc:
             problems["events_error"] = str(exc)
-        found = evidence(logs, events)
-        note = self.memory.notes.get(action.set_name, SetNotes())
-        self.memory.notes[action.set_name] = replace(
-            note, last_failure=summary(action.session_id, found["logs_tail"], events))
-        return {**found, **problems}
+            return []
+
+    def _note(self, set_name: str, **notes: str) -> None:
+        """Keep what was learnt about a set for its condition messages."""
+        self.memory.notes[set_name] = replace(self.memory.notes.get(set_name, SetNotes()), **notes)
 
     # -- renewing and reporting --------------------------------------------------------------------
 
@@ -374,18 +379,13 @@ class Reconciler:
             if self.stopping:
                 return
             log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
-            try:
-                events = (await self.client.events(action.session_id)).get(action.session_id, [])
-            except ControllerError as exc:
-                events, problem = [], {"events_error": str(exc)}
-            else:
-                problem = {}
+            problems: dict[str, str] = {}
+            events = await self._events(action.session_id, problems)
             self.memory.unschedulable_reported.add(action.session_id)
-            note = self.memory.notes.get(action.set_name, SetNotes())
-            self.memory.notes[action.set_name] = replace(note, unschedulable=summary(action.session_id, "", events))
+            self._note(action.set_name, unschedulable=summary(action.session_id, "", events))
             self._audit.event("Unschedulable", sessionset=action.set_name, log=log,
                               pending_seconds=round(self.clock() - action.pending_since),
-                              **evidence(None, events), **problem)
+                              **evidence(None, events), **problems)
 
     def _take_requests(self, log: Any) -> None:
         """Carry out ``canfar-controller restart`` requests left in the requests directory."""
@@ -520,8 +520,8 @@ class Reconciler:
     def _create_failed(self, action: Create, exc: ControllerError, outcome: PassOutcome, log: Any) -> CreateResult:
         """Sort a failed create into refused, throttled, uncertain or not sent, and remember it."""
         message = str(exc)
-        server_message = getattr(exc, "server_message", "") or message
-        retry_after: float | None = getattr(exc, "retry_after", None)
+        server_message = _server_text(exc)
+        retry_after = exc.retry_after if isinstance(exc, APIError) else None
         result = create_result(exc)
         now = self.clock()
         if retry_after is not None or result == "throttled":
@@ -560,6 +560,11 @@ class Reconciler:
                 self.ledger.note_settled(key, action.name)
 
 
+def _server_text(exc: ControllerError) -> str:
+    """What the service said, when it said something; else the whole error."""
+    return (exc.server_message if isinstance(exc, APIError) else "") or str(exc)
+
+
 def summary(session_id: str, logs_tail: str, events: list[Event]) -> str:
     """A short, one-paragraph account of what happened to a session, for condition messages."""
     lines = [line for line in logs_tail.splitlines() if line.strip()][-5:]
@@ -574,8 +579,10 @@ def summary(session_id: str, logs_tail: str, events: list[Event]) -> str:
 
 def create_result(exc: ControllerError) -> CreateResult:
     """What a failed create proves. Only a 4xx proves "not created"; skaha has no idempotency key."""
+    if isinstance(exc, TooManyRequestsError):
+        return "throttled"
     if isinstance(exc, ClientError):
-        return "throttled" if exc.status == 429 else "refused"
+        return "refused"
     if isinstance(exc, APIError):
         return "uncertain"  # no answer, a 5xx, or an answer that is not an id
     return "not-sent"  # refused before sending: a bad credential file, an invalid request

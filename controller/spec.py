@@ -245,6 +245,8 @@ class DesiredState:
     unsettled: tuple[str, ...] = ()
     #: When the earliest unsettled file may settle (the loader's clock): look again then.
     settles_at: float | None = None
+    #: False when the state directory itself could not be read (the sets are the last good ones).
+    loaded: bool = True
 
     @property
     def complete(self) -> bool:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -63,6 +63,13 @@ class _Parsed:
     names: set[str]
 
 
+class _InForce(NamedTuple):
+    """The content of a file that is in force: parsed, and its digest (None when it could not be read)."""
+
+    parsed: _Parsed
+    digest: bytes | None
+
+
 @dataclass(slots=True)
 class _File:
     """The latest content seen in one file, and whether it has settled."""
@@ -99,15 +106,14 @@ class StateLoader:
         self._last_good: dict[str, SessionSet] = {}
         self._sets_of_file: dict[Path, set[str]] = {}
         self._files: dict[Path, _File] = {}
-        self._settled: dict[Path, _Parsed] = {}
-        self._settled_digest: dict[Path, bytes] = {}
+        self._settled: dict[Path, _InForce] = {}
         self._absent_since: dict[Path, float] = {}
 
     def load(self, now: float | None = None) -> DesiredState:
         """The desired state at ``now`` (loader clock); ``None`` reads every file as settled."""
         if not self.directory.is_dir():
             error = ManifestError(str(self.directory), "state directory does not exist or is not a directory")
-            return DesiredState(sets=dict(self._last_good), invalid={}, errors=(error,))
+            return DesiredState(sets=dict(self._last_good), invalid={}, errors=(error,), loaded=False)
         clock = now if now is not None else 0.0
         window = self.settle_window if now is not None else 0.0
         files = manifest_files(self.directory)
@@ -128,7 +134,7 @@ class StateLoader:
             if clock - since < window:  # a vanished file counts as there until its absence settles
                 unsettled.append(str(path))
                 settles_at = since + window if settles_at is None else min(settles_at, since + window)
-                contributions.append((path, self._settled[path]))
+                contributions.append((path, self._settled[path].parsed))
                 continue
             self._forget(path)
         for path in [p for p in self._files if p not in present and p not in self._settled]:
@@ -150,32 +156,31 @@ class StateLoader:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 parsed = _Parsed([], [ManifestError(str(path), f"cannot read file: {reason or exc}")], set())
                 self._files.pop(path, None)
-                self._settled[path] = parsed
-                self._settled_digest.pop(path, None)
+                self._settled[path] = _InForce(parsed, None)
                 return parsed, None
             digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
             if known is not None and known.digest == digest:
                 known.stamp, known.mtime = stamp, stat.st_mtime  # touched, not changed
-            elif self._settled_digest.get(path) == digest:  # back to the content in force: nothing to wait for
-                known = self._files[path] = _File(stamp, digest, now, stat.st_mtime, None, self._settled[path])
+            elif (in_force := self._settled.get(path)) is not None and in_force.digest == digest:
+                # Back to the content in force: nothing to wait for.
+                known = self._files[path] = _File(stamp, digest, now, stat.st_mtime, None, in_force.parsed)
             else:
                 known = self._files[path] = _File(stamp, digest, now, stat.st_mtime, text)
         if known.parsed is None:
             age = self._wall_clock() - known.mtime
             if now - known.since < window and age < window:
                 settles_at = min(known.since + window, now + window - age)
-                return self._settled.get(path), settles_at
+                in_force = self._settled.get(path)
+                return (in_force.parsed if in_force is not None else None), settles_at
             assert known.text is not None
             known.parsed = parse_text(str(path), known.text, prefix=self.prefix)
             known.text = None
-            self._settled[path] = known.parsed
-            self._settled_digest[path] = known.digest
+            self._settled[path] = _InForce(known.parsed, known.digest)
         return known.parsed, None
 
     def _forget(self, path: Path) -> None:
         self._files.pop(path, None)
         self._settled.pop(path, None)
-        self._settled_digest.pop(path, None)
         self._absent_since.pop(path, None)
         self._sets_of_file.pop(path, None)
 

@@ -182,7 +182,6 @@ class _SetPlan:
     uncertain: int
     held: int
     waiting: str | None
-    backoff: CreateBackoff | None  # only while it lasts
     #: The service refused this set's last create (the back-off is remembered until a create succeeds).
     refused: CreateBackoff | None
     #: A create of this set waits for the service's Retry-After.
@@ -543,7 +542,7 @@ class _Planner:
         finished = sum(1 for slot, template in finished_here if template == current and slot <= replicas)
         live_total = sum(len(kept) for kept in keep_by_slot.values())
         return _SetPlan(creates, counts, len(outdated_live), updated, ready, finished, live_total, in_flight,
-                        uncertain, held, waiting, backoff if backing_off else None, backoff, paused, next_expiry,
+                        uncertain, held, waiting, backoff, paused, next_expiry,
                         crash_slots, unschedulable)
 
     def _status(self, session_set: SessionSet, set_plan: _SetPlan, capacity_wait: str | None) -> SetStatus:
@@ -584,8 +583,8 @@ class _Planner:
             terminating=self.terminating.get(name, 0), outdated=outdated, updated=p.updated, ready=ready,
             in_flight=p.in_flight, uncertain=p.uncertain, held=p.held,
             suspended=spec.suspend, invalid=self.desired.invalid.get(name), waiting=waiting,
-            backoff_until=p.backoff.until if p.backoff is not None else None,
-            backoff_message=self.backoffs[name].message if name in self.backoffs else None,
+            backoff_until=p.refused.until if p.refused is not None and self.now < p.refused.until else None,
+            backoff_message=p.refused.message if p.refused is not None else None,
             complete=complete, unschedulable=unschedulable, next_expiry=p.next_expiry,
             conditions=conditions,
         )
