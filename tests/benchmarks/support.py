@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from controller.simulator import Simulator
@@ -46,6 +48,21 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+@contextmanager
+def simulator_process(*options: str) -> Iterator[str]:
+    """``canfar-controller simulator`` in a child process (its CPU is not the caller's); yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller", "simulator", "--port", "0", "--token", TOKEN, *options],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def write_sets(state: Path, sets: int, replicas: int) -> None:

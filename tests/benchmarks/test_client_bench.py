@@ -8,8 +8,6 @@ The simulator runs in its own process, so the client's CPU per request (``extra_
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from itertools import count
@@ -20,8 +18,8 @@ import pytest
 from controller.client import AsyncSession
 from controller.observability.metrics import ControllerMetrics
 from controller.rules import SessionSpec
+from tests.benchmarks.support import TOKEN, simulator_process
 
-TOKEN = "bench-token-0123456789"
 CALLS = 500
 IMAGE = "images.canfar.net/skaha/astroml:latest"
 
@@ -29,17 +27,8 @@ IMAGE = "images.canfar.net/skaha/astroml:latest"
 @pytest.fixture(scope="module")
 def simulator_url() -> Iterator[str]:
     """A simulator in a child process with room for every session the rounds create."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller", "simulator", "--port", "0", "--token", TOKEN,
-         "--cores", "1000000", "--ram", "10000000"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with simulator_process("--cores", "1000000", "--ram", "10000000") as url:
+        yield url
 
 
 def _rounds(benchmark: Any, url: str, call: Any, concurrency: int) -> None:

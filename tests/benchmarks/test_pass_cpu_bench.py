@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ from controller.outcome import OutcomeHandler
 from controller.plan import PlanOptions
 from controller.reconcile import PassOutcome, Reconciler
 from controller.statedir import SETTLE_WINDOW, StateLoader
-from tests.benchmarks.support import CORES, RAM_GB, TOKEN, write_sets
+from tests.benchmarks.support import CORES, RAM_GB, TOKEN, simulator_process, write_sets
 
 SETS, REPLICAS = 50, 100
 ROUNDS = 20
@@ -44,17 +42,10 @@ ROUNDS = 20
 
 @pytest.fixture(scope="module")
 def simulator_url() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller", "simulator", "--port", "0", "--token", TOKEN, "--cores", str(CORES),
-         "--ram", str(RAM_GB), "--latency", "0.02", "--time-scale", "10"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    """A simulator in a child process, so the pass's CPU time is the controller's alone."""
+    with simulator_process("--cores", str(CORES), "--ram", str(RAM_GB), "--latency", "0.02",
+                           "--time-scale", "10") as url:
+        yield url
 
 
 class _Daemon:
