@@ -75,14 +75,12 @@ class Daemon:
         schedule: Schedule,
         metrics: ControllerMetrics,
         state_dir: Path,
-        stats: bool = True,
     ) -> None:
         self.reconciler = reconciler
         self.handler = handler
         self.schedule = schedule
         self.metrics = metrics
         self.state_dir = state_dir
-        self._stats_enabled = stats
         self._log = structlog.get_logger("canfar_controller")
         self._stopped = asyncio.Event()
         self._fingerprint: Any = None
@@ -100,11 +98,10 @@ class Daemon:
         self._scheduler = scheduler
         self._fingerprint = (fingerprint(self.state_dir), self._requests())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
-        if self._stats_enabled:
-            # Asked for now, so that the first pass's creates are checked against capacity; the pass
-            # waits for them after its list call, which goes out meanwhile.
-            self.reconciler.prefetch_platform().add_done_callback(self._stats_fetched)
-            self._later("stats", self._stats, self.schedule.stats_interval)
+        # Asked for now, so that the first pass's creates are checked against capacity; the pass waits
+        # for them after its list call, which goes out meanwhile.
+        self.reconciler.prefetch_platform().add_done_callback(self._stats_fetched)
+        self._later("stats", self._stats, self.schedule.stats_interval)
         self._later("reconcile", self._reconcile, 0.0)
         scheduler.start()
         self._log.info("controller started", state=str(self.state_dir), interval=self.schedule.interval,
