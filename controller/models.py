@@ -107,10 +107,10 @@ class SessionInfo(BaseModel):
 
 
 class ObservedSession(NamedTuple):
-    """One session as the controller's list path needs it: eight fields, no validation framework.
+    """One session as the controller's list path needs it: a plain tuple, no validation framework.
 
     The full ``SessionInfo`` costs about ten times more to build; a pass over 10,000 sessions
-    reads only these.
+    reads only these. The last three fields feed only the utilisation metrics, so they default.
     """
 
     id: str
@@ -121,6 +121,9 @@ class ObservedSession(NamedTuple):
     expires: float | None  # expiryTime as epoch seconds
     cores: float | None  # requestedCPUCores (present for fixed-resource sessions)
     ram_bytes: float | None  # requestedRAM (decimal GB string) in bytes
+    gpus: float = 0.0  # requestedGPUCores (the GPU limit; "0", or missing on old servers: none)
+    cores_in_use: float | None = None  # cpuCoresInUse (or the older coresInUse): None when not measured
+    ram_in_use_bytes: float | None = None  # ramInUse (decimal GB string) in bytes
 
 
 def parse_observed(text: str | bytes) -> list[ObservedSession]:
@@ -159,6 +162,11 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
         expiry = get("expiryTime")
         cores = get("requestedCPUCores")
         ram = get("requestedRAM")
+        gpus = get("requestedGPUCores")
+        cores_used = get("cpuCoresInUse")
+        if cores_used is None:
+            cores_used = get("coresInUse")
+        ram_used = get("ramInUse")
         started = times[start] if start in times else times.setdefault(start, _epoch(start))
         expires = times[expiry] if expiry in times else times.setdefault(expiry, _epoch(expiry))
         if type(cores) is str:
@@ -169,6 +177,11 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
             ram = ram_of[ram] if ram in ram_of else ram_of.setdefault(ram, _ram_bytes(ram))
         elif ram is not None:
             ram = _ram_bytes(ram)
+        gpus = 0.0 if gpus is None or gpus == "0" else _number(gpus) or 0.0
+        if cores_used is not None:
+            cores_used = _number(cores_used)
+        if ram_used is not None:
+            ram_used = _ram_bytes(ram_used)
         append(new(ObservedSession, (
             session_id,
             name,
@@ -178,6 +191,9 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
             expires,
             cores,
             ram,
+            gpus,
+            cores_used,
+            ram_used,
         )))
     return observed
 

@@ -24,9 +24,13 @@ from typing import Any
 import structlog
 
 from controller.errors import ControllerError
+from controller.models import PlatformContext
+from controller.names import NameParser
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.observability.utilisation import tally
 from controller.plan import SetStatus
+from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.reconcile import PassOutcome, Reconciler
 from controller.spec import DesiredState
 from controller.statusfile import SetRow, StatusDocument, write_status
@@ -60,6 +64,7 @@ class OutcomeHandler:
         self._capacity_unknown: str | None = None
         #: Each set's status from the last pass that could see the sessions.
         self._seen: dict[str, SetStatus] = {}
+        self._names: NameParser | None = None  # kept across passes: its memo makes the tally cheap
 
     def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -69,6 +74,7 @@ class OutcomeHandler:
         self._report_manifests(outcome.desired, log)
         self._report_list(outcome, log)
         self._count(outcome, statuses)
+        self._tally(outcome, statuses, reconciler)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
@@ -156,6 +162,20 @@ class OutcomeHandler:
         for name, count in outcome.renew_failures.items():
             self.metrics.renew_failed(name, count)
         self.metrics.sync_sets({name: _snapshot(s) for name, s in statuses.items()})
+
+    def _tally(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler) -> None:
+        """Resources per set and owner from the list answer; a list not used leaves the last figures."""
+        decided = outcome.plan
+        if outcome.observed is None or decided.blind or decided.suspect:
+            return
+        prefix = reconciler.options.prefix
+        if self._names is None or self._names.prefix != prefix:
+            self._names = NameParser(prefix)
+        context = reconciler.context or PlatformContext()
+        self.metrics.sync_utilisation(tally(
+            outcome.observed, self._names, statuses,
+            default_cores=context.default_cores or DEFAULT_CORES, default_ram=context.default_ram_bytes or DEFAULT_RAM,
+        ))
 
     def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler,
                       now: float) -> None:

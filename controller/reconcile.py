@@ -127,6 +127,8 @@ class PassOutcome:
     renew_failures: Counter[str] = field(default_factory=Counter)
     #: The planner held work back (cap) and nothing failed: run again at once.
     more_work: bool = False
+    #: The list answer the pass planned with (None: the list failed); read for the utilisation metrics.
+    observed: list[ObservedSession] | None = None
 
     @property
     def list_ok(self) -> bool:
@@ -263,7 +265,7 @@ class Reconciler:
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.lost)} live owned sessions at once; "
                           "nothing is done until a second list confirms")
-        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error)
+        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed)
         try:
             if self.dry_run:
                 actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -43,6 +43,7 @@ from controller.errors import (
     TransportError,
 )
 from controller.models import Phase, PlatformStats
+from controller.observability.utilisation import Utilisation, UtilisationMetrics
 from controller.plan import CONDITION_TYPES, DestroyReason
 
 __all__ = [
@@ -56,6 +57,10 @@ __all__ = [
     "SetSnapshot",
     "failure_reason",
 ]
+
+# No ``_created`` series: they double the exposition and no panel or alert reads them. Global in
+# prometheus_client, so it is switched off when the metrics module is first imported.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 #: Every status a set's session count is exported for, so ``status="Failed"`` exists at 0.
 SESSION_STATUSES: Final[tuple[str, ...]] = get_args(Phase)
@@ -184,6 +189,7 @@ class ControllerMetrics:
             ["operation"], buckets=_API_BUCKETS, registry=self.registry,
         )
         self.registry.register(_SnapshotCollector(self))
+        self._utilisation = UtilisationMetrics(self.registry, SESSION_STATUSES)
 
     # -- the API ----------------------------------------------------------------------------------
 
@@ -211,6 +217,10 @@ class ControllerMetrics:
                     del self._sets[name]
             for name, snapshot in sets.items():
                 self._set(name).snapshot = snapshot
+
+    def sync_utilisation(self, utilisation: Utilisation) -> None:
+        """Replace the resources requested and in use per set and owner (``utilisation.tally``)."""
+        self._utilisation.sync(utilisation)
 
     def created(self, sessionset: str, count: int = 1) -> None:
         """Count sessions created for ``sessionset``."""

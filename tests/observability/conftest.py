@@ -10,9 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.models import PlatformStats
+from controller.models import ObservedSession, PlatformStats
+from controller.names import NameParser
 from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.observability.utilisation import tally
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "manifests" / "prometheus"
@@ -27,6 +29,15 @@ STATS_WIRE = {
     },
     "ram": {"requestedRAM": "48G", "ramAvailable": "256G", "maxRAM": {"ram": "32Gi", "withCPUCores": 8.0}},
 }
+
+
+#: A list answer: two GPU sessions of ``workers`` (one measured), one Pending, and one made by hand.
+LISTED = (
+    ObservedSession("a1", "cc-workers-0a1b2c-1", "Running", "headless", 1.7e9, None, 2.0, 8.59e9, 1.0, 0.5, 2e9),
+    ObservedSession("a2", "cc-workers-0a1b2c-2", "Running", "headless", 1.7e9, None, 2.0, 8.59e9, 1.0),
+    ObservedSession("a3", "cc-workers-0a1b2c-3", "Pending", "headless", None, None, 2.0, 8.59e9, 1.0),
+    ObservedSession("b1", "notebook-1", "Running", "notebook", 1.7e9, None, None, None, 0.0, 0.1, 1e9),
+)
 
 
 class FakeClock:
@@ -80,6 +91,8 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
             "paused": SetSnapshot(desired=2, counts={}, suspended=True),
         }
     )
+    metrics.sync_utilisation(tally(LISTED, NameParser("cc"), ["workers", "paused"], default_cores=1.0,
+                                   default_ram=4 * 2**30))
     metrics.renewed("workers")
     metrics.renew_failed("workers")
     metrics.suspect_list()

@@ -25,18 +25,19 @@ def _one(**row: Any) -> ObservedSession:
     return session
 
 
-def test_a_current_row_gives_the_eight_fields() -> None:
-    """Every field the controller needs comes out in base units; the rest is ignored."""
+def test_a_current_row_gives_the_fields_in_base_units() -> None:
+    """Every field the controller needs comes out in base units (RAM in bytes); the rest is ignored."""
     assert parse_observed(json.dumps([HEAD_ROW])) == [ObservedSession(
         id="k3x9q2ab", name="sweep-3", phase="Running", kind="headless", started=STARTED,
-        expires=STARTED + 14 * 86400, cores=2.0, ram_bytes=8.59e9,
+        expires=STARTED + 14 * 86400, cores=2.0, ram_bytes=8.59e9, gpus=0.0, cores_in_use=0.233,
+        ram_in_use_bytes=1.61e9,
     )]
 
 
 def test_a_pending_flexible_row_has_no_times_and_no_resources() -> None:
     """Missing startTime, expiryTime and requested resources are None; a missing type is headless."""
     assert _one(id="a1", name="n", status="Pending") == ObservedSession("a1", "n", "Pending", "headless",
-                                                                        None, None, None, None)
+                                                                        None, None, None, None, 0.0, None, None)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,15 @@ def test_a_pending_flexible_row_has_no_times_and_no_resources() -> None:
         ({"requestedRAM": "32Gi"}, "ram_bytes", 32 * 2**30),
         ({"requestedRAM": "<none>"}, "ram_bytes", None),
         ({"requestedRAM": [1]}, "ram_bytes", None),
+        ({"requestedGPUCores": "2"}, "gpus", 2.0),
+        ({"requestedGPUCores": 1}, "gpus", 1.0),
+        ({"requestedGPUCores": "<none>"}, "gpus", 0.0),  # v0 servers: no GPU request known
+        ({"cpuCoresInUse": "0.233"}, "cores_in_use", 0.233),
+        ({"coresInUse": "1.5"}, "cores_in_use", 1.5),  # older servers' name for it
+        ({"cpuCoresInUse": "<none>"}, "cores_in_use", None),
+        ({"ramInUse": "1.61"}, "ram_in_use_bytes", 1.61e9),  # decimal GB, 2 dp (skaha HEAD)
+        ({"ramInUse": "512Mi"}, "ram_in_use_bytes", 512 * 2**20),
+        ({"ramInUse": "<none>"}, "ram_in_use_bytes", None),  # not measured: unknown, not 0
         ({"somethingNew": {"x": 1}}, "name", "n"),  # extra keys are ignored
     ],
 )
