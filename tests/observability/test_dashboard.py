@@ -145,6 +145,14 @@ def test_expressions_are_valid_promql(tmp_path: Path) -> None:
         "canfar_controller_renew_failures_total",
         "canfar_controller_sessionset_unschedulable_sessions",
         "canfar_controller_sessionset_next_expiry_timestamp_seconds",
+        "canfar_controller_sessionset_requested_cpu_cores",
+        "canfar_controller_sessionset_requested_ram_bytes",
+        "canfar_controller_sessionset_requested_gpus",
+        "canfar_controller_sessionset_cpu_cores_in_use",
+        "canfar_controller_sessionset_ram_in_use_bytes",
+        "canfar_controller_account_requested_cpu_cores",
+        "canfar_controller_account_requested_ram_bytes",
+        "canfar_controller_account_requested_gpus",
     ],
 )
 def test_dashboard_shows(metric: str) -> None:
@@ -209,3 +217,22 @@ def test_panel_ids_are_unique_and_uid_is_set() -> None:
         "canfar-controller",
         "CANFAR controller",
     )
+
+
+def test_utilisation_row_comes_last_with_its_panels() -> None:
+    """A "Utilisation" row ends the dashboard: utilisation %, the controller's share, per-set resources, GPUs."""
+    board = dashboard()
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    start = board["panels"].index(next(r for r in rows if r["title"] == "Utilisation"))
+    titles = [p["title"] for p in board["panels"][start + 1:]]
+    assert (rows[-1]["title"], titles) == ("Utilisation", [
+        "Platform utilisation", "Share of the platform's cores", "Share of the platform's RAM",
+        "CPU cores requested per set", "RAM requested per set", "GPUs requested",
+        "In use vs requested (efficiency)", "Resources per set now",
+    ])
+
+
+def test_gpus_are_never_compared_with_a_capacity() -> None:
+    """The service reports no GPU capacity, so no query divides GPUs by anything or invents a total."""
+    gpu_queries = [expr for _, expr in expressions(dashboard()) if "gpus" in expr]
+    assert gpu_queries and [expr for expr in gpu_queries if "/" in expr or "capacity" in expr] == []

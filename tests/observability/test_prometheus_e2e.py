@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 CORES = 48.0  # not the simulator's default (64), so the figure must come from the configuration
 REPLICAS = 2
+GPUS = 2  # the trainers set's one session asks for GPUs, so the dashboard's GPU panel has data
 DEADLINE = 60.0  # seconds for everything to converge; Prometheus alone needs ~6 s for its first scrape
 MANIFEST = f"""\
 apiVersion: canfar.controller/v1alpha1
@@ -34,6 +35,12 @@ kind: SessionSet
 metadata: {{name: workers}}
 spec: {{replicas: {REPLICAS}, template: {{kind: headless, image: images.canfar.net/skaha/astroml:latest,
   cmd: sleep, args: "100000"}}}}
+---
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata: {{name: trainers}}
+spec: {{replicas: 1, template: {{kind: headless, image: images.canfar.net/skaha/astroml:latest,
+  cores: 2, ram: 4, gpu: {GPUS}, cmd: sleep, args: "100000"}}}}
 """
 
 
@@ -154,6 +161,11 @@ def test_prometheus_sees_capacity_and_sets(stack: dict[str, Any]) -> None:
         'canfar_platform_cpu_cores_available{job="canfar-controller"}': CORES,
         'canfar_controller_sessionset_desired_replicas{sessionset="workers"}': REPLICAS,
         'canfar_controller_sessions{sessionset="workers",status="Running"}': REPLICAS,
+        'canfar_controller_sessionset_requested_gpus{sessionset="trainers",status="Running"}': GPUS,
+        'canfar_controller_sessionset_requested_cpu_cores{sessionset="trainers",status="Running"}': 2.0,
+        # The simulator's metrics backend reports a tenth of the request in use.
+        'canfar_controller_sessionset_cpu_cores_in_use{sessionset="trainers",status="Running"}': 0.2,
+        'canfar_controller_account_requested_cpu_cores{owner="controller",status="Running"}': REPLICAS + 2.0,
     }
 
     def observe() -> dict[str, float | None]:
