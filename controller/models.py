@@ -65,7 +65,8 @@ class SessionInfo(BaseModel):
     requested_cpu_cores: str | None = Field(None, alias="requestedCPUCores")
     requested_gpu_cores: str | None = Field(None, alias="requestedGPUCores")
     ram_in_use: str | None = Field(None, alias="ramInUse")
-    cpu_cores_in_use: str | None = Field(None, validation_alias=AliasChoices("cpuCoresInUse", "coresInUse"))
+    cpu_cores_in_use: str | None = Field(None, validation_alias=AliasChoices("cpuCoresInUse", "coresInUse"),
+                                         serialization_alias="cpuCoresInUse")
     is_fixed_resources: bool | None = Field(None, alias="isFixedResources")
     appid: str | None = None
 

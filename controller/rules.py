@@ -8,8 +8,9 @@ then does the wrong thing with it (skaha HEAD, see ``shared/reference/skaha-api.
 - **name**: the server checks only ``[A-Za-z0-9-]+``, but lower-cases the name and uses it as
   the pod's hostname, so anything that is not an RFC 1123 DNS label fails later, as a 500;
 - **image**: a full reference with a registry host (the server refuses other hosts anyway);
-- **cores, ram, gpu**: the canfar client's bounds (1..256 cores, 1..512 GB, 1..28 GPUs; ``0``
-  GPUs is not an option on the server); omit cores and ram for flexible mode;
+- **cores, ram, gpu**: the canfar client's bounds (1..256 cores, 1..512 GiB, 1..28 GPUs; ``0``
+  GPUs is not an option on the server); omit cores and ram for flexible mode. The client and
+  the server's docs call ``ram`` GB, but the server reserves that many GiB (``controller.units``);
 - **cmd**: rendered as one word (``command: ["<cmd>"]``), so no spaces;
 - **args**: split on every single space, each part quoted, with no escaping and no quoting
   support, so no quotes, ``$``, backslashes, tabs or newlines, and no double or surrounding
@@ -36,7 +37,7 @@ KINDS: tuple[SessionKind, ...] = get_args(SessionKind)
 MAX_NAME_LENGTH = 63
 #: Inclusive bounds of the resources a session may request.
 CORES = (1, 256)
-RAM_GB = (1, 512)
+RAM_GIB = (1, 512)
 GPUS = (1, 28)
 #: Set per replica in each headless session's environment (by the client for ``replicas``, by
 #: the controller for a slot), so a manifest may not set them.
@@ -158,7 +159,7 @@ class SessionSpec:
     image: str
     kind: SessionKind = "headless"
     cores: float | None = None
-    ram: float | None = None  # GB
+    ram: float | None = None  # GiB
     gpu: int | None = None
     cmd: str | None = None
     args: str | None = None
@@ -201,7 +202,7 @@ def _first_problem(spec: SessionSpec) -> tuple[str, str] | None:
     if spec.cores is not None:
         checks.append(("cores", amount_problem(spec.cores, CORES)))
     if spec.ram is not None:
-        checks.append(("ram", amount_problem(spec.ram, RAM_GB)))
+        checks.append(("ram", amount_problem(spec.ram, RAM_GIB)))
     if spec.gpu is not None:
         checks.append(("gpu", amount_problem(spec.gpu, GPUS, whole=True)))
     if spec.cmd is not None:

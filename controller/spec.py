@@ -43,7 +43,7 @@ class Template(_Strict):
     kind: SessionKind = "headless"
     image: NonEmpty
     cores: float | None = Field(None, description="omit cores and ram for flexible mode")
-    ram: float | None = Field(None, description="GB")
+    ram: float | None = Field(None, description="GiB (the service reserves this many Gi; it reports them in GB)")
     gpu: int | None = None
     cmd: str | None = None
     args: str | None = None
@@ -62,7 +62,7 @@ class Template(_Strict):
     @field_validator("ram")
     @classmethod
     def _ram(cls, value: float | None) -> float | None:
-        return value if value is None else _checked(value, rules.amount_problem(value, rules.RAM_GB))
+        return value if value is None else _checked(value, rules.amount_problem(value, rules.RAM_GIB))
 
     @field_validator("gpu")
     @classmethod

@@ -170,7 +170,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--simulator-token", metavar="TOKEN",
                      help="the token the built-in simulator accepts (default: a random one, printed at start)")
     run.add_argument("--simulator-cores", type=float, default=64.0, help="simulated cluster cores (default 64)")
-    run.add_argument("--simulator-ram", type=float, default=256.0, help="simulated cluster RAM in GB (default 256)")
+    run.add_argument("--simulator-ram", type=float, default=256.0,
+                     help="simulated cluster RAM in GB of 10**9 bytes (default 256)")
     run.add_argument("--simulator-time-scale", type=float, default=1.0,
                      help="simulated seconds per real second (default 1)")
     run.set_defaults(func=cmd_run)

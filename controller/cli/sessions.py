@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from controller.cli.common import add_client_options, client_settings, print_error
 from controller.client import Session
 from controller.errors import APIError, BatchError, ControllerError
-from controller.models import Event, PlatformStats, SessionInfo
+from controller.models import Event, PlatformStats, SessionInfo, parse_quantity
 from controller.rules import KINDS, SessionSpec
+from controller.units import GB, ram_text
 
 Action = Callable[[Session, argparse.Namespace], Any]
 Render = Callable[[Any], str]
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("--image", required=True, help="container image, e.g. images.canfar.net/skaha/x:1")
     create.add_argument("--kind", default="headless", choices=KINDS, help="session kind")
     create.add_argument("--cores", type=float, help="CPU cores (omit with --ram for flexible mode)")
-    create.add_argument("--ram", type=float, help="RAM in GB (omit with --cores for flexible mode)")
+    create.add_argument("--ram", type=float, help="RAM in GiB (omit with --cores for flexible mode)")
     create.add_argument("--gpu", type=int, help="number of GPUs")
     create.add_argument("--cmd", help="command to run (headless only)")
     create.add_argument("--args", help="arguments of the command, separated by spaces (headless only)")
@@ -187,10 +188,17 @@ def _render_lines(ids: list[str]) -> str:
     return "".join(f"{item}\n" for item in ids)
 
 
+#: Fields of a session that the service reports in decimal GB (a bare number, or ``8G`` on old servers).
+_RAM_FIELDS = frozenset({"requestedRAM", "ramInUse"})
+
+
 def _render_info(sessions: list[SessionInfo]) -> str:
     blocks = []
     for session in sessions:
         data = _jsonable(session)
+        for key in _RAM_FIELDS.intersection(data):  # the service's decimal GB, shown in GiB like everything else
+            amount = parse_quantity(data[key], bare_unit=GB)
+            data[key] = ram_text(amount) if amount is not None else data[key]
         blocks.append("".join(f"{key}: {value}\n" for key, value in data.items()))
     return "\n".join(blocks)
 
@@ -217,16 +225,18 @@ def _render_events(events: dict[str, list[Event]]) -> str:
 
 
 def _render_stats(stats: PlatformStats) -> str:
-    def number(value: float | None, scale: float = 1.0, unit: str = "") -> str:
-        return "-" if value is None else f"{value / scale:g}{unit}"
+    def cores(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
 
-    gb = 1e9
+    def ram(value: float | None) -> str:
+        return "-" if value is None else ram_text(value)
+
     rows = (
-        ("CPU cores requested", number(stats.cpu_cores_requested)),
-        ("CPU cores available", number(stats.cpu_cores_available)),
-        ("RAM requested", number(stats.ram_requested_bytes, gb, " GB")),
-        ("RAM available", number(stats.ram_available_bytes, gb, " GB")),
-        ("Max cores per session", number(stats.session_max_cpu_cores)),
-        ("Max RAM per session", number(stats.session_max_ram_bytes, gb, " GB")),
+        ("CPU cores requested", cores(stats.cpu_cores_requested)),
+        ("CPU cores available", cores(stats.cpu_cores_available)),
+        ("RAM requested", ram(stats.ram_requested_bytes)),
+        ("RAM available", ram(stats.ram_available_bytes)),
+        ("Max cores per session", cores(stats.session_max_cpu_cores)),
+        ("Max RAM per session", ram(stats.session_max_ram_bytes)),
     )
     return "".join(f"{label + ':':24} {value}\n" for label, value in rows)

@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cores", type=float, default=defaults.cores,
                         help="cluster CPU cores (default: %(default)s)")
     parser.add_argument("--ram", type=float, default=defaults.ram_gb,
-                        help="cluster RAM in GB (default: %(default)s)")
+                        help="cluster RAM in GB of 10**9 bytes (default: %(default)s)")
     parser.add_argument("--max-interactive", type=int, default=defaults.max_interactive,
                         help="per-user cap on interactive sessions (default: %(default)s)")
     parser.add_argument("--session-expiry", type=float, default=defaults.session_expiry, metavar="SECONDS",

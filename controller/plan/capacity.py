@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.spec import Template
+from controller.units import GIB, ram_text
 
-GIB = 2**30
-GB = 1e9
 #: The platform's default request for flexible sessions when ``/context`` cannot tell (chart defaults).
 DEFAULT_CORES = 1.0
 DEFAULT_RAM = 4 * GIB
@@ -52,12 +51,12 @@ class Capacity:
 
 
 def describe(cores: float | None, ram: float | None) -> str:
-    """``2 cores and 8.6 GB``: how resources read in messages."""
+    """``2 cores and 8 GiB``: how resources read in messages (RAM in GiB, the unit requests are made in)."""
     parts = []
     if cores is not None:
         parts.append(f"{cores:g} core{'s' if cores != 1 else ''}")
     if ram is not None:
-        parts.append(f"{ram / GB:.1f} GB")
+        parts.append(ram_text(ram))
     return " and ".join(parts) or "no limit"
 
 

@@ -128,6 +128,21 @@ def test_stats(run: Any) -> None:
     assert code == 0 and json.loads(out)["cpu_cores_available"] > 0
 
 
+def test_ram_is_shown_in_gib_everywhere(run: Any, clock: ManualClock) -> None:
+    """--ram 8 is 8 GiB: info and stats show it so, though the service reports decimal GB (8.59, "8.59G")."""
+    [session_id] = _create(run, "--name", "job", "--image", IMAGE, "--cores", "2", "--ram", "8", "--gpu", "1",
+                           "--cmd", "sleep", "--args", "600")
+    clock.advance(60)
+    _, info, _ = run("info", session_id)
+    _, stats, _ = run("stats")
+    fields = dict(line.split(": ", 1) for line in info.splitlines())
+    assert [fields[key] for key in ("requestedRAM", "requestedCPUCores", "requestedGPUCores", "ramInUse",
+                                    "cpuCoresInUse")] == ["8 GiB", "2", "1", "0.8 GiB", "0.200"]
+    figures = dict(line.split(":", 1) for line in stats.splitlines())
+    assert [figures[key].strip() for key in ("RAM requested", "RAM available", "Max RAM per session")] == [
+        "8 GiB", "238.42 GiB", "32 GiB"]  # the simulator's 256 GB cluster is 238.42 GiB
+
+
 def test_server_errors_print_the_server_message_and_exit_1(run: Any) -> None:
     """A refused create exits 1 with the service's own text on stderr and nothing on stdout."""
     code, out, err = run("create", "--name", "job", "--image", "docker.io/python:3")

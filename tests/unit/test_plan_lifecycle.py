@@ -165,7 +165,7 @@ def test_creates_that_do_not_fit_wait_for_capacity():
     status, reason = conditions(result)["WaitingForCapacity"]
     assert (status, reason) == ("True", "InsufficientCapacity")
     message = result.statuses["workers"].condition("WaitingForCapacity").message
-    assert "needs 2 cores and 4.3 GB" in message and "1 core and" in message
+    assert "needs 2 cores and 4 GiB" in message and "1 core and 92 GiB free" in message  # ram: 4 is 4 GiB
 
 
 def test_queued_and_in_flight_sessions_count_against_capacity():
