@@ -67,6 +67,18 @@ def test_get_returns_the_session_json_with_string_numbers_and_no_nulls(http: htt
     assert None not in data.values()
 
 
+def test_usage_is_reported_only_while_running_in_skaha_formats(http: httpx.Client, sim_clock: ManualClock) -> None:
+    """cpuCoresInUse (3 dp) and ramInUse (decimal GB, 2 dp, no unit) appear once measured; GPUs are the limit."""
+    session_id = create(http, cores="2", ram="8", gpus="1", cmd="sleep", args="600")
+    pending = http.get(f"/session/{session_id}").json()
+    sim_clock.advance(60)
+    running = http.get(f"/session/{session_id}").json()
+    [listed] = http.get("/session").json()
+    assert ("cpuCoresInUse" in pending, "ramInUse" in pending, pending["requestedGPUCores"]) == (False, False, "1")
+    assert (running["status"], running["cpuCoresInUse"], running["ramInUse"]) == ("Running", "0.200", "0.86")
+    assert listed == running
+
+
 def test_flexible_session_omits_requested_resources(http: httpx.Client) -> None:
     """Without ``ram`` the session is flexible: no requestedRAM/requestedCPUCores, isFixedResources false."""
     data = http.get(f"/session/{create(http, cores='2')}").json()
