@@ -189,7 +189,7 @@ class ControllerMetrics:
             ["operation"], buckets=_API_BUCKETS, registry=self.registry,
         )
         self.registry.register(_SnapshotCollector(self))
-        self._utilisation = UtilisationMetrics(self.registry, SESSION_STATUSES)
+        self._utilisation = UtilisationMetrics(self.registry)
 
     # -- the API ----------------------------------------------------------------------------------
 

@@ -33,10 +33,13 @@ from prometheus_client.registry import Collector
 from controller.models import ObservedSession
 from controller.names import NameParser
 
-__all__ = ["OWNERS", "Usage", "Utilisation", "UtilisationMetrics", "tally"]
+__all__ = ["LIVE_STATUSES", "OWNERS", "Usage", "Utilisation", "UtilisationMetrics", "tally"]
 
 #: Values of the ``owner`` label of the account totals.
 OWNERS: Final = ("controller", "other")
+#: Statuses whose requested figures exist (at 0) for every set and owner: those that hold, or wait
+#: for, resources. Ended or terminating sessions appear under their status only while listed.
+LIVE_STATUSES: Final = ("Pending", "Running")
 
 
 @dataclass(slots=True)
@@ -112,8 +115,7 @@ _IN_USE: Final = (
 class UtilisationMetrics(Collector):
     """The utilisation families on ``registry``; ``sync`` replaces what they show."""
 
-    def __init__(self, registry: CollectorRegistry, statuses: Iterable[str]) -> None:
-        self._statuses = tuple(statuses)
+    def __init__(self, registry: CollectorRegistry) -> None:
         self._lock = threading.Lock()
         self._current: Utilisation | None = None  # None: no list answer yet, so no series
         registry.register(self)
@@ -138,14 +140,15 @@ class UtilisationMetrics(Collector):
             keys = self._keys(usage, always)
             for attribute, suffix, what in (*_REQUESTED, *_IN_USE):
                 family = GaugeMetricFamily(f"{prefix}_{suffix}", f"{what} {scope}", labels=[label, "status"])
+                digits = 0 if suffix.endswith("_bytes") else 3  # the service's own precision; no 0.30000000000000004
                 for key in keys:
                     value = getattr(usage.get(key, _NOTHING), attribute)
                     if value is not None:
-                        family.add_metric(list(key), value)
+                        family.add_metric(list(key), round(value, digits))
                 yield family
 
-    def _keys(self, usage: Mapping[tuple[str, str], Usage], always: Iterable[str]) -> list[tuple[str, str]]:
-        """Every (name, status) to export: each known name with each status, plus any other seen."""
-        names = dict.fromkeys([*always, *(name for name, _ in usage)])
-        statuses = dict.fromkeys([*self._statuses, *(status for _, status in usage)])
-        return [(name, status) for name in sorted(names) for status in statuses]
+    @staticmethod
+    def _keys(usage: Mapping[tuple[str, str], Usage], always: Iterable[str]) -> list[tuple[str, str]]:
+        """Every (name, status) to export: each known name in the live statuses, plus every group seen."""
+        keys = dict.fromkeys([*((name, status) for name in always for status in LIVE_STATUSES), *usage])
+        return sorted(keys)

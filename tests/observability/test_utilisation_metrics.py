@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.models import ObservedSession
 from controller.names import NameParser
 from controller.observability.metrics import SESSION_STATUSES, ControllerMetrics
-from controller.observability.utilisation import tally
+from controller.observability.utilisation import LIVE_STATUSES, tally
 from tests.observability.conftest import LISTED
 
 GIB = 2**30
@@ -42,13 +42,23 @@ def test_sums_per_set_and_status(metrics: ControllerMetrics, registry: Collector
           "cpu_cores_in_use": 0.5, "ram_in_use_bytes": 2e9}
 
 
-def test_every_status_of_a_set_exists_at_zero(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
-    """A set without sessions still has its requested series (0) for every status, like its session counts."""
+def test_live_statuses_of_a_set_exist_at_zero(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """A set without sessions requests 0 while Pending and Running; other statuses appear only with sessions."""
     sync(metrics, (), ["idle"])
-    assert [value(registry, "canfar_controller_sessionset_requested_gpus", sessionset="idle", status=status)
-            for status in SESSION_STATUSES] == [0.0] * len(SESSION_STATUSES)
+    assert {status: value(registry, "canfar_controller_sessionset_requested_gpus", sessionset="idle", status=status)
+            for status in SESSION_STATUSES} == {status: 0.0 if status in LIVE_STATUSES else None
+                                                for status in SESSION_STATUSES}
     assert value(registry, "canfar_controller_sessionset_cpu_cores_in_use", sessionset="idle",
                  status="Running") is None
+
+
+def test_an_ended_session_appears_under_its_status(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """A Completed session still listed counts under Completed, for its set only."""
+    sync(metrics, (LISTED[0]._replace(phase="Completed", cores_in_use=None, ram_in_use_bytes=None),), ["workers", "idle"])
+    assert (value(registry, "canfar_controller_sessionset_requested_cpu_cores", sessionset="workers",
+                  status="Completed"),
+            value(registry, "canfar_controller_sessionset_requested_cpu_cores", sessionset="idle",
+                  status="Completed")) == (2.0, None)
 
 
 def test_the_account_is_split_by_owner(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:

@@ -82,11 +82,11 @@ def test_a_flexible_set_counts_with_the_platform_default_request(busy: Rig) -> N
     ) == (1.0, 4 * GIB, 0.0)
 
 
-def test_every_status_exists_at_zero_but_nothing_measured_is_invented(busy: Rig) -> None:
-    """A status with no sessions requests 0; in-use figures exist only where the service measured some."""
+def test_live_statuses_exist_at_zero_but_nothing_measured_is_invented(busy: Rig) -> None:
+    """Pending without sessions requests 0; in-use figures exist only where the service measured some."""
     assert (
         gauge(busy, "canfar_controller_sessionset_requested_cpu_cores", sessionset="trainers", status="Pending"),
-        gauge(busy, "canfar_controller_sessionset_requested_gpus", sessionset="trainers", status="Failed"),
+        gauge(busy, "canfar_controller_account_requested_gpus", owner="other", status="Pending"),
         gauge(busy, "canfar_controller_sessionset_cpu_cores_in_use", sessionset="trainers", status="Pending"),
         gauge(busy, "canfar_controller_account_ram_in_use_bytes", owner="other", status="Completed"),
     ) == (0.0, 0.0, None, None)
