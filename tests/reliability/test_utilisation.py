@@ -13,22 +13,14 @@ from tests.reliability.rig import IMAGE, Rig
 GIB = 2**30
 GB = 1e9
 
-GPU_SET = f"""\
-apiVersion: canfar.controller/v1alpha1
-kind: SessionSet
-metadata: {{name: trainers}}
-spec:
-  replicas: 2
-  template: {{image: {IMAGE}, cores: 2, ram: 4, gpu: 1, cmd: sleep, args: "1000000"}}
-"""
-FLEXIBLE_SET = f"""\
-apiVersion: canfar.controller/v1alpha1
-kind: SessionSet
-metadata: {{name: helpers}}
-spec:
-  replicas: 1
-  template: {{image: {IMAGE}, cmd: sleep, args: "1000000"}}
-"""
+
+def sessionset(name: str, replicas: int, resources: str) -> str:
+    return (f"apiVersion: canfar.controller/v1alpha1\nkind: SessionSet\nmetadata: {{name: {name}}}\n"
+            f"spec: {{replicas: {replicas}, template: {{image: {IMAGE}, {resources}cmd: sleep, args: '1000000'}}}}\n")
+
+
+GPU_SET = sessionset("trainers", 2, "cores: 2, ram: 4, gpu: 1, ")
+FLEXIBLE_SET = sessionset("helpers", 1, "")
 
 
 def gauge(rig: Rig, name: str, **labels: str) -> float | None:
