@@ -55,6 +55,8 @@ from controller.statusfile import SetRow, StatusDocument, read_status
 MAX_PREFIX_LENGTH = 16
 #: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
 SIMULATOR_DEFAULTS = {"interval": 5.0, "stats_interval": 15.0}
+#: Stands for the server in the status-file key of a ``run --simulator`` demo (never a real URL).
+DEMO_SERVER_KEY = "simulator"
 PLAN_EXIT_CODES = """\
 exit status:
   0  nothing to do: the service already matches the manifests
@@ -114,16 +116,22 @@ def default_status_file(state: Path, server: str, prefix: str) -> Path:
     return Path(base) / "canfar-controller" / f"{name}-{digest}" / "status.json"
 
 
-def status_file_of(settings: ControllerSettings, server: str | None) -> Path:
-    """The explicit ``--status-file``, or the default one for this state directory, server and prefix."""
+def status_file_of(settings: ControllerSettings, server: str | None, *, demo: bool = False) -> Path:
+    """The explicit ``--status-file``, or the default one for this state directory, server and prefix.
+
+    A ``run --simulator`` demo (``demo``) is keyed by its state directory and prefix alone: its
+    server's port is random, and one demo of a directory keeps one status directory across runs.
+    """
     if settings.status_file is not None:
         return settings.status_file
+    assert settings.state is not None
+    if demo:
+        return default_status_file(settings.state, DEMO_SERVER_KEY, settings.prefix)
     if server is None:
         raise ConfigError(
             "cannot find the status file: pass --status-file FILE, or --server URL (or CANFAR_URL), "
-            "which with --state and --prefix locates the file `run` writes"
+            "which with --state and --prefix locates the file `run` writes (or --simulator for a demo's)"
         )
-    assert settings.state is not None
     return default_status_file(settings.state, server, settings.prefix)
 
 
@@ -234,6 +242,9 @@ def _add_status_file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-file", type=Path, metavar="FILE",
                         help="the daemon's status file (default: the one `run` writes for this state directory, "
                              "server and prefix)")
+    parser.add_argument("--simulator", action="store_true",
+                        help="the daemon is a `run --simulator` demo: find its files by state directory and "
+                             "prefix alone (its server's port changes from run to run)")
 
 
 def settings_from(args: argparse.Namespace) -> ControllerSettings:
@@ -266,6 +277,7 @@ def check_state_dir(state: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.simulator:
+        refuse_foreign_service(args)
         demo = {k: v for k, v in SIMULATOR_DEFAULTS.items() if k not in settings.model_fields_set}
         settings = settings.model_copy(update=demo)
     configure_logging(settings.log_level)
@@ -275,7 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             client_config = (stack.enter_context(_embedded_simulator(args, settings)) if args.simulator
                              else client_settings(args, concurrency=settings.concurrency))
-            status_file = status_file_of(settings, client_config.require_url())
+            status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
             if args.simulator and settings.status_file is None:
                 # The embedded simulator starts empty: what a previous demo remembered about its
                 # sessions (finished slots, expected creates) would only mislead this one.
@@ -284,6 +296,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             return asyncio.run(_run(args, settings, client_config, status_file))
     finally:
         os.close(lock)
+
+
+def refuse_foreign_service(args: argparse.Namespace) -> None:
+    """``--simulator`` serves its own service: a ``--server`` (or its credentials) would be silently ignored."""
+    given = [flag for flag, value in (("--server", args.server), ("--token-file", args.token_file),
+                                      ("--certificate", args.certificate)) if value]
+    if given:
+        raise ConfigError(f"--simulator manages sessions on its own built-in service, so {' and '.join(given)} "
+                          "cannot apply: drop it, or drop --simulator to manage that server")
+
+
+def own_command() -> str:
+    """This program as a command that works in any terminal: an absolute path, not what PATH may lack."""
+    script = Path(sys.argv[0])
+    if script.name == "canfar-controller" and script.is_file():
+        return shlex.quote(str(script.absolute()))
+    beside = Path(sys.executable).parent / "canfar-controller"  # `python -m controller` in a venv
+    if beside.is_file():
+        return shlex.quote(str(beside))
+    return f"{shlex.quote(sys.executable)} -m controller"
+
+
+def watch_commands(settings: ControllerSettings, url: str, token: str) -> str:
+    """The demo's banner: commands a new terminal runs verbatim, from any directory."""
+    assert settings.state is not None
+    program = own_command()
+    state = shlex.quote(str(settings.state.absolute()))
+    prefix = "" if settings.prefix == "cc" else f" --prefix {shlex.quote(settings.prefix)}"
+    return (
+        f"canfar-controller: demo simulator at {url} (token {token})\n"
+        "  watch it from another terminal:\n"
+        f"    export CANFAR_URL={url} CANFAR_TOKEN={token}\n"
+        f"    {program} status --simulator --state {state}{prefix}\n"
+        f"    {program} sessions ps"
+    )
 
 
 @contextmanager
@@ -301,17 +348,8 @@ def _embedded_simulator(args: argparse.Namespace, settings: ControllerSettings) 
                           f"{error.strerror or error}; choose another --simulator-port") from None
     with server:
         structlog.get_logger("canfar_controller").info("embedded simulator started", url=server.url)
-        state = shlex.quote(str(settings.state))
-        prefix = "" if settings.prefix == "cc" else f" --prefix {shlex.quote(settings.prefix)}"
         # Printed, not logged: this token is the demo's own, and the log redactor would hide it.
-        print(
-            f"canfar-controller: demo simulator at {server.url} (token {token})\n"
-            "  watch it from another terminal:\n"
-            f"    export CANFAR_URL={server.url} CANFAR_TOKEN={token}\n"
-            f"    canfar-controller status --state {state}{prefix}\n"
-            "    canfar-controller sessions ps",
-            file=sys.stderr, flush=True,
-        )
+        print(watch_commands(settings, server.url, token), file=sys.stderr, flush=True)
         yield client_settings(args, url=server.url, token=token, token_file=None, certificate=None,
                               concurrency=settings.concurrency)
 
@@ -390,7 +428,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
     client_config = client_settings(args)
-    memory = Ledger.beside(status_file_of(settings, client_config.require_url())).load()
+    memory = Ledger.beside(status_file_of(settings, client_config.require_url(), demo=args.simulator)).load()
 
     async def fetch() -> list[ObservedSession]:
         async with AsyncSession(client_config) as client:
@@ -424,10 +462,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 2 if decided.changes else 0
 
 
+def _watched_status_file(args: argparse.Namespace, settings: ControllerSettings) -> Path:
+    """The status file of the daemon ``status`` and ``restart`` speak of: a demo's, or the one for its server."""
+    if args.simulator:
+        return status_file_of(settings, None, demo=True)
+    return status_file_of(settings, args.server or client_settings(args).url)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """What the daemon recorded after its last pass, from its status file alone."""
     settings = settings_from(args)
-    path = status_file_of(settings, args.server or client_settings(args).url)
+    path = _watched_status_file(args, settings)
     document = read_status(path)
     if args.output == "json":
         print(document.model_dump_json(indent=2))
@@ -494,7 +539,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     if args.set not in desired.sets:
         known = ", ".join(sorted(desired.sets)) or "none"
         raise ConfigError(f"no valid SessionSet named {args.set!r} in {settings.state} (valid sets: {known})")
-    path = status_file_of(settings, args.server or client_settings(args).url)
+    path = _watched_status_file(args, settings)
     request_restart(path, args.set)
     print(f"restart of {args.set} requested: the controller runs it afresh at its next pass")
     return 0

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -254,45 +250,6 @@ def test_token_never_appears_in_status_or_output(env, state, tmp_path, capsys):
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-
-
-def test_the_demo_can_be_watched_with_status_and_sessions_ps(tmp_path, monkeypatch, capsys):
-    """run --simulator prints its URL and token; with them, status and sessions ps look at the demo."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    for key in ("CANFAR_URL", "CANFAR_TOKEN", "CANFAR_TOKEN_FILE", "CANFAR_CONTROLLER_STATUS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller", "run", "--simulator", "--state", str(EXAMPLES), "--simulator-port",
-         str(port), "--simulator-token", "demo-token", "--metrics-port", "0", "--interval", "0.5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        url = f"http://127.0.0.1:{port}/skaha/v1"
-        wait_until(lambda: any("canfar-controller status" in line for line in lines), what="the demo banner")
-        banner = "".join(line for line in lines if not line.startswith("{"))
-        assert f"canfar-controller: demo simulator at {url} (token demo-token)" in banner
-        assert f"export CANFAR_URL={url} CANFAR_TOKEN=demo-token" in banner
-        assert f"canfar-controller status --state {EXAMPLES}" in banner
-        monkeypatch.setenv("CANFAR_URL", url)
-        monkeypatch.setenv("CANFAR_TOKEN", "demo-token")
-
-        def workers() -> list[dict[str, str]]:
-            main(["sessions", "ps", "-o", "json"])
-            return [row for row in json.loads(capsys.readouterr().out or "[]") if row["name"].startswith("cc-workers-")]
-
-        assert len(wait_until(workers, what="the demo's workers")) >= 1
-        wait_until(lambda: main(["status", "--state", str(EXAMPLES)]) == 0, what="the demo's status file")
-        out = capsys.readouterr().out
-        assert "workers" in out and "last pass" in out
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 @pytest.mark.parametrize(
