@@ -7,6 +7,7 @@ parser and sets ``func`` to a callable taking the parsed arguments and returning
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -35,9 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    client_log = logging.getLogger("controller.client")
+    level = client_log.level
+    if args.command != "run":
+        # A one-shot command reports its final error once; the client's retry lines before it repeat it.
+        client_log.setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except ControllerError as exc:  # every expected failure: one line, the reason, exit 1
         return print_error(exc)
     except KeyboardInterrupt:
         return 130
+    finally:
+        client_log.setLevel(level)

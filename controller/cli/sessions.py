@@ -19,12 +19,16 @@ from pydantic import BaseModel
 
 from controller.cli.common import add_client_options, client_settings, print_error
 from controller.client import Session
-from controller.errors import APIError, BatchError, ControllerError
+from controller.errors import APIError, BatchError, ControllerError, InvalidRequestError
 from controller.models import Event, PlatformStats, SessionInfo, parse_quantity
 from controller.rules import KINDS, SessionSpec
 from controller.units import GB, ram_text
 
 Action = Callable[[Session, argparse.Namespace], Any]
+#: What ``ps`` may filter on: the kinds and statuses the service lists, and its list views.
+LISTED_KINDS = (*KINDS, "desktop-app")
+STATUSES = ("Pending", "Running", "Terminating", "Completed", "Failed")
+VIEWS = ("all", "interactive")
 Render = Callable[[Any], str]
 
 
@@ -46,12 +50,13 @@ def register(subparsers: Any) -> None:
         return sub
 
     def ids_command(name: str, help: str, action: Action, render: Render) -> None:
-        command(name, help, action, render).add_argument("ids", nargs="+", metavar="ID", help="session id")
+        sub = command(name, help, lambda s, a: action(s, _resolve_ids(s, a)), render)
+        sub.add_argument("ids", nargs="+", metavar="ID", help="session id or name, as `sessions ps` shows them")
 
     ps = command("ps", "list your sessions", _ps, _render_table)
-    ps.add_argument("--kind", help="only this kind (headless, notebook, ...)")
-    ps.add_argument("--status", help="only this status (Pending, Running, Completed, ...)")
-    ps.add_argument("--view", help="server view, e.g. 'all' (every user) or 'interactive'")
+    ps.add_argument("--kind", choices=LISTED_KINDS, help="only this kind")
+    ps.add_argument("--status", choices=STATUSES, help="only this status")
+    ps.add_argument("--view", choices=VIEWS, help="server view: 'all' (every user) or 'interactive'")
 
     create = command("create", "create one session, or several with --replicas", _create, _render_lines)
     create.add_argument("--name", required=True, help="session name (lowercase DNS label)")
@@ -98,6 +103,31 @@ def _env_item(text: str) -> tuple[str, str]:
 
 def _ps(session: Session, args: argparse.Namespace) -> list[SessionInfo]:
     return session.fetch(kind=args.kind, status=args.status, view=args.view)
+
+
+def _resolve_ids(session: Session, args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with each id or session name replaced by its id, checked against one list first.
+
+    An unknown one sends nothing at all: a mistyped id would otherwise "succeed" silently (the
+    service answers a delete of nothing, or empty logs). Names are what the controller's logs show.
+    """
+    listed = session.fetch()
+    ids = {row.id for row in listed}
+    resolved, problems = [], []
+    for wanted in args.ids:
+        named = [row for row in listed if row.name == wanted]
+        if wanted in ids:
+            resolved.append(wanted)
+        elif len(named) == 1:
+            resolved.append(named[0].id)
+        elif named:
+            choices = ", ".join(f"{row.id} ({row.status})" for row in named)
+            problems.append(f"{len(named)} sessions are named {wanted}: {choices}; give an id")
+        else:
+            problems.append(f"no session {wanted} (ids are in `sessions ps`)")
+    if problems:
+        raise InvalidRequestError("; ".join(problems))
+    return argparse.Namespace(**{**vars(args), "ids": resolved})
 
 
 def _create(session: Session, args: argparse.Namespace) -> list[str]:

@@ -125,11 +125,19 @@ class _Base:
                     "or CANFAR_CERTIFICATE (--certificate)")
         if error.status == 404 and self._unversioned:
             return (f"the server URL {self.settings.safe_url} has no API version: "
-                    f"did you mean {self.settings.safe_url}/v1?")
+                    f"did you mean {_versioned(self.settings.safe_url or '')}?")
+        if isinstance(error.__cause__, httpx.ConnectError):
+            return f"cannot connect to {self.settings.safe_url}"
         return None
 
     def _exchange(self, call: Call[Any]) -> Exchange[Any]:
         return exchange(call, self._policy, hook=self._on_request, redact=self._redact, hint=self._hint)
+
+
+def _versioned(url: str) -> str:
+    """``url`` with the API version: a bare host gets CANFAR's ``/skaha/v1``, any other path ``/v1``."""
+    base = url.rstrip("/")
+    return f"{base}/skaha/v1" if urlsplit(base).path in ("", "/") else f"{base}/v1"
 
 
 def _send_kwargs(base: str, request: Request, headers: dict[str, str] | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import webbrowser
 from pathlib import Path
 from typing import Any
@@ -206,21 +207,49 @@ def test_create_refuses_what_a_manifest_refuses_with_the_same_words(
     assert err.startswith("canfar-controller: error: invalid session spec: ")
 
 
-def test_not_found_exits_1(run: Any) -> None:
-    """info of an unknown id prints the 404 text."""
-    code, _, err = run("info", "nosuchid")
-    assert code == 1 and "HTTP 404" in err and "nosuchid" in err
+@pytest.mark.parametrize("command", ["info", "logs", "events", "delete", "open", "renew"])
+def test_an_unknown_id_exits_1_and_sends_nothing(run: Any, sim: Any, command: str) -> None:
+    """Every id-taking command checks first: an unknown id (or a name) is refused, and nothing is acted on."""
+    [kept] = _create(run, "--name", "kept", "--image", IMAGE)
+    code, out, err = run(command, kept, "nosuchid")
+    assert (code, out) == (1, "")
+    assert err == "canfar-controller: error: no session nosuchid (ids are in `sessions ps`)\n"
+    assert [r.method for r in sim.requests][-1] == "GET" and len(sim.requests) == 2  # the create, one list
+    assert [s["id"] for s in json.loads(run("ps", "-o", "json")[1])] == [kept]
+
+
+def test_a_session_name_is_accepted_where_an_id_is(run: Any, clock: ManualClock) -> None:
+    """The controller's logs show names: logs, info and delete take them; a name two sessions share is refused."""
+    [job] = _create(run, "--name", "hello", "--image", IMAGE, "--cmd", "echo", "--args", "hi")
+    clock.advance(60)
+    assert run("logs", "hello") == (0, "hi\n", "")
+    code, out, _ = run("info", "hello", "-o", "json")
+    assert code == 0 and json.loads(out)[0]["id"] == job
+    [twin] = _create(run, "--name", "hello", "--image", IMAGE)
+    code, _, err = run("delete", "hello")
+    assert code == 1 and f"2 sessions are named hello: {job} (Completed), {twin} (Pending); give an id" in err
+    assert run("delete", twin) == (0, f"{twin}\n", "")
+    assert run("delete", "hello") == (0, f"{job}\n", "")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--kind", "bogus"), ("--status", "Runing"), ("--view", "stats")])
+def test_ps_filters_are_checked(run: Any, option: str, value: str) -> None:
+    """A filter the service does not know is refused (exit 2), not answered with an empty table."""
+    with pytest.raises(SystemExit) as caught:
+        run("ps", option, value)
+    assert caught.value.code == 2
 
 
 def test_partial_failures_keep_the_successes_on_stdout(run: Any, sim: Any) -> None:
     """A many-id call with one failure prints the successes as JSON, the failure on stderr, and exits 1."""
-    sim.inject_fault(method="DELETE", path="/session/bbbbbbbb", status=500, count=None)
-    code, out, err = run("delete", "aaaaaaaa", "bbbbbbbb", "-o", "json")
+    first, second = _create(run, "--name", "job", "--image", IMAGE, "--replicas", "2")
+    sim.inject_fault(method="DELETE", path=f"/session/{second}", status=500, count=None)
+    code, out, err = run("delete", first, second, "-o", "json")
     assert code == 1
     data = json.loads(out)
-    assert list(data["results"]) == ["aaaaaaaa"]
-    assert data["errors"]["bbbbbbbb"]["status"] == 500
-    assert "bbbbbbbb" in err
+    assert list(data["results"]) == [first]
+    assert data["errors"][second]["status"] == 500
+    assert second in err
 
 
 def test_server_and_token_file_flags(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,7 +312,31 @@ def test_a_server_url_without_the_api_version_gets_a_hint(
     assert line.endswith(f"; the server URL {unversioned} has no API version: did you mean {unversioned}/v1?")
 
 
-def test_a_real_404_gets_no_version_hint(run: Any) -> None:
-    """With /v1 in the URL, an unknown session's 404 is the server's message alone."""
-    code, _, err = run("info", "nosuchid")
-    assert code == 1 and "API version" not in err
+def test_a_real_404_gets_no_version_hint(run: Any, sim: Any) -> None:
+    """With /v1 in the URL, a session's 404 is the server's message alone."""
+    [job] = _create(run, "--name", "job", "--image", IMAGE)
+    sim.inject_fault(method="GET", path=f"/session/{job}", status=404, count=None)
+    code, _, err = run("info", job)
+    assert code == 1 and "(HTTP 404)" in err and "API version" not in err
+
+
+def test_a_host_only_url_gets_the_skaha_path_as_a_hint(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CANFAR's API is under /skaha/v1: a bare host is pointed there, not at /v1."""
+    monkeypatch.setenv("CANFAR_TOKEN", TOKEN)
+    host = url.removesuffix("/skaha/v1")
+    assert main(["sessions", "ps", "--server", host + "/"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(f"; the server URL {host} has no API version: did you mean {host}/skaha/v1?")
+
+
+def test_a_refused_connection_names_the_url_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listening: one line, saying which URL could not be reached (no retry chatter before it)."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/skaha/v1"
+    assert main(["sessions", "ps", "--server", dead]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("canfar-controller: error: fetch failed (no response): ")
+    assert line.endswith(f"; cannot connect to {dead}") and line.count(dead) == 1
