@@ -54,3 +54,8 @@ def client_settings(args: argparse.Namespace, **overrides: Any) -> ClientSetting
         values["certificate"] = args.certificate
     values.update(overrides)
     return load_settings(**values)
+
+
+def serve_error(what: str, host: str, port: int, error: OSError, flag: str) -> str:
+    """One wording for a port we cannot listen on, naming the flag that picks another."""
+    return f"cannot serve {what} on {host}:{port}: {error.strerror or error}; choose another {flag}"

@@ -28,7 +28,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller import rules
-from controller.cli.common import add_client_options, client_settings, print_error
+from controller.cli.common import add_client_options, client_settings, print_error, serve_error
+from controller.cli.simulator import random_seed
 from controller.client import AsyncSession, ClientSettings
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
@@ -181,7 +182,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--simulator-ram", type=float, default=256.0,
                      help="simulated cluster RAM in GB of 10**9 bytes (default 256)")
     run.add_argument("--simulator-time-scale", type=float, default=1.0,
-                     help="simulated seconds per real second (default 1)")
+                     help="simulated seconds per real second (default 1); above 1 the simulator's timestamps "
+                          "run ahead of the wall clock")
     run.set_defaults(func=cmd_run)
 
     plan_parser = subparsers.add_parser(
@@ -340,12 +342,12 @@ def _embedded_simulator(args: argparse.Namespace, settings: ControllerSettings) 
     from controller.simulator import Simulator, SimulatorConfig, SimulatorServer  # only for the demo
 
     simulator = Simulator(SimulatorConfig(token=token, cores=args.simulator_cores, ram_gb=args.simulator_ram,
-                                          time_scale=args.simulator_time_scale))
+                                          time_scale=args.simulator_time_scale, seed=random_seed()))
     try:
         server = SimulatorServer(simulator, host="127.0.0.1", port=args.simulator_port)
     except OSError as error:
-        raise ConfigError(f"cannot serve the simulator on 127.0.0.1:{args.simulator_port}: "
-                          f"{error.strerror or error}; choose another --simulator-port") from None
+        raise ConfigError(serve_error("the simulator", "127.0.0.1", args.simulator_port, error,
+                                      "--simulator-port")) from None
     with server:
         structlog.get_logger("canfar_controller").info("embedded simulator started", url=server.url)
         # Printed, not logged: this token is the demo's own, and the log redactor would hide it.

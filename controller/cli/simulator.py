@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
-from controller.cli.common import print_error
+from controller.cli.common import print_error, serve_error
 from controller.simulator.config import DEFAULT_IMAGES, SimulatorConfig, images_from_json
 
 WORKLOADS = """\
@@ -71,7 +72,9 @@ def register(subparsers: Any) -> None:
                         help="lifetime of interactive sessions and what renew extends to "
                              "(default: %(default)s, 4 days)")
     parser.add_argument("--time-scale", type=float, default=defaults.time_scale,
-                        help="simulated seconds per real second (default: %(default)s)")
+                        help="simulated seconds per real second (default: %(default)s); above 1 the "
+                             "service's timestamps (startTime, expiryTime, events) run ahead of the wall "
+                             "clock, by (N - 1) x the time since it started")
     parser.add_argument("--images", type=Path, default=None, metavar="FILE",
                         help="replace the public image catalogue with FILE, a JSON array in the "
                              "shape of GET /image ([{\"id\": ..., \"types\": [...]}])")
@@ -87,8 +90,15 @@ def register(subparsers: Any) -> None:
                         help="seconds added to every answer (default: %(default)s)")
     parser.add_argument("--drop-rate", type=float, default=0.0,
                         help="fraction of connections closed without an answer (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the session ids and the fault dice, to replay a run (default: random, "
+                             "so two simulators hand out different ids)")
     parser.set_defaults(func=run)
+
+
+def random_seed() -> int:
+    """A fresh seed: served simulators are not a replay unless asked, and their session ids differ."""
+    return secrets.randbits(32)
 
 
 def image_catalogue(images_file: Path | None, images: list[str]) -> dict[str, tuple[str, ...]]:
@@ -121,14 +131,16 @@ def run(args: argparse.Namespace) -> int:
             max_interactive=args.max_interactive, session_expiry=args.session_expiry,
             time_scale=args.time_scale, images=image_catalogue(args.images, args.image),
             accept_private_images=args.registry_auth, error_rate=args.error_rate,
-            latency=args.latency, drop_rate=args.drop_rate, seed=args.seed,
+            latency=args.latency, drop_rate=args.drop_rate, seed=random_seed() if args.seed is None else args.seed,
         )
         from controller.simulator.server import SimulatorServer  # the server only when serving
         from controller.simulator.simulator import Simulator
 
         server = SimulatorServer(Simulator(config), host=args.host, port=args.port)
-    except (ValueError, OSError) as error:
+    except ValueError as error:
         return print_error(f"simulator: {error}")
+    except OSError as error:
+        return print_error(serve_error("the simulator", args.host, args.port, error, "--port"))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

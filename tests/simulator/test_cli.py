@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -156,3 +157,45 @@ def test_help_explains_the_workload_model(capsys: pytest.CaptureFixture[str]) ->
     for fragment in ("splits args on single spaces", "sh -c echo${IFS}hi;exit${IFS}3", "skaha_sessionid",
                      "runs until destroyed", "--registry-auth", "ID=TYPE[,TYPE]"):
         assert fragment in text
+
+
+def first_session_id(url: str) -> str:
+    response = httpx.post(url + "/session", headers={"Authorization": "Bearer x"},
+                          data={"name": "job", "image": IMAGE, "cmd": "sleep", "args": "60"})
+    response.raise_for_status()
+    return response.text.strip()
+
+
+def test_two_simulators_hand_out_different_ids_unless_seeded(launch) -> None:  # type: ignore[no-untyped-def]
+    """Ids are random per simulator, so two demos never show the same ones; --seed replays a run."""
+    ids = [first_session_id(launch()[1]) for _ in range(2)]
+    assert ids[0] != ids[1]
+    seeded = [first_session_id(launch("--seed", "7")[1]) for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_help_says_scaled_time_runs_ahead_of_the_wall_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulator", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "timestamps (startTime, expiryTime, events) run ahead of the wall clock" in help_text
+
+
+@pytest.mark.parametrize("command", ["simulator", "run"])
+def test_a_busy_port_gets_one_message_from_both_commands(command: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`simulator --port` and `run --simulator-port` on a taken port say the same thing, naming their flag."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if command == "simulator":
+            flag = "--port"
+            assert main(["simulator", "--port", str(port)]) == 1
+        else:
+            flag = "--simulator-port"
+            assert main(["run", "--simulator", "--state", str(tmp_path), "--simulator-port", str(port),
+                         "--metrics-port", "0"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (f"canfar-controller: error: cannot serve the simulator on 127.0.0.1:{port}: "
+                    f"Address already in use; choose another {flag}")
