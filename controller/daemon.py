@@ -37,6 +37,7 @@ from apscheduler.triggers.date import DateTrigger
 from controller.errors import ControllerError, LockError
 from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics
+from controller.observability.repeats import repeat_fields
 from controller.outcome import OutcomeHandler
 from controller.reconcile import PassOutcome, Reconciler
 from controller.statedir import fingerprint
@@ -59,11 +60,29 @@ def lock_state_dir(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        pid = lock_holder(directory)
+        holder = f"process {pid}" if pid is not None else "another process"
         raise LockError(
-            f"another canfar-controller is already managing {directory}; "
+            f"another canfar-controller is already managing {directory} ({holder} holds the lock file "
+            f"{directory.absolute()}, an flock on the state directory itself); "
             "only one controller may act on a state directory at a time"
         ) from None
     return fd
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The PID holding the flock on ``directory``, from ``/proc/locks``; ``None`` where it cannot tell."""
+    try:
+        st = os.stat(directory)
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii") as locks:
+            for line in locks:
+                fields = line.split()  # "1: FLOCK ADVISORY WRITE <pid> <maj:min:inode> 0 EOF"; waiters have "->"
+                if "FLOCK" in fields and "->" not in fields and key in fields:
+                    return int(fields[fields.index(key) - 1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class Daemon:
@@ -177,10 +196,16 @@ class Daemon:
             pass
 
     async def _watch(self) -> None:
-        current = (fingerprint(self.state_dir), self._requests())
-        if current != self._fingerprint:
-            self._fingerprint = current
+        files, requests = fingerprint(self.state_dir), self._requests()
+        if (files, requests) == self._fingerprint:
+            return
+        new = sorted(set(requests) - set(self._fingerprint[1]))
+        changed = files != self._fingerprint[0]
+        self._fingerprint = (files, requests)
+        if changed:
             self.wake("state directory changed")
+        elif new:  # a request the pass consumed needs no pass of its own
+            self.wake("restart of " + ", ".join(name.removeprefix("restart.") for name in new))
 
     def _requests(self) -> tuple[str, ...]:
         """Pending ``restart`` requests: a new one wakes the loop like a manifest change."""
@@ -199,6 +224,7 @@ class Daemon:
             self._stats_failed(exc)
         else:
             self.metrics.record_stats(stats, time.time())
+            self.handler.repeats.clear("stats")
         self._later("stats", self._stats, self.schedule.stats_interval)
 
     def _stats_fetched(self, task: asyncio.Task[PlatformStats]) -> None:
@@ -213,4 +239,7 @@ class Daemon:
 
     def _stats_failed(self, error: ControllerError) -> None:
         self.metrics.stats_failed()
-        self._log.warning("stats call failed; keeping the last values", error=str(error))
+        suppressed = self.handler.repeats.admit("stats", str(error))  # a repeat is logged once per 10 min
+        if suppressed is not None:
+            self._log.warning("stats call failed; keeping the last values", error=str(error),
+                              **repeat_fields(suppressed))

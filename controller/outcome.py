@@ -28,6 +28,7 @@ from controller.models import PlatformContext
 from controller.names import NameParser
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.observability.repeats import Repeats, repeat_fields
 from controller.observability.utilisation import tally
 from controller.plan import SetStatus
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
@@ -36,6 +37,8 @@ from controller.spec import DesiredState
 from controller.statusfile import SetRow, StatusDocument, write_status
 
 JITTER_FRACTION = 0.1
+#: An unchanged error (a 401 every pass) is logged once, then again after this long, with a count.
+REPEAT_AFTER = 600.0
 
 
 class OutcomeHandler:
@@ -59,6 +62,7 @@ class OutcomeHandler:
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._log = log if log is not None else structlog.get_logger("canfar_controller")
+        self.repeats = Repeats(REPEAT_AFTER, clock=clock)
         self._manifest_errors: tuple[str, ...] = ()
         self._last_list_error: str | None = None
         self._capacity_unknown: str | None = None
@@ -70,9 +74,10 @@ class OutcomeHandler:
         """Report a finished pass; returns the seconds until the next pass."""
         now = self._clock()
         log = self._log.bind(pass_id=outcome.pass_id)
+        self.repeats.clear("pass")  # this pass did not crash: the next crash is news
         statuses = self._statuses(outcome)
         self._report_manifests(outcome.desired, log)
-        self._report_list(outcome, log)
+        quiet = not self._report_list(outcome, log)
         self._count(outcome, statuses)
         self._tally(outcome, statuses, reconciler)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
@@ -84,7 +89,7 @@ class OutcomeHandler:
                 self.health.list_succeeded()
         self._write_status(outcome, statuses, reconciler, now)
         decided = outcome.plan
-        report = log.info if decided.changes or outcome.result != "success" else log.debug
+        report = log.info if decided.changes or (outcome.result != "success" and not quiet) else log.debug
         report("pass done", result=outcome.result, seconds=round(outcome.seconds, 3),
                creates=len(decided.creates), destroys=len(decided.destroys),
                deferred=decided.deferred, sets=len(outcome.desired.sets),
@@ -95,7 +100,9 @@ class OutcomeHandler:
         """Report a pass that raised (a bug, or an error nothing below handled); returns the next run."""
         now = self._clock()
         if isinstance(error, ControllerError):  # expected kinds of failure: one line, no traceback
-            self._log.error("pass failed", error=str(error))
+            suppressed = self.repeats.admit("pass", str(error))
+            if suppressed is not None:
+                self._log.error("pass failed", error=str(error), **repeat_fields(suppressed))
         else:
             self._log.error("pass crashed", exc_info=error)
         self.metrics.reconcile_done("error", seconds, now)
@@ -118,12 +125,18 @@ class OutcomeHandler:
                 log.info("all manifests valid again")
             self._manifest_errors = current
 
-    def _report_list(self, outcome: PassOutcome, log: Any) -> None:
+    def _report_list(self, outcome: PassOutcome, log: Any) -> bool:
+        """Log what the list call did; False when its error was a repeat, left unsaid."""
+        said = True
         if outcome.plan.suspect:
             self.metrics.suspect_list()
         if outcome.list_error is not None:
-            log.warning("this pass changes nothing", reason=outcome.list_error)
+            suppressed = self.repeats.admit("list", outcome.list_error)
+            said = suppressed is not None
+            if suppressed is not None:
+                log.warning("this pass changes nothing", reason=outcome.list_error, **repeat_fields(suppressed))
         elif self._last_list_error is not None:
+            self.repeats.clear("list")
             log.info("listing works again")
         elif outcome.plan.lost:
             log.warning("the list left out live sessions: their slots wait for a second list",
@@ -137,6 +150,7 @@ class OutcomeHandler:
                 else:
                     log.info("platform statistics available again: creates are checked against capacity")
                 self._capacity_unknown = unknown
+        return said
 
     def _statuses(self, outcome: PassOutcome) -> dict[str, SetStatus]:
         """Each set's status to report: a pass that could not see the sessions keeps the last one seen.

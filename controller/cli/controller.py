@@ -544,7 +544,26 @@ def cmd_restart(args: argparse.Namespace) -> int:
     path = _watched_status_file(args, settings)
     request_restart(path, args.set)
     print(f"restart of {args.set} requested: the controller runs it afresh at its next pass")
+    interval = SIMULATOR_DEFAULTS["interval"] if args.simulator and "interval" not in settings.model_fields_set \
+        else settings.interval
+    idle = _no_daemon_since(path, interval)
+    if idle is not None:
+        print(f"canfar-controller: warning: {idle}, so the request waits for the next start", file=sys.stderr)
     return 0
+
+
+def _no_daemon_since(path: Path, interval: float) -> str | None:
+    """Why no daemon seems to be running for ``path`` (no pass written for 3 intervals), or ``None``."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return f"no daemon has written the status file {path} yet"
+    except OSError:
+        return None
+    if age <= 3 * interval:
+        return None
+    since = f"{round(age)} seconds" if age < 120 else f"{round(age / 60)} minutes"
+    return f"no daemon has written the status file {path} for {since}"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -13,15 +13,14 @@ succeeds again, or ``repeat_after`` seconds pass; the next line says how many we
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import structlog
 
 from controller.models import Event
+from controller.observability.repeats import Repeats
 
 __all__ = [
     "CREATE_UNCERTAIN",
@@ -72,13 +71,6 @@ LOG_TAIL_LINES: Final = 50
 LOG_TAIL_CHARS: Final = 8000
 
 
-@dataclass
-class _Seen:
-    message: str
-    logged_at: float
-    suppressed: int = 0
-
-
 class AuditLog:
     """Writes audit events to ``log`` and de-duplicates identical repeated failures.
 
@@ -93,10 +85,7 @@ class AuditLog:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log if log is not None else structlog.get_logger("controller.audit")
-        self.repeat_after = repeat_after
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], _Seen] = {}
+        self._repeats = Repeats(repeat_after, clock=clock)
 
     def event(self, reason: AuditReason, *, sessionset: str, message: str = "", log: Any = None,
               **fields: Any) -> bool:
@@ -122,25 +111,16 @@ class AuditLog:
 
     def forget(self, sessionset: str) -> None:
         """Drop the repeat memory of a removed set, so memory stays bounded by the live sets."""
-        with self._lock:
-            for key in [key for key in self._failures if key[0] == sessionset]:
-                del self._failures[key]
+        self._repeats.forget(lambda key: isinstance(key, tuple) and key[0] == sessionset)
 
     def _admit(self, reason: str, sessionset: str, message: str) -> int | None:
         """``None`` to suppress, else how many repeats were suppressed before this one."""
-        with self._lock:
-            for failure, success in _FAILURES.items():
-                if reason == success:  # the action works again: the next failure is news
-                    self._failures.pop((sessionset, failure), None)
-            if reason not in _FAILURES:
-                return 0
-            now = self._clock()
-            seen = self._failures.get((sessionset, reason))
-            if seen is not None and seen.message == message and now - seen.logged_at < self.repeat_after:
-                seen.suppressed += 1
-                return None
-            self._failures[(sessionset, reason)] = _Seen(message, now)
-            return 0 if seen is None or seen.message != message else seen.suppressed
+        for failure, success in _FAILURES.items():
+            if reason == success:  # the action works again: the next failure is news
+                self._repeats.clear((sessionset, failure))
+        if reason not in _FAILURES:
+            return 0
+        return self._repeats.admit((sessionset, reason), message)
 
 
 def evidence(
