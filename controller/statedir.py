@@ -9,6 +9,7 @@ the planner prunes orphans only then, so a typo can never look like a deleted se
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller.errors import ManifestError
 from controller.names import longest_set_name
@@ -270,7 +271,7 @@ def parse_text(where: str, text: str, *, prefix: str) -> _Parsed:
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
-                errors.append(ManifestError(where, _message(err), line=_line_of(lines, loc, start),
+                errors.append(ManifestError(where, _message(err, loc), line=_line_of(lines, loc, start),
                                             field=_dotted(loc), document=document))
             continue
         longest = longest_set_name(prefix)
@@ -284,13 +285,25 @@ def parse_text(where: str, text: str, *, prefix: str) -> _Parsed:
     return _Parsed(sets, errors, names)
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def _message(error: Mapping[str, Any], loc: Location) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown field"
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
+        return f"unknown field (did you mean {close[0]!r}?)" if close else "unknown field"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "literal_error" or error["type"].endswith("_type"):
         message += f" (got {error.get('input')!r})"
     return message
+
+
+def _fields_at(path: Location) -> list[str]:
+    """The field names (as written in a manifest) of the model at ``path`` in a SessionSet, for "did you mean"."""
+    model: Any = SessionSet
+    for part in path:
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        model = getattr(field, "annotation", None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def _dotted(loc: Location) -> str:

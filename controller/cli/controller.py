@@ -228,6 +228,8 @@ def register(subparsers: Any) -> None:
     validate = subparsers.add_parser("validate", help="check a state directory; exit 1 on any error",
                                      description="Check every manifest of a state directory, without a server.")
     _add_state_options(validate, positional=True)
+    validate.add_argument("--strict", action="store_true",
+                          help="also exit 1 when the directory defines no SessionSet at all")
     validate.set_defaults(func=cmd_validate)
 
 
@@ -574,5 +576,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
     if desired.errors:
         return print_error(f"{len(desired.errors)} error(s) in {settings.state}")
-    print(f"{settings.state}: {len(desired.sets)} SessionSet(s) valid: {', '.join(sorted(desired.sets)) or '-'}")
+    if not desired.sets:
+        empty = (f"{settings.state} defines no SessionSet (manifests are .yaml, .yml or .json files with "
+                 "kind: SessionSet); the controller would manage nothing there")
+        if args.strict:
+            return print_error(empty)
+        print(f"canfar-controller: warning: {empty}", file=sys.stderr)
+        return 0
+    print(f"{settings.state}: {len(desired.sets)} SessionSet(s) valid: {', '.join(sorted(desired.sets))}")
     return 0
