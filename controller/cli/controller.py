@@ -13,23 +13,19 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import shlex
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller import rules
-from controller.cli.common import add_client_options, client_settings, print_error, serve_error
-from controller.cli.simulator import random_seed
+from controller.cli.common import add_client_options, client_settings, print_error
+from controller.cli.demo import embedded_simulator, refuse_foreign_service
 from controller.client import AsyncSession, ClientSettings
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
@@ -289,7 +285,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     lock = lock_state_dir(settings.state)
     try:
         with ExitStack() as stack:
-            client_config = (stack.enter_context(_embedded_simulator(args, settings)) if args.simulator
+            client_config = (stack.enter_context(embedded_simulator(args, settings.state, settings.prefix,
+                                                                    settings.concurrency)) if args.simulator
                              else client_settings(args, concurrency=settings.concurrency))
             status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
             if args.simulator and settings.status_file is None:
@@ -300,62 +297,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             return asyncio.run(_run(args, settings, client_config, status_file))
     finally:
         os.close(lock)
-
-
-def refuse_foreign_service(args: argparse.Namespace) -> None:
-    """``--simulator`` serves its own service: a ``--server`` (or its credentials) would be silently ignored."""
-    given = [flag for flag, value in (("--server", args.server), ("--token-file", args.token_file),
-                                      ("--certificate", args.certificate)) if value]
-    if given:
-        raise ConfigError(f"--simulator manages sessions on its own built-in service, so {' and '.join(given)} "
-                          "cannot apply: drop it, or drop --simulator to manage that server")
-
-
-def own_command() -> str:
-    """This program as a command that works in any terminal: an absolute path, not what PATH may lack."""
-    script = Path(sys.argv[0])
-    if script.name == "canfar-controller" and script.is_file():
-        return shlex.quote(str(script.absolute()))
-    beside = Path(sys.executable).parent / "canfar-controller"  # `python -m controller` in a venv
-    if beside.is_file():
-        return shlex.quote(str(beside))
-    return f"{shlex.quote(sys.executable)} -m controller"
-
-
-def watch_commands(settings: ControllerSettings, url: str, token: str) -> str:
-    """The demo's banner: commands a new terminal runs verbatim, from any directory."""
-    assert settings.state is not None
-    program = own_command()
-    state = shlex.quote(str(settings.state.absolute()))
-    prefix = "" if settings.prefix == "cc" else f" --prefix {shlex.quote(settings.prefix)}"
-    return (
-        f"canfar-controller: demo simulator at {url} (token {token})\n"
-        "  watch it from another terminal:\n"
-        f"    export CANFAR_URL={url} CANFAR_TOKEN={token}\n"
-        f"    {program} status --simulator --state {state}{prefix}\n"
-        f"    {program} sessions ps"
-    )
-
-
-@contextmanager
-def _embedded_simulator(args: argparse.Namespace, settings: ControllerSettings) -> Iterator[ClientSettings]:
-    """Serve the simulator on 127.0.0.1 and say, on stderr, how to look at it from another terminal."""
-    token = args.simulator_token or secrets.token_urlsafe(12)
-    from controller.simulator import Simulator, SimulatorConfig, SimulatorServer  # only for the demo
-
-    simulator = Simulator(SimulatorConfig(token=token, cores=args.simulator_cores, ram_gb=args.simulator_ram,
-                                          time_scale=args.simulator_time_scale, seed=random_seed()))
-    try:
-        server = SimulatorServer(simulator, host="127.0.0.1", port=args.simulator_port)
-    except OSError as error:
-        raise ConfigError(serve_error("the simulator", "127.0.0.1", args.simulator_port, error,
-                                      "--simulator-port")) from None
-    with server:
-        structlog.get_logger("canfar_controller").info("embedded simulator started", url=server.url)
-        # Printed, not logged: this token is the demo's own, and the log redactor would hide it.
-        print(watch_commands(settings, server.url, token), file=sys.stderr, flush=True)
-        yield client_settings(args, url=server.url, token=token, token_file=None, certificate=None,
-                              concurrency=settings.concurrency)
 
 
 def _register_credentials(client_config: ClientSettings) -> None:
