@@ -176,13 +176,14 @@ def test_sigterm_stops_quickly_and_destroys_nothing(service, state, daemon):
 
 
 def test_second_controller_on_the_same_state_dir_refuses(service, state, daemon):
-    """Only one controller may act on a state directory; the second exits 1 and says why."""
+    """Only one controller may act on a state directory; the second exits 1 naming the lock file and its holder."""
     (state / "workers.yaml").write_text(manifest("workers", 1))
     first = daemon()
     first.wait_passes(1)
     second = daemon()
     assert second.proc.wait(timeout=15) == 1
-    assert "already managing" in second.log_file.read_text()
+    assert (f"another canfar-controller is already managing {state} (process {first.proc.pid} holds the lock "
+            f"file {state}, an flock on the state directory itself)") in second.log_file.read_text()
 
 
 def test_dry_run_acts_on_nothing(service, state, daemon):

@@ -1,4 +1,4 @@
-"""What the daemon and `restart` tell an operator: a restart request, a second daemon, a daemon that is not running."""
+"""What the daemon and `restart` tell an operator: a restart request, a daemon that is not running."""
 
 from __future__ import annotations
 
@@ -28,17 +28,6 @@ def test_a_restart_request_is_logged_as_a_restart_of_the_set(service, state, dae
     wait_until(lambda: not any(requests.iterdir()), what="the request to be consumed")
     time.sleep(1.5)  # three watch periods: a consumed request asks for no pass of its own
     assert len(requested()) == 1
-
-
-def test_a_second_daemon_names_the_lock_file_and_the_holder(service, state, daemon):
-    (state / "workers.yaml").write_text(manifest("workers", 1))
-    first = daemon()
-    first.wait_passes(1)
-    second = daemon()
-    assert second.proc.wait(timeout=15) == 1
-    assert first.proc is not None
-    assert (f"another canfar-controller is already managing {state} (process {first.proc.pid} holds the lock "
-            f"file {state}, an flock on the state directory itself)") in second.log_file.read_text()
 
 
 def test_restart_without_a_daemon_says_the_request_waits(state, tmp_path, capsys):
