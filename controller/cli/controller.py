@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -34,7 +35,8 @@ from controller.models import ObservedSession
 from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
-from controller.outcome import OutcomeHandler
+from controller.observability.repeats import RepeatFilter
+from controller.outcome import REPEAT_AFTER, OutcomeHandler
 from controller.plan import (
     MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
@@ -319,6 +321,16 @@ def _serve_metrics(settings: ControllerSettings, metrics: ControllerMetrics, hea
 async def _run(args: argparse.Namespace, settings: ControllerSettings, client_config: ClientSettings,
                status_file: Path) -> int:
     _register_credentials(client_config)
+    retries = RepeatFilter(REPEAT_AFTER)  # a service that is down would repeat its retry lines every pass
+    logging.getLogger("controller.client").addFilter(retries)
+    try:
+        return await _serve(args, settings, client_config, status_file)
+    finally:
+        logging.getLogger("controller.client").removeFilter(retries)
+
+
+async def _serve(args: argparse.Namespace, settings: ControllerSettings, client_config: ClientSettings,
+                 status_file: Path) -> int:
     metrics = ControllerMetrics()
     health = HealthState(interval=settings.interval)
     server = _serve_metrics(settings, metrics, health) if settings.metrics_port and not args.once else None

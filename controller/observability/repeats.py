@@ -9,12 +9,13 @@ at once; ``clear`` (the failure is over) makes the next one news too.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-__all__ = ["Repeats", "repeat_fields"]
+__all__ = ["RepeatFilter", "Repeats", "repeat_fields"]
 
 
 @dataclass
@@ -44,6 +45,16 @@ class Repeats:
             self._seen[key] = _Seen(message, now)
             return 0 if seen is None or seen.message != message else seen.suppressed
 
+    def expire(self) -> None:
+        """Drop what was last logged ``repeat_after`` ago or more: it would be logged afresh anyway."""
+        with self._lock:
+            now = self._clock()
+            for key in [key for key, seen in self._seen.items() if now - seen.logged_at >= self.repeat_after]:
+                del self._seen[key]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def clear(self, key: Hashable) -> bool:
         """The failure under ``key`` is over: its next occurrence is news. True if there was one."""
         with self._lock:
@@ -59,3 +70,30 @@ class Repeats:
 def repeat_fields(suppressed: int) -> dict[str, int]:
     """The count on a repeated error's line: how many identical ones went unlogged since the last."""
     return {"suppressed_repeats": suppressed} if suppressed else {}
+
+
+class RepeatFilter(logging.Filter):
+    """``Repeats`` for a library's stdlib warnings (the client's retry lines, every pass while the
+    service is down): the same message, timings aside, once per ``repeat_after`` with a count."""
+
+    #: Remembered messages beyond which the expired ones are dropped, so memory stays bounded.
+    MAX_REMEMBERED = 1000
+
+    def __init__(self, repeat_after: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._repeats = Repeats(repeat_after, clock=clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not isinstance(record.args, tuple):
+            return True
+        # Float arguments are timings (a back-off's seconds): the same failure waits differently each time.
+        key = (record.name, str(record.msg), *(str(a) for a in record.args if not isinstance(a, float)))
+        if len(self._repeats) > self.MAX_REMEMBERED:
+            self._repeats.expire()
+        suppressed = self._repeats.admit(key, "")
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.msg = f"{record.msg} (suppressed_repeats=%d)"
+            record.args = (*record.args, suppressed)
+        return True

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from controller.outcome import OutcomeHandler
+from controller.observability.repeats import RepeatFilter
+from controller.outcome import REPEAT_AFTER, OutcomeHandler
+from controller.simulator import ManualClock
 from tests.reliability.rig import TOKEN, Rig
 
 
@@ -54,3 +58,25 @@ def test_a_different_error_is_news_at_once(rig: Rig) -> None:
     rig.run_pass()
     reasons = [entry["reason"] for entry in warnings(capture)]
     assert len(reasons) == 2 and "HTTP 401" in reasons[0] and "HTTP 403" in reasons[1]
+
+
+def test_the_clients_retry_lines_repeat_once_per_10_minutes(caplog: pytest.LogCaptureFixture) -> None:
+    """While the service is down every pass retries the same way: the daemon's filter lets one through per 10 min."""
+    clock = ManualClock()
+    retries = RepeatFilter(REPEAT_AFTER, clock=clock)
+    log = logging.getLogger("controller.client")
+    log.addFilter(retries)
+    caplog.set_level(logging.WARNING, logger="controller.client")
+    try:
+        for attempt in range(41):  # a pass every 30 s for 20 minutes, each retrying once after its own delay
+            log.warning("%s; retry %d of %d in %.2fs", "list failed (no response): ConnectError", 1, 3,
+                        0.3 + attempt / 100)
+            clock.advance(30.0)
+        log.warning("%s; retry %d of %d in %.2fs", "stats failed (HTTP 503)", 1, 3, 0.5)  # another failure: news
+    finally:
+        log.removeFilter(retries)
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4
+    assert lines[0] == "list failed (no response): ConnectError; retry 1 of 3 in 0.30s"
+    assert lines[1].endswith("; retry 1 of 3 in 0.50s (suppressed_repeats=19)")
+    assert lines[3].startswith("stats failed (HTTP 503)")
