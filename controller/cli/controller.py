@@ -423,7 +423,13 @@ def _watched_status_file(args: argparse.Namespace, settings: ControllerSettings)
     """The status file of the daemon ``status`` and ``restart`` speak of: a demo's, or the one for its server."""
     if args.simulator:
         return status_file_of(settings, None, demo=True)
-    return status_file_of(settings, args.server or client_settings(args).url)
+    server = args.server or client_settings(args).url
+    if (settings.status_file is None and (server is None or not status_file_of(settings, server).exists())
+            and status_file_of(settings, None, demo=True).exists()):
+        raise ConfigError(f"no daemon of {settings.state} has written a status file for "
+                          f"{'this server' if server else 'a server'}, but a `run --simulator` demo of it has: "
+                          "add --simulator to look at the demo")
+    return status_file_of(settings, server)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -101,3 +101,18 @@ def test_a_demo_status_needs_no_server(tmp_path, monkeypatch, capsys, command):
     assert "cannot find the status file" in capsys.readouterr().err
     assert main([*args, "--simulator", "--state", str(EXAMPLES)]) == (1 if command == "status" else 0)
     assert "cannot find the status file" not in capsys.readouterr().err
+
+
+def test_status_without_simulator_points_at_a_demo(tmp_path, monkeypatch, capsys):
+    """The README's old habit (`status --state DIR` with the demo's URL exported) is told to add --simulator."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("CANFAR_URL", "http://127.0.0.1:41873/skaha/v1")
+    monkeypatch.delenv("CANFAR_CONTROLLER_STATUS_FILE", raising=False)
+    assert main(["restart", "batch", "--simulator", "--state", str(EXAMPLES)]) == 0  # leaves the demo's directory
+    demo_status = next((tmp_path / "xdg" / "canfar-controller").iterdir()) / "status.json"
+    demo_status.write_text("{}")
+    capsys.readouterr()
+    assert main(["status", "--state", str(EXAMPLES)]) == 1
+    assert capsys.readouterr().err == (
+        f"canfar-controller: error: no daemon of {EXAMPLES} has written a status file for this server, "
+        "but a `run --simulator` demo of it has: add --simulator to look at the demo\n")
