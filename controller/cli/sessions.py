@@ -80,8 +80,10 @@ def register(subparsers: Any) -> None:
 
     prune = command("prune", "delete sessions whose name matches a prefix or regex", _prune, _render_lines)
     prune.add_argument("prefix", help="literal name prefix, or a regex if it has metacharacters")
-    prune.add_argument("kind", nargs="?", default="headless", help="session kind (default: headless)")
-    prune.add_argument("status", nargs="?", default="Completed", help="session status (default: Completed)")
+    prune.add_argument("kind", nargs="?", default="headless", choices=LISTED_KINDS,
+                       help="session kind (default: headless)")
+    prune.add_argument("status", nargs="?", default="Completed", choices=STATUSES,
+                       help="session status (default: Completed)")
 
     command("stats", "show platform capacity and usage", lambda s, a: s.stats(), _render_stats)
 

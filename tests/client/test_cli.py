@@ -232,12 +232,14 @@ def test_a_session_name_is_accepted_where_an_id_is(run: Any, clock: ManualClock)
     assert run("delete", "hello") == (0, f"{job}\n", "")
 
 
-@pytest.mark.parametrize(("option", "value"), [("--kind", "bogus"), ("--status", "Runing"), ("--view", "stats")])
-def test_ps_filters_are_checked(run: Any, option: str, value: str) -> None:
-    """A filter the service does not know is refused (exit 2), not answered with an empty table."""
+@pytest.mark.parametrize("argv", [("ps", "--kind", "bogus"), ("ps", "--status", "Runing"), ("ps", "--view", "stats"),
+                                  ("prune", "job-", "bogus"), ("prune", "job-", "headless", "Done")])
+def test_filters_are_checked(run: Any, sim: Any, argv: tuple[str, ...]) -> None:
+    """A kind, status or view the service does not know is refused (exit 2), not answered with an empty table."""
     with pytest.raises(SystemExit) as caught:
-        run("ps", option, value)
+        run(*argv)
     assert caught.value.code == 2
+    assert sim.requests == []
 
 
 def test_partial_failures_keep_the_successes_on_stdout(run: Any, sim: Any) -> None:
