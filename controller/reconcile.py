@@ -530,7 +530,7 @@ class Reconciler:
             pause = retry_after if retry_after is not None else DEFAULT_THROTTLE
             self.memory.creates_paused_until = max(self.memory.creates_paused_until, now + pause)
         if result == "uncertain":
-            # It may have happened: the slot stays expected by name (rule 5 of the planner).
+            # It may have happened: the slot stays expected by name (the planner's rule *Expectations*).
             outcome.uncertain[action.set_name] += 1
             outcome.create_failures[(action.set_name, failure_reason(exc))] += 1
             self._audit.event("CreateUncertain", sessionset=action.set_name, log=log, message=message)

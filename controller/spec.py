@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -111,7 +112,15 @@ class Template(_Strict):
                            tuple(pairs.items()))
 
     def hash(self) -> str:
-        """Six hex digits identifying this template, stable across runs and key order."""
+        """Six hex digits identifying this template, stable across runs and key order.
+
+        Computed once per template object (the planner asks for it every pass, and hashing costs a JSON
+        dump and a SHA-256); a template is frozen, so the cached value cannot go stale.
+        """
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> str:
         canonical = json.dumps(
             {**self.model_dump(exclude={"env"}), "env": self.env_text()}, sort_keys=True, separators=(",", ":")
         )

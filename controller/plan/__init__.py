@@ -4,7 +4,10 @@
 - ``actions``: what a plan holds (``Create``, ``Destroy``, ``Renew``, per-set ``SetStatus``) and its knobs;
 - ``capacity``: the platform's free capacity and what a session takes of it;
 - ``conditions``: Kubernetes-style conditions of a set;
-- ``planner``: the planner itself.
+- ``planner``: the planner itself, and its list of rules; each rule has its own module: ``listing``
+  (the list sorted by set and slot), ``trust``, ``expectations``, ``slots``, ``restarts``, ``rollout``,
+  ``admission``, ``renew``, with ``context`` (a run's state) and ``sets``/``status`` (one set's plan
+  and status).
 """
 
 from __future__ import annotations

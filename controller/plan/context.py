@@ -1,0 +1,87 @@
+"""What one planning run knows (``PassContext``, computed once) and what it decides (``Decisions``).
+
+Every rule function takes the context and reads it; none changes it. What the rules decide goes
+into the one ``Decisions`` of the run, from which the planner builds the plan and the next memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.plan import expectations
+from controller.plan.actions import Destroy, DestroyReason, PlanOptions, Renew, Unschedulable, spec_key
+from controller.plan.capacity import Capacity
+from controller.plan.listing import Listed, Listing
+from controller.plan.memory import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SlotHistory, SlotKey
+from controller.plan.trust import Trust
+from controller.spec import DesiredState
+
+
+@dataclass(frozen=True, slots=True)
+class PassContext:
+    """The inputs of one run and what is derived from them before any set is planned."""
+
+    desired: DesiredState
+    now: float
+    options: PlanOptions
+    #: The memory the run was given (never changed).
+    memory: Memory
+    #: The platform's free capacity; ``None`` when unknown or not checked (``--no-capacity``).
+    capacity: Capacity | None
+    listing: Listing
+    trust: Trust
+    expected_creates: dict[SlotKey, ExpectedCreate]
+    expected_by_set: dict[str, dict[int, ExpectedCreate]]
+    expected_destroys: dict[str, float]
+    #: Create back-offs still tied to the set's current template and replica count.
+    backoffs: dict[str, CreateBackoff]
+    #: Every create waits for the service's Retry-After.
+    paused: bool
+
+
+@dataclass(slots=True)
+class Decisions:
+    """What the rules decided during one run (filled in as the sets are planned)."""
+
+    destroys: list[Destroy] = field(default_factory=list)
+    renews: list[Renew] = field(default_factory=list)
+    unschedulable: list[Unschedulable] = field(default_factory=list)
+    #: Restart histories by set and slot, as the next memory will have them.
+    restarts: dict[str, dict[int, SlotHistory]] = field(default_factory=dict)
+    #: Slots that ended for good, by set: (slot, template hash).
+    finished: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
+    conditions: dict[str, dict[str, ConditionMark]] = field(default_factory=dict)
+    progress: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
+          capacity: Capacity | None, trust: Trust) -> tuple[PassContext, Decisions]:
+    """The run's context and its decisions as carried over from the memory."""
+    expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
+    sets = desired.sets
+    context = PassContext(
+        desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
+        trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
+        expected_destroys=expectations.outstanding_destroys(memory, listing, now, options),
+        backoffs={name: b for name, b in memory.backoffs.items()
+                  if name in sets
+                  and b.spec_key == spec_key(sets[name].spec.template.hash(), sets[name].spec.replicas)},
+        paused=now < memory.creates_paused_until,
+    )
+    decisions = Decisions(
+        conditions={name: marks for name, marks in memory.conditions.items()
+                    if name in sets or name in desired.invalid},
+        progress={name: p for name, p in memory.progress.items() if name in sets},
+    )
+    for (set_name, slot), history in memory.restarts.items():
+        decisions.restarts.setdefault(set_name, {})[slot] = history
+    for set_name, slot, template in memory.finished:
+        decisions.finished.setdefault(set_name, set()).add((slot, template))
+    return context, decisions
+
+
+def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:
+    """Destroy ``seen``; report its end first the first time an ended session is destroyed."""
+    report = reason == "ended" and seen.id not in context.memory.ended_reported
+    decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,
+                                      collect_evidence=report and seen.phase == "Failed"))

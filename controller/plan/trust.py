@@ -1,0 +1,64 @@
+"""The rule *List trust*: how much of a list answer the planner believes.
+
+Words used throughout the planner: a list *leaves out* an owned session it showed live last time
+(and that the controller did not destroy); the slot of such a session is *held*: not refilled
+until a second list confirms the session is gone. A *lossy* answer confirms nothing; a *suspect*
+answer (no owned session at all) is not acted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.plan.actions import PlanOptions
+from controller.plan.listing import Listing
+from controller.plan.memory import Memory
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """What one list answer is believed to say about the sessions the last one showed."""
+
+    #: Owned live sessions of the last list that this one left out for the first time.
+    newly_left_out: frozenset[str]
+    #: The answer left out something, but not exactly what the last one left out: it confirms nothing.
+    lossy: bool
+    #: Sessions left out whose slots stay held (all of them when the answer is lossy, else none).
+    held_ids: frozenset[str]
+    #: The held slots, by set.
+    held: dict[str, set[int]]
+
+
+def left_out(memory: Memory, listing: Listing) -> frozenset[str]:
+    """Owned live sessions of the last list that this one left out (and that we did not destroy)."""
+    return frozenset(sid for sid in memory.seen_live if sid not in listing.ids and sid not in memory.destroys)
+
+
+def is_suspect(memory: Memory, listing: Listing, newly_left_out: frozenset[str], now: float,
+               options: PlanOptions) -> bool:
+    """No owned session in an answer that left out live ones, for less than ``empty_list_window``.
+
+    Once such answers have persisted for the window they are believed: an account really emptied by
+    hand is refilled then.
+    """
+    if not newly_left_out or listing.by_name:
+        return False
+    since = memory.suspect_since
+    return since is None or now - since < options.empty_list_window
+
+
+def judge(memory: Memory, listing: Listing, gone: frozenset[str]) -> Trust:
+    """Decide which slots stay held. ``gone`` is :func:`left_out`; the answer is not suspect.
+
+    Only an answer that leaves out exactly what the last one left out (nothing new, nothing back)
+    confirms those sessions are gone; an empty answer believed after the window confirms everything.
+    """
+    newly = gone - memory.missing
+    believed_empty = bool(newly) and not listing.by_name
+    lossy = bool(gone or memory.missing) and gone != memory.missing and not believed_empty
+    held_ids = gone if lossy else frozenset()
+    held: dict[str, set[int]] = {}
+    for sid in held_ids:
+        seen = memory.seen_live[sid]
+        held.setdefault(seen.set_name, set()).add(seen.slot)
+    return Trust(newly, lossy, held_ids, held)
