@@ -138,9 +138,9 @@ class OutcomeHandler:
         elif self._last_list_error is not None:
             self.repeats.clear("list")
             log.info("listing works again")
-        elif outcome.plan.lost:
+        elif outcome.plan.left_out:
             log.warning("the list left out live sessions: their slots wait for a second list",
-                        sessions=list(outcome.plan.lost))
+                        sessions=list(outcome.plan.left_out))
         self._last_list_error = outcome.list_error
         if not outcome.plan.blind:
             unknown = outcome.plan.capacity_unknown

@@ -263,7 +263,7 @@ class Reconciler:
         decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now))
         self.memory = decided.memory
         if decided.suspect:
-            list_error = (f"list answer suspect: it lost all {len(decided.lost)} live owned sessions at once; "
+            list_error = (f"list answer suspect: it lost all {len(decided.left_out)} live owned sessions at once; "
                           "nothing is done until a second list confirms")
         outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed)
         try:

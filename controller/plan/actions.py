@@ -155,10 +155,10 @@ class Plan:
     deferred: int = 0
     #: Set when the list failed: nothing was decided.
     blind: bool = False
-    #: Set when the list lost every owned session at once: nothing was done.
+    #: Set when the list left out every owned session at once: nothing was done.
     suspect: bool = False
     #: Owned sessions this list left out for the first time (their slots are held).
-    lost: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
     #: Why capacity was not checked (no statistics), or None.
     capacity_unknown: str | None = None
 

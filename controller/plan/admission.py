@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from controller.plan.actions import Create, Unschedulable
-from controller.plan.capacity import CapacityLedger
+from controller.plan.capacity import CapacityBudget
 from controller.plan.context import Decisions, PassContext
 from controller.plan.listing import Listed
 
@@ -44,12 +44,12 @@ def admit(context: PassContext, wanted: Iterable[list[Create]]) -> tuple[list[Cr
                 cores, ram = capacity.request(sets[set_name].spec.template)
                 reserved_cores += cores
                 reserved_ram += ram
-        room = CapacityLedger(capacity, reserved_cores=reserved_cores, reserved_ram=reserved_ram)
+        budget = CapacityBudget(capacity, reserved_cores=reserved_cores, reserved_ram=reserved_ram)
         fitting = []
         for create in ordered:
             if create.set_name in waiting:
                 continue  # a set's creates are all alike: once one does not fit, none does
-            problem = room.take(create.template)
+            problem = budget.take(create.template)
             if problem is None:
                 fitting.append(create)
             else:

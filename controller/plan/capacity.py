@@ -60,8 +60,8 @@ def describe(cores: float | None, ram: float | None) -> str:
     return " and ".join(parts) or "no limit"
 
 
-class CapacityLedger:
-    """Capacity left during one plan: each create that fits takes its share."""
+class CapacityBudget:
+    """The capacity budget of one plan: each create that fits takes its share of what is free."""
 
     def __init__(self, capacity: Capacity, *, reserved_cores: float, reserved_ram: float) -> None:
         self.capacity = capacity

@@ -107,7 +107,7 @@ def _suspect(desired: DesiredState, memory: Memory, now: float, newly_left_out: 
     if remembered.suspect_since is None:
         remembered.suspect_since = now
     return Plan((), (), idle_statuses(desired, memory, now), remembered, suspect=True,
-                lost=tuple(sorted(newly_left_out)))
+                left_out=tuple(sorted(newly_left_out)))
 
 
 def _decide(context: PassContext, decisions: Decisions) -> Plan:
@@ -128,7 +128,7 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
                         else "platform statistics unavailable: creates are not checked against capacity")
     return Plan(tuple(allowed), destroys, statuses, _next_memory(context, decisions, orphans_seen), renews=renews,
                 unschedulable=unschedulable, deferred=deferred,
-                lost=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown)
+                left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown)
 
 
 def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:

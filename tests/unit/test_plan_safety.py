@@ -32,7 +32,7 @@ def test_session_missing_from_one_list_is_not_replaced_until_a_second_list_confi
     """A partial answer holds the slot; the next answer without it (a real delete) refills it."""
     partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
     assert partial.creates == () and partial.destroys == ()
-    assert partial.lost == ("wor1",) and partial.statuses["workers"].held == 1
+    assert partial.left_out == ("wor1",) and partial.statuses["workers"].held == 1
     confirmed = plan(desired(WORKERS), ALL[1:], partial.memory, NOW + 10, options=OPTIONS)
     assert slots(confirmed) == [("workers", 1)]
 
@@ -59,7 +59,7 @@ def test_session_back_in_the_next_list_is_simply_kept():
     """A session a lossy answer left out and the next one shows again causes nothing."""
     partial = plan(desired(WORKERS), ALL[1:], converged_memory(), NOW + 5, options=OPTIONS)
     back = plan(desired(WORKERS), ALL, partial.memory, NOW + 10, options=OPTIONS)
-    assert (back.creates, back.destroys, back.lost) == ((), (), ())
+    assert (back.creates, back.destroys, back.left_out) == ((), (), ())
     assert back.memory.missing == frozenset()
 
 
@@ -89,7 +89,7 @@ def test_sessions_this_controller_destroyed_are_not_counted_as_lost():
     memory = converged_memory()
     memory.destroys["wor1"] = NOW + 1
     after = plan(desired(WORKERS), ALL[1:], memory, NOW + 5, options=OPTIONS)
-    assert after.lost == () and slots(after) == [("workers", 1)]
+    assert after.left_out == () and slots(after) == [("workers", 1)]
 
 
 def test_ended_sessions_are_not_expected_to_stay_listed():
