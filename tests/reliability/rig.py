@@ -29,7 +29,7 @@ from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
 from controller.plan import PlanOptions
 from controller.reconcile import PassOutcome, Reconciler
-from controller.simulator import ManualClock, Simulator, SimulatorConfig
+from controller.simulator import ManualClock, RecordedRequest, Simulator, SimulatorConfig
 from controller.simulator.wire import Request
 from controller.statedir import SETTLE_WINDOW, StateLoader
 
@@ -213,3 +213,27 @@ class Rig:
 
     def requests(self, method: str, since: int = 0) -> Iterator[Any]:
         return (r for r in self.simulator.requests if r.method == method and r.seq > since)
+
+
+class RequestCursor:
+    """Hands out each request the simulator recorded exactly once, by its sequence number.
+
+    Positions in ``Simulator.requests`` shift when the simulator trims its log, and a request is
+    recorded when it is answered, so a delayed one lands after requests that arrived later: a
+    cursor keeps the sequence numbers it has handed out, and forgets those older than the log.
+    """
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self._read: set[int] = set()
+
+    def fresh(self) -> list[RecordedRequest]:
+        """The requests recorded since the last call, in the order recorded."""
+        log = self.simulator.requests
+        if not log:
+            return []
+        oldest = min(record.seq for record in log)
+        self._read = {seq for seq in self._read if seq >= oldest}
+        fresh = [record for record in log if record.seq not in self._read]
+        self._read.update(record.seq for record in fresh)
+        return fresh

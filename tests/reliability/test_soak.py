@@ -1,21 +1,26 @@
-"""A seeded, randomized soak: thousands of passes under every fault at once, invariants after each step.
+"""A seeded, randomized soak: hundreds of passes under every fault at once, invariants after each step.
 
 Each step may inject faults (5xx answers whose create still happens later, lost answers, slow
 creates, empty, partial and garbled lists, torn manifest writes, a vanishing token file, 429s, a
 set whose creates are always refused), change the world the way users do (scale up, change a
-template, delete a session by hand), kill the controller at a random instant (also between
-sending a create and recording it) and start it again from its ledger. Then one pass runs and
+template, delete a session by hand), kill the controller while a create is on the wire (also
+between sending it and recording it) and start it again from its ledger. Then one pass runs and
 the invariants are checked against the simulator's ground truth, not against what lists said:
 
 1. no slot has two live sessions of one template, nor more than two in all (a rollout's surge);
 2. no healthy session of the current template is destroyed;
 3. no session of another owner is touched;
-4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process);
-5. once faults stop, every set converges within a few passes.
+4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process),
+   and it does retry: the check must have compared attempts, or it proved nothing;
+5. the controller stays live during the faults: a share of the passes succeed;
+6. once faults stop, every set converges within a few passes.
 
-The run prints how many faults it injected and how many checks it made. A failure names its seed:
-``SOAK_SEEDS=1234 pytest tests/reliability/test_soak.py`` replays it exactly (``SOAK_PASSES``
-changes the length; ``SOAK_SEEDS=random:20`` tries 20 fresh seeds).
+The soak also checks itself: every kind of fault fired (a kind the dice skipped is forced now and
+then), and a kill counts only when it landed mid-pass. The simulator keeps a short request log
+here, so the checks read it through sequence cursors that survive its trimming.
+
+A failure names its seed: ``SOAK_SEEDS=1234 pytest tests/reliability/test_soak.py`` replays it
+exactly (``SOAK_PASSES`` changes the length; ``SOAK_SEEDS=random:20`` tries 20 fresh seeds).
 """
 
 from __future__ import annotations
@@ -23,19 +28,32 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from controller.statedir import parse_text
-from tests.reliability.rig import LIVE, Rig, manifest, owned
+from controller.statedir import SETTLE_WINDOW, parse_text
+from tests.reliability.rig import LIVE, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
 SETS = {"alpha": 6, "beta": 3, "gamma": 4}
 REFUSED = "delta"
 DEFAULT_SEEDS = (11, 23, 37, 41)
 PASSES = int(os.environ.get("SOAK_PASSES", "550"))
+#: A kind of fault the dice have not fired yet is forced every this many steps.
+FORCE_EVERY = 25
+KILL_TRIES = 3
+#: Kills mid-pass are what the soak is most about: they are forced until this many have landed.
+KILLS_WANTED = 3
+PREPARE = "scale up before a kill"
+#: The controller kills and restarts, besides the injected faults.
+KILL, RESTART = "kill -9 mid-pass", "restart"
+#: The share of passes during the faults that must succeed (the list read and every action done).
+LIVENESS = 0.5
+#: The simulator's request log is kept short, so the soak runs across its trimming.
+REQUEST_LOG = 400
 
 
 def seeds() -> list[int]:
@@ -59,27 +77,57 @@ class World:
 
 @dataclass
 class Tally:
+    #: Faults that fired, by kind (a kill only when it landed mid-pass).
     faults: Counter[str] = field(default_factory=Counter)
+    #: Kills that came after the pass had ended (no request on the wire): a restart, not a kill mid-pass.
+    late_kills: int = 0
     checks: int = 0
     passes: int = 0
+    #: Passes that ran to the end with the list read and every action done.
+    succeeded: int = 0
+    #: Pairs of refused-set attempts in one process that the back-off check compared.
+    refused_pairs: int = 0
 
 
 class Soak:
     def __init__(self, root: Path, seed: int) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.rig = Rig(root, seed=seed)
+        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG})
         self.world = World()
         self.tally = Tally()
-        self.last_delete_seq = 0
+        self.requests = RequestCursor(self.rig.simulator)
         self.refused_attempts: list[tuple[float, int]] = []  # (time, process generation)
         self.torn: tuple[str, str] | None = None
+        self.token_ok = True
+        self.generation = 0  # which controller process made the requests of the current step
+        #: Each fault kind, by the share of steps the dice give it (in order; the rest inject nothing).
+        self.kinds: list[tuple[float, str, Callable[[random.Random], bool]]] = [
+            (0.05, "5xx, create applied later", self._late_5xx),
+            (0.04, "answer lost after the create", self._lost_answer),
+            (0.03, "create refused outright (5xx, not applied)", self._refused_5xx),
+            (0.03, "slow creates", self._slow_creates),
+            (0.04, "empty list", self._empty_list),
+            (0.06, "partial list", self._partial_list),
+            (0.02, "garbled list", self._garbled_list),
+            (0.02, "list 5xx", self._list_5xx),
+            (0.02, "429 with Retry-After", self._too_many),
+            (0.02, "token file vanished", self._token_vanished),
+            (0.03, "torn manifest write", self._torn_write),
+            (0.02, "deleted by hand", self._delete_by_hand),
+            (0.01, "scale up", self._scale_up),
+            (0.01, "template change", self._template_change),
+        ]
         for name in SETS:
             self._write(name)
         self.rig.write(REFUSED, manifest(REFUSED, 2))
         self.rig.simulator.inject_fault("POST", "/session", status=400, name=f"cc-{REFUSED}-*", count=None)
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
+
+    @property
+    def kind_names(self) -> list[str]:
+        return [KILL, RESTART] + [kind for _, kind, _ in self.kinds]
 
     def _write(self, name: str) -> None:
         text = manifest(name, self.world.replicas[name], revision=self.world.revision[name])
@@ -100,88 +148,130 @@ class Soak:
             advance = 0.3
         else:
             advance = rng.uniform(0.2, 4.0)
+        forced = self._forced()
+        if forced == KILL:  # the manifest written the step before has settled: the pass creates
+            advance = max(advance, SETTLE_WINDOW + 0.5)
         rig.clock.advance(advance)
-        self._inject(rng)
+        self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
-        if rng.random() < 0.03:
-            self.tally.faults["kill -9 mid-pass"] += 1
+        if rng.random() < 0.03 or forced == KILL:
             rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=3, apply=rng.choice(["before", "after"]))
             self.generation = rig.restarts  # the dying process makes this pass's requests
-            rig.crash_mid_pass(in_flight=1)
+            if rig.crash_mid_pass(in_flight=1):
+                self.tally.faults[KILL] += 1
+            else:
+                self.tally.late_kills += 1
         else:
-            if rng.random() < 0.01:
-                self.tally.faults["restart"] += 1
+            if rng.random() < 0.01 or forced == RESTART:
+                self.tally.faults[RESTART] += 1
                 rig.restart()
             self.generation = rig.restarts
-            rig.run_pass()
+            outcome = rig.run_pass()
+            self.tally.succeeded += outcome.result == "success"
         self.tally.passes += 1
         if not self.token_ok:
             rig.token_file.write_text("rig-token")
             self.token_ok = True
         self.check(truth_before)
 
-    token_ok = True
-    generation = 0  # which controller process made the requests of the current step
+    def _forced(self) -> str | None:
+        """Near the end of every ``FORCE_EVERY`` steps, the first kind of fault that has not fired yet.
 
-    def _inject(self, rng: random.Random) -> None:
-        rig, sim = self.rig, self.rig.simulator
+        A kill lands only while a create is on the wire, so it gets ``KILL_TRIES`` tries, each after a
+        step that scales a set up (``PREPARE``) in the same process, once the new manifest has settled;
+        kills are forced until ``KILLS_WANTED`` have landed.
+        """
+        phase = self.tally.passes % FORCE_EVERY
+        wanted = {KILL: KILLS_WANTED}
+        missing = next((kind for kind in self.kind_names if self.tally.faults[kind] < wanted.get(kind, 1)), None)
+        if missing != KILL:
+            return missing if phase == FORCE_EVERY - 1 else None
+        if phase < FORCE_EVERY - 3 * KILL_TRIES:
+            return None
+        return {0: KILL, 2: PREPARE}.get((FORCE_EVERY - 1 - phase) % 3)
+
+    def _inject(self, rng: random.Random, forced: str | None) -> None:
         roll = rng.random()
-        if roll < 0.05:
-            self.tally.faults["5xx, create applied later"] += 1
-            sim.inject_fault("POST", "/session", status=rng.choice([502, 503, 504]),
-                             apply_after=rng.uniform(0.5, 60.0), count=rng.randint(1, 3))
-        elif roll < 0.09:
-            self.tally.faults["answer lost after the create"] += 1
-            sim.inject_fault("POST", "/session", status=None, processed=True, count=rng.randint(1, 2))
-        elif roll < 0.12:
-            self.tally.faults["create refused outright (5xx, not applied)"] += 1
-            sim.inject_fault("POST", "/session", status=rng.choice([500, 503]), count=1)
-        elif roll < 0.15:
-            self.tally.faults["slow creates"] += 1
-            sim.inject_delay("POST", "/session", seconds=0.001, count=rng.randint(1, 4),
-                             apply=rng.choice(["before", "after"]))
-        elif roll < 0.19:
-            self.tally.faults["empty list"] += 1
-            sim.inject_list_fault("empty")
-        elif roll < 0.25:
-            self.tally.faults["partial list"] += 1
-            sim.inject_list_fault("partial", keep=rng.uniform(0.3, 0.8))
-        elif roll < 0.27:
-            self.tally.faults["garbled list"] += 1
-            sim.inject_list_fault(rng.choice(["garbage", "truncated"]))
-        elif roll < 0.29:
-            self.tally.faults["list 5xx"] += 1
-            sim.inject_fault("GET", "/session", status=503, count=2)
-        elif roll < 0.31:
-            self.tally.faults["429 with Retry-After"] += 1
-            sim.inject_fault("POST", "/session", status=429, retry_after=rng.uniform(1, 20))
-        elif roll < 0.33:
-            self.tally.faults["token file vanished"] += 1
-            rig.token_file.unlink()
-            self.token_ok = False
-        elif roll < 0.36:
-            self.tally.faults["torn manifest write"] += 1
-            name = rng.choice(list(SETS))
-            whole = manifest(name, self.world.replicas[name], revision=self.world.revision[name])
-            marker = f"replicas: {self.world.replicas[name]}"
-            cut = whole.index(marker) + len("replicas: ") + rng.randint(0, len(str(self.world.replicas[name])) - 1)
-            rig.write(name, whole[:cut])
-            self.torn = (name, whole)
-        elif roll < 0.38:
-            self.tally.faults["deleted by hand"] += 1
-            live = [(sid, name) for sid, name, status in rig.truth() if status in LIVE and owned(name)]
-            if live:
-                rig.delete_outside(rng.choice(live)[0])
-        elif roll < 0.39:
-            self.tally.faults["scale up"] += 1
-            name = rng.choice(list(SETS))
-            self.world.replicas[name] += 1
-            self._write(name)
-        elif roll < 0.40:
-            self.tally.faults["template change"] += 1
-            name = rng.choice(list(SETS))
-            self.world.revision[name] += 1
-            self._write(name)
+        for share, kind, inject in self.kinds:
+            if forced == kind or (forced is None and roll < share):
+                if inject(rng):
+                    self.tally.faults[kind] += 1
+                return
+            roll -= share
+        if forced == PREPARE:  # several creates: injected create faults may take the first ones
+            self._scale_up(rng, by=3)
+
+    # -- the faults (each says whether it fired) ----------------------------------------------------
+
+    def _late_5xx(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_fault("POST", "/session", status=rng.choice([502, 503, 504]),
+                                        apply_after=rng.uniform(0.5, 60.0), count=rng.randint(1, 3))
+        return True
+
+    def _lost_answer(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_fault("POST", "/session", status=None, processed=True, count=rng.randint(1, 2))
+        return True
+
+    def _refused_5xx(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_fault("POST", "/session", status=rng.choice([500, 503]), count=1)
+        return True
+
+    def _slow_creates(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=rng.randint(1, 4),
+                                        apply=rng.choice(["before", "after"]))
+        return True
+
+    def _empty_list(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_list_fault("empty")
+        return True
+
+    def _partial_list(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_list_fault("partial", keep=rng.uniform(0.3, 0.8))
+        return True
+
+    def _garbled_list(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_list_fault(rng.choice(["garbage", "truncated"]))
+        return True
+
+    def _list_5xx(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_fault("GET", "/session", status=503, count=2)
+        return True
+
+    def _too_many(self, rng: random.Random) -> bool:
+        self.rig.simulator.inject_fault("POST", "/session", status=429, retry_after=rng.uniform(1, 20))
+        return True
+
+    def _token_vanished(self, rng: random.Random) -> bool:
+        self.rig.token_file.unlink()
+        self.token_ok = False
+        return True
+
+    def _torn_write(self, rng: random.Random) -> bool:
+        name = rng.choice(list(SETS))
+        whole = manifest(name, self.world.replicas[name], revision=self.world.revision[name])
+        marker = f"replicas: {self.world.replicas[name]}"
+        cut = whole.index(marker) + len("replicas: ") + rng.randint(0, len(str(self.world.replicas[name])) - 1)
+        self.rig.write(name, whole[:cut])
+        self.torn = (name, whole)
+        return True
+
+    def _delete_by_hand(self, rng: random.Random) -> bool:
+        live = [(sid, name) for sid, name, status in self.rig.truth() if status in LIVE and owned(name)]
+        if live:
+            self.rig.delete_outside(rng.choice(live)[0])
+        return bool(live)
+
+    def _scale_up(self, rng: random.Random, *, by: int = 1) -> bool:
+        name = rng.choice(list(SETS))
+        self.world.replicas[name] += by
+        self._write(name)
+        return True
+
+    def _template_change(self, rng: random.Random) -> bool:
+        name = rng.choice(list(SETS))
+        self.world.revision[name] += 1
+        self._write(name)
+        return True
 
     # -- invariants -------------------------------------------------------------------------------
 
@@ -206,9 +296,8 @@ class Soak:
             if count > 2:
                 self.fail(f"slot {key} has {count} live sessions (more than a rollout's surge)")
 
-        deletes = [r for r in rig.simulator.requests if r.method == "DELETE" and r.seq > self.last_delete_seq]
-        if deletes:
-            self.last_delete_seq = max(r.seq for r in deletes)
+        fresh = self.requests.fresh()
+        deletes = [r for r in fresh if r.method == "DELETE"]
         for request in deletes:
             self.tally.checks += 1
             sid = request.path.rsplit("/", 1)[-1]
@@ -225,16 +314,17 @@ class Soak:
                 if twins == 0:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
 
-        attempts = [r for r in rig.simulator.requests
-                    if r.method == "POST" and (r.param("name") or "").startswith(f"cc-{REFUSED}-")]
+        attempts = sorted(r.at for r in fresh
+                          if r.method == "POST" and (r.param("name") or "").startswith(f"cc-{REFUSED}-"))
         self.tally.checks += 1
-        times = sorted({(r.at, r.seq) for r in attempts})
-        if len(times) > len(self.refused_attempts):
-            for at, _ in times[len(self.refused_attempts):]:
-                self.refused_attempts.append((at, self.generation))
-        for (a, gen_a), (b, gen_b) in zip(self.refused_attempts, self.refused_attempts[1:], strict=False):
-            if gen_a == gen_b and b - a < 4.5 - 1e-6:
-                self.fail(f"refused set retried after {b - a:.2f} s, without backing off")
+        previous = self.refused_attempts[-1] if self.refused_attempts else None
+        for at in attempts:
+            if previous is not None and previous[1] == self.generation:
+                self.tally.refused_pairs += 1
+                if at - previous[0] < 4.5 - 1e-6:
+                    self.fail(f"refused set retried after {at - previous[0]:.2f} s, without backing off")
+            previous = (at, self.generation)
+            self.refused_attempts.append(previous)
 
     # -- the end --------------------------------------------------------------------------------------
 
@@ -283,7 +373,16 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
         passes = soak.converge()
     finally:
         soak.rig.close()
+    tally = soak.tally
     with capsys.disabled():
-        faults = ", ".join(f"{what} {count}" for what, count in sorted(soak.tally.faults.items()))
-        print(f"\nsoak seed {seed}: {soak.tally.passes} passes, {sum(soak.tally.faults.values())} faults "
-              f"({faults}), {soak.tally.checks} invariant checks, converged {passes} passes after the faults stopped")
+        faults = ", ".join(f"{what} {count}" for what, count in sorted(tally.faults.items()))
+        print(f"\nsoak seed {seed}: {tally.passes} passes ({tally.succeeded} succeeded), "
+              f"{sum(tally.faults.values())} faults ({faults}; {tally.late_kills} kills after the pass ended), "
+              f"{tally.checks} invariant checks ({tally.refused_pairs} refused retries compared), "
+              f"converged {passes} passes after the faults stopped")
+    assert soak.rig.simulator.requests[0].seq > 1, "the request log was never trimmed: shorten REQUEST_LOG"
+    never = [kind for kind in soak.kind_names if not tally.faults[kind]]
+    assert not never, f"seed {seed}: these faults never fired, so the soak did not test them: {never}"
+    assert tally.refused_pairs >= 1, f"seed {seed}: the refused set never retried within one process"
+    assert tally.succeeded >= LIVENESS * tally.passes, (
+        f"seed {seed}: only {tally.succeeded} of {tally.passes} passes succeeded during the faults")
