@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import time
 
 import pytest
 
@@ -47,9 +46,7 @@ def test_sigterm_lets_slow_creates_finish_and_a_restart_finds_them(service, stat
     (state / "workers.yaml").write_text(manifest("workers", 8))
     process = daemon()
     wait_until(lambda: service.simulator.in_flight() >= 1, what="slow creates on the wire")
-    started = time.monotonic()
     assert process.stop(signal.SIGTERM) == 0
-    assert time.monotonic() - started < 5.5
     sent = len(creates(service))
     assert service.simulator.in_flight() == 0  # every call in flight was answered before the exit
     assert all(r.status == 200 for r in creates(service))
@@ -66,9 +63,9 @@ def test_sigterm_with_creates_slower_than_the_grace_keeps_them_expected(service,
     process = daemon()
     wait_until(lambda: service.simulator.in_flight() >= 1, what="slow creates on the wire")
     assert process.stop(signal.SIGTERM) == 0
-    daemon()
+    second = daemon()
     wait_until(lambda: running_slots(service) == [1, 2], timeout=30, what="both slots running")
-    time.sleep(1)  # a few more passes of the restarted daemon
+    second.wait_passes(3)  # passes after convergence: a create sent again would show up here
     assert len(creates(service)) == 2  # the slow creates landed and were found: none sent again
     assert collections.Counter(slots(service.live())) == collections.Counter([1, 2])
 

@@ -22,7 +22,7 @@ from tests.deploy import containers
 from tests.deploy.generated import EXAMPLES, ROOT
 from tests.tools import missing, require_tool
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # builds images (the first test waits for them)
 
 TAG = "localhost/canfar-controller:test"
 STATE = "/etc/canfar-controller/sessionsets"

@@ -23,7 +23,7 @@ from tests.observability.conftest import PROMETHEUS_DIR
 from tests.observability.test_dashboard import dashboard, expressions, substitute
 from tests.tools import require_tool
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # starts Prometheus, waits for scrapes
 
 CORES = 48.0  # not the simulator's default (64), so the figure must come from the configuration
 REPLICAS = 2

@@ -98,6 +98,7 @@ def outcomes(report: Path) -> dict[str, str]:
     return results
 
 
+@pytest.mark.timeout(600)  # installs and runs another project's test suite
 def test_canfar_own_server_facing_tests_pass_against_the_simulator(
         sdist_tree: Path, peer_simulator: tuple[Simulator, str], tmp_path: Path) -> None:
     """Every server-facing test of canfar's suite passes, and really talked to the simulator."""
