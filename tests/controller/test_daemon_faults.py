@@ -50,6 +50,7 @@ def test_sigterm_lets_slow_creates_finish_and_a_restart_finds_them(service, stat
     sent = len(creates(service))
     assert service.simulator.in_flight() == 0  # every call in flight was answered before the exit
     assert all(r.status == 200 for r in creates(service))
+    assert service.requests("DELETE") == []
     service.simulator.clear_faults()
     daemon()
     wait_until(lambda: running_slots(service) == list(range(1, 9)), timeout=30, what="8 running slots")
