@@ -374,7 +374,7 @@ def plan_options(settings: ControllerSettings) -> PlanOptions:
     return PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
                        max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
                        session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
-                       pending_limit=settings.pending_limit, capacity=settings.capacity)
+                       pending_limit=settings.pending_limit, check_capacity=settings.capacity)
 
 
 # -- plan, status, restart, validate ------------------------------------------------------------

@@ -182,7 +182,7 @@ class PlanOptions:
     pending_limit: float = PENDING_LIMIT
     progress_deadline: float = PROGRESS_DEADLINE
     #: Plan creates against the platform's free capacity (when statistics are available).
-    capacity: bool = True
+    check_capacity: bool = True
 
 
 def spec_key(template_hash: str, replicas: int) -> str:

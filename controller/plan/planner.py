@@ -91,7 +91,7 @@ def plan(
     """
     if observed is None:
         return Plan((), (), idle_statuses(desired, memory, now), memory.copy(), blind=True)
-    capacity = capacity if options.capacity else None
+    capacity = capacity if options.check_capacity else None
     listing = lists.scan(observed, desired, memory, now, prefix=options.prefix, capacity=capacity)
     gone = trusts.left_out(memory, listing)
     if trusts.is_suspect(memory, listing, gone - memory.missing, now, options):
@@ -124,7 +124,7 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
     destroys = tuple(sorted(decisions.destroys, key=lambda d: (d.set_name, d.name, d.session_id)))
     renews = tuple(sorted(decisions.renews, key=lambda r: (r.set_name, r.name, r.session_id)))
     unschedulable = tuple(sorted(decisions.unschedulable, key=lambda u: (u.set_name, u.name, u.session_id)))
-    capacity_unknown = (None if context.capacity is not None or not options.capacity
+    capacity_unknown = (None if context.capacity is not None or not options.check_capacity
                         else "platform statistics unavailable: creates are not checked against capacity")
     return Plan(tuple(allowed), destroys, statuses, _next_memory(context, decisions, orphans_seen), renews=renews,
                 unschedulable=unschedulable, deferred=deferred,

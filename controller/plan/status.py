@@ -114,7 +114,7 @@ def _capacity_condition(context: PassContext, wait: str | None, unschedulable: i
         minutes = context.options.pending_limit / 60
         message = f"{unschedulable} session(s) Pending for more than {minutes:g} min"
         return "True", "Unschedulable", f"{message}: {events}" if events else message
-    if not context.options.capacity:
+    if not context.options.check_capacity:
         return "Unknown", "NotChecked", "creates are not checked against the platform's capacity (--no-capacity)"
     if context.capacity is None:
         return "Unknown", "StatsUnavailable", "platform statistics unavailable: creating without checking capacity"

@@ -135,7 +135,7 @@ def test_sessions_pending_too_long_are_reported_once_with_their_events() -> None
             rig.clock.advance(SETTLE)
             rig.run_pass()
             # Someone else takes the cluster first: our session, created before, stays queued.
-            rig.reconciler.options = type(rig.reconciler.options)(prefix="cc", capacity=False)
+            rig.reconciler.options = type(rig.reconciler.options)(prefix="cc", check_capacity=False)
             rig.write("late", sessionset("late", 1, cmd="sleep", args="100000", cores=4))
             with capture_logs() as logs:
                 rig.passes(3, every=1)

@@ -312,5 +312,5 @@ def test_a_suspended_set_is_not_progressing():
 def test_without_capacity_checks_the_condition_does_not_claim_a_fit():
     from controller.plan import PlanOptions
 
-    result = plan(desired(session_set(replicas=1)), [], Memory(), NOW, options=PlanOptions(capacity=False))
+    result = plan(desired(session_set(replicas=1)), [], Memory(), NOW, options=PlanOptions(check_capacity=False))
     assert conditions(result)["WaitingForCapacity"] == ("Unknown", "NotChecked")
