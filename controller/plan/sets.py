@@ -16,12 +16,17 @@ from controller.plan import context as ctx
 from controller.plan.actions import Create
 from controller.plan.context import Decisions, PassContext
 from controller.plan.listing import Listed
-from controller.plan.memory import CreateBackoff
+from controller.plan.memory import CreateBackoff, ExpectedCreate, SlotHistory
 from controller.plan.rollout import RECREATE, Rollout
 from controller.plan.slots import Kept, keep
 from controller.spec import SessionSet
 
 _NONE: list[Listed] = []  # an empty slot (never appended to)
+# Nothing remembered about a set (never written to).
+_NO_EXPECTED: dict[int, ExpectedCreate] = {}
+_NO_HELD: set[int] = set()
+_NO_HISTORY: dict[int, SlotHistory] = {}
+_NO_FINISHED: set[tuple[int, str]] = set()
 
 
 @dataclass(slots=True)
@@ -64,13 +69,15 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
     if recreating and act:
         for seen in kept.outdated:
             ctx.destroy(context, decisions, seen, "outdated")
-    slots = _Slots(context, decisions, session_set, current,
-                   Rollout(spec.update_strategy, replicas, current, kept.by_slot, recreating=recreating),
-                   SetPlan(kept, refused=context.backoffs.get(name)))
-    result = slots.result
-    result.crash_slots = restarts.crash_slots(context, slots.histories, replicas)
+    result = SetPlan(kept, refused=context.backoffs.get(name))
+    expected = context.expected_by_set.get(name, _NO_EXPECTED)
+    held = context.trust.held.get(name, _NO_HELD)
+    histories = decisions.restarts.get(name, _NO_HISTORY)
+    if histories:
+        result.crash_slots = restarts.crash_slots(context, histories, replicas)
     backing_off = result.refused is not None and context.now < result.refused.until
-    quiet = not (slots.expected or slots.held or slots.histories)  # nothing remembered about any slot
+    quiet = not (expected or held or histories)  # nothing remembered about any slot
+    slots: _Slots | None = None  # made when a slot needs more than the quick look
     by_slot = kept.by_slot
     for slot in range(1, replicas + 1):
         here = by_slot.get(slot, _NONE)
@@ -78,6 +85,9 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
             result.updated += 1
             result.ready += here[0].phase == "Running"
             continue
+        if slots is None:
+            slots = _Slots(context, decisions, session_set, current, result, expected, held, histories,
+                           recreating=recreating)
         reason = slots.need(slot, here)
         if reason is None or not act:
             continue
@@ -91,7 +101,8 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
         slot_name = owned_name(context.options.prefix, name, current, slot)
         result.creates.append(Create(name, slot, slot_name, spec.template, replicas, reason,
                                      prior_ids=context.listing.ids_named(slot_name)))
-    result.finished = sum(1 for slot, template in slots.finished if template == current and slot <= replicas)
+    finished = decisions.finished.get(name, _NO_FINISHED)
+    result.finished = sum(1 for slot, template in finished if template == current and slot <= replicas)
     return result
 
 
@@ -113,15 +124,15 @@ class _Slots:
     )
 
     def __init__(self, context: PassContext, decisions: Decisions, session_set: SessionSet, current: str,
-                 rollout: Rollout, result: SetPlan) -> None:
-        name = session_set.name
-        self.context, self.decisions, self.name, self.current = context, decisions, name, current
-        self.act = not session_set.spec.suspend
-        self.rollout, self.result = rollout, result
-        self.expected = context.expected_by_set.get(name, {})
-        self.held = context.trust.held.get(name, set())
-        self.histories = decisions.restarts.get(name, {})
-        self.finished = decisions.finished.get(name, set())
+                 result: SetPlan, expected: dict[int, ExpectedCreate], held: set[int],
+                 histories: dict[int, SlotHistory], *, recreating: bool) -> None:
+        spec = session_set.spec
+        self.context, self.decisions, self.name, self.current = context, decisions, session_set.name, current
+        self.act = not spec.suspend
+        self.rollout = Rollout(spec.update_strategy, spec.replicas, current, result.kept.by_slot,
+                               recreating=recreating)
+        self.result, self.expected, self.held, self.histories = result, expected, held, histories
+        self.finished = decisions.finished.get(session_set.name, _NO_FINISHED)
 
     def need(self, slot: int, kept: list[Listed]) -> str | None:
         """Why the slot wants a create ("missing", "restart", "rollout"), or ``None``."""
