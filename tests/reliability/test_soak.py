@@ -15,8 +15,9 @@ the invariants are checked against the simulator's ground truth, not against wha
 5. the controller stays live during the faults: a share of the passes succeed;
 6. once faults stop, every set converges within a few passes.
 
-The soak also checks itself: every kind of fault fired (a kind the dice skipped is forced now and
-then), and a kill counts only when it landed mid-pass. The simulator keeps a short request log
+The soak also checks itself: every kind of fault fired (a fault on the wire counts once a request
+took it, see ``FaultMirror``; a kind the dice skipped is forced now and then), and a kill counts
+only when it landed mid-pass. The simulator keeps a short request log
 here, so the checks read it through sequence cursors that survive its trimming.
 
 A failure names its seed: ``SOAK_SEEDS=1234 pytest tests/reliability/test_soak.py`` replays it
@@ -31,9 +32,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.simulator import RecordedRequest
 from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.reliability.rig import LIVE, RequestCursor, Rig, manifest, owned
 
@@ -89,6 +92,42 @@ class Tally:
     refused_pairs: int = 0
 
 
+class FaultMirror:
+    """Which injected faults really fired: the simulator's targeted rules, mirrored in the order added.
+
+    The simulator gives each request the first rule that matches it (one use of it) and records the
+    request with ``fault=True``; replaying those records against the same rules, in arrival order,
+    says which rule each one took. An injected fault that no request took has not fired.
+    """
+
+    def __init__(self, fired: Counter[str], *, refused: str) -> None:
+        self.fired = fired
+        self.refused = refused  # the name prefix of the always-refused set: its rule comes first, forever
+        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining]
+
+    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False) -> bool:
+        """Mirror a rule just added; it counts as fired only once a request takes it (so: False now)."""
+        self.rules.append([kind, method, list_only, count])
+        return False
+
+    def credit(self, records: list[RecordedRequest]) -> None:
+        for record in sorted(records, key=lambda r: r.seq):
+            if not record.fault or record.path != "/session":
+                continue
+            if record.method == "POST" and (record.param("name") or "").startswith(self.refused):
+                continue
+            for rule in self.rules:
+                kind, method, list_only, _ = rule
+                if method == record.method and not (list_only and record.param("view") == "stats"):
+                    self.fired[kind] += 1
+                    rule[3] -= 1
+                    if not rule[3]:
+                        self.rules.remove(rule)
+                    break
+            else:
+                raise AssertionError(f"request {record.seq} took a fault the soak did not inject")
+
+
 class Soak:
     def __init__(self, root: Path, seed: int) -> None:
         self.seed = seed
@@ -122,6 +161,7 @@ class Soak:
             self._write(name)
         self.rig.write(REFUSED, manifest(REFUSED, 2))
         self.rig.simulator.inject_fault("POST", "/session", status=400, name=f"cc-{REFUSED}-*", count=None)
+        self.faults = FaultMirror(self.tally.faults, refused=f"cc-{REFUSED}-")
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
 
@@ -156,6 +196,7 @@ class Soak:
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
             rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=3, apply=rng.choice(["before", "after"]))
+            self.faults.expect("slow creates", "POST", 3)
             self.generation = rig.restarts  # the dying process makes this pass's requests
             if rig.crash_mid_pass(in_flight=1):
                 self.tally.faults[KILL] += 1
@@ -204,42 +245,45 @@ class Soak:
     # -- the faults (each says whether it fired) ----------------------------------------------------
 
     def _late_5xx(self, rng: random.Random) -> bool:
+        count = rng.randint(1, 3)
         self.rig.simulator.inject_fault("POST", "/session", status=rng.choice([502, 503, 504]),
-                                        apply_after=rng.uniform(0.5, 60.0), count=rng.randint(1, 3))
-        return True
+                                        apply_after=rng.uniform(0.5, 60.0), count=count)
+        return self.faults.expect("5xx, create applied later", "POST", count)
 
     def _lost_answer(self, rng: random.Random) -> bool:
-        self.rig.simulator.inject_fault("POST", "/session", status=None, processed=True, count=rng.randint(1, 2))
-        return True
+        count = rng.randint(1, 2)
+        self.rig.simulator.inject_fault("POST", "/session", status=None, processed=True, count=count)
+        return self.faults.expect("answer lost after the create", "POST", count)
 
     def _refused_5xx(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_fault("POST", "/session", status=rng.choice([500, 503]), count=1)
-        return True
+        return self.faults.expect("create refused outright (5xx, not applied)", "POST", 1)
 
     def _slow_creates(self, rng: random.Random) -> bool:
-        self.rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=rng.randint(1, 4),
+        count = rng.randint(1, 4)
+        self.rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=count,
                                         apply=rng.choice(["before", "after"]))
-        return True
+        return self.faults.expect("slow creates", "POST", count)
 
     def _empty_list(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_list_fault("empty")
-        return True
+        return self.faults.expect("empty list", "GET", 1, list_only=True)
 
     def _partial_list(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_list_fault("partial", keep=rng.uniform(0.3, 0.8))
-        return True
+        return self.faults.expect("partial list", "GET", 1, list_only=True)
 
     def _garbled_list(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_list_fault(rng.choice(["garbage", "truncated"]))
-        return True
+        return self.faults.expect("garbled list", "GET", 1, list_only=True)
 
     def _list_5xx(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_fault("GET", "/session", status=503, count=2)
-        return True
+        return self.faults.expect("list 5xx", "GET", 2)
 
     def _too_many(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_fault("POST", "/session", status=429, retry_after=rng.uniform(1, 20))
-        return True
+        return self.faults.expect("429 with Retry-After", "POST", 1)
 
     def _token_vanished(self, rng: random.Random) -> bool:
         self.rig.token_file.unlink()
@@ -297,6 +341,7 @@ class Soak:
                 self.fail(f"slot {key} has {count} live sessions (more than a rollout's surge)")
 
         fresh = self.requests.fresh()
+        self.faults.credit(fresh)
         deletes = [r for r in fresh if r.method == "DELETE"]
         for request in deletes:
             self.tally.checks += 1
