@@ -32,13 +32,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from controller.simulator import RecordedRequest
 from controller.statedir import SETTLE_WINDOW, parse_text
-from tests.reliability.rig import LIVE, RequestCursor, Rig, manifest, owned
+from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
 SETS = {"alpha": 6, "beta": 3, "gamma": 4}
@@ -90,42 +88,6 @@ class Tally:
     succeeded: int = 0
     #: Pairs of refused-set attempts in one process that the back-off check compared.
     refused_pairs: int = 0
-
-
-class FaultMirror:
-    """Which injected faults really fired: the simulator's targeted rules, mirrored in the order added.
-
-    The simulator gives each request the first rule that matches it (one use of it) and records the
-    request with ``fault=True``; replaying those records against the same rules, in arrival order,
-    says which rule each one took. An injected fault that no request took has not fired.
-    """
-
-    def __init__(self, fired: Counter[str], *, refused: str) -> None:
-        self.fired = fired
-        self.refused = refused  # the name prefix of the always-refused set: its rule comes first, forever
-        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining]
-
-    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False) -> bool:
-        """Mirror a rule just added; it counts as fired only once a request takes it (so: False now)."""
-        self.rules.append([kind, method, list_only, count])
-        return False
-
-    def credit(self, records: list[RecordedRequest]) -> None:
-        for record in sorted(records, key=lambda r: r.seq):
-            if not record.fault or record.path != "/session":
-                continue
-            if record.method == "POST" and (record.param("name") or "").startswith(self.refused):
-                continue
-            for rule in self.rules:
-                kind, method, list_only, _ = rule
-                if method == record.method and not (list_only and record.param("view") == "stats"):
-                    self.fired[kind] += 1
-                    rule[3] -= 1
-                    if not rule[3]:
-                        self.rules.remove(rule)
-                    break
-            else:
-                raise AssertionError(f"request {record.seq} took a fault the soak did not inject")
 
 
 class Soak:
