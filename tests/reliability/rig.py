@@ -7,7 +7,9 @@ moves only when the test says so. ``crash()`` models kill -9 exactly: the ledger
 were at the instant of the kill, whatever the dying process would still have written.
 
 The simulator's own state (``simulator.cluster``) is the ground truth the invariants are checked
-against: what the controller is told may be a lie (faults), what exists may not be.
+against: what the controller is told may be a lie (faults), what exists may not be. Its request log
+is read through ``RequestCursor`` (each request once, across trims) and ``FaultMirror`` (which
+injected faults a request really took).
 """
 
 from __future__ import annotations
