@@ -58,8 +58,8 @@ class SetPlan:
 
 
 def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet) -> SetPlan:
-    """Plan one set. Written for speed where it matters: a slot with one healthy session of the
-    current template, and nothing remembered about it, costs a few dictionary lookups."""
+    """Plan one set. Written for speed where it matters: a slot with one session of the current
+    template, and nothing remembered about it, costs a few dictionary lookups."""
     spec, name = session_set.spec, session_set.name
     current = spec.template.hash()
     replicas, act = spec.replicas, not spec.suspend
@@ -81,7 +81,8 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
     by_slot = kept.by_slot
     for slot in range(1, replicas + 1):
         here = by_slot.get(slot, _NONE)
-        if quiet and len(here) == 1 and here[0].template_hash == current:
+        if len(here) == 1 and here[0].template_hash == current and (
+                quiet or (slot not in expected and slot not in held and slot not in histories)):
             result.updated += 1
             result.ready += here[0].phase == "Running"
             continue
