@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from controller.client.credentials import CredentialStatus
 from controller.errors import ControllerError
 from controller.models import PlatformContext
 from controller.names import NameParser
@@ -54,6 +55,7 @@ class OutcomeHandler:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         log: Any = None,
+        credential: Callable[[], CredentialStatus] | None = None,
     ) -> None:
         self.metrics = metrics
         self.health = health
@@ -69,6 +71,8 @@ class OutcomeHandler:
         #: Each set's status from the last pass that could see the sessions.
         self._seen: dict[str, SetStatus] = {}
         self._names: NameParser | None = None  # kept across passes: its memo makes the tally cheap
+        self._credential = credential
+        self._credential_problem: str | None = None
 
     def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -88,6 +92,7 @@ class OutcomeHandler:
             if outcome.list_ok:
                 self.health.list_succeeded()
         self._write_status(outcome, statuses, reconciler, now)
+        self._report_credential(now)
         decided = outcome.plan
         report = log.info if decided.changes or (outcome.result != "success" and not quiet) else log.debug
         report("pass done", result=outcome.result, seconds=round(outcome.seconds, 3),
@@ -206,11 +211,27 @@ class OutcomeHandler:
             unsettled=list(outcome.desired.unsettled),
             creates_paused_until=paused if paused > now else None,
             sets={name: status_row(s, reconciler.last_errors.get(name)) for name, s in sorted(statuses.items())},
+            credential=None if self._credential is None else dataclasses.asdict(self._credential()),
         )
         try:
             write_status(self.status_file, document)
         except OSError as exc:
             self._log.warning("cannot write status file", path=str(self.status_file), error=str(exc))
+
+    def _report_credential(self, now: float) -> None:
+        """The credential's expiry and state in the metrics and ``/healthz``; its problem logged once."""
+        if self._credential is None:
+            return
+        status = self._credential()
+        self.metrics.credential.update(expiry_kind=status.expiry_kind, expiry=status.expiry, usable=status.usable)
+        if self.health is not None:
+            self.health.credential(describe_credential(status, now))
+        if status.problem != self._credential_problem:
+            if status.problem is not None:
+                self._log.error("the credential cannot be used: creates and destroys wait", problem=status.problem)
+            else:
+                self._log.info("the credential works again", credential=status.source)
+            self._credential_problem = status.problem
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -245,3 +266,20 @@ def status_row(status: SetStatus, last_error: str | None) -> SetRow:
     fields["conditions"] = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
                              "lastTransitionTime": c.last_transition} for c in status.conditions]
     return SetRow(**fields, ended=status.ended, last_error=last_error)
+
+
+def describe_credential(status: CredentialStatus, now: float) -> str:
+    """One line about the credential, for ``/healthz`` and ``status``: kind, source, time left, problem."""
+    line = f"{status.kind} ({status.source})"
+    if status.expiry is not None and status.expiry_kind is not None:
+        left = status.expiry - now
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.expiry))
+        line += (f", {status.expiry_kind} expires {stamp} (in {_duration(left)})" if left > 0
+                 else f", {status.expiry_kind} expired {stamp}")
+    return line + (f": UNUSABLE: {status.problem}" if status.problem else "")
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"

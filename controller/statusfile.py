@@ -69,6 +69,8 @@ class StatusDocument(BaseModel):
     #: Every create waits until then (epoch seconds): the service asked to slow down.
     creates_paused_until: float | None = None
     sets: dict[str, SetRow] = {}
+    #: The credential in use: kind, source, expiry_kind, expiry (epoch s), usable, problem; never the secret.
+    credential: dict[str, Any] | None = None
 
 
 def write_status(path: Path, document: StatusDocument) -> None:

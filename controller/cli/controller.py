@@ -21,13 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller import rules
-from controller.cli.common import add_client_options, client_settings, print_error
+from controller.cli.common import add_client_options, client_settings, describe_source, print_error
 from controller.cli.demo import embedded_simulator, refuse_foreign_service
 from controller.client import AsyncSession, ClientSettings
+from controller.client.credentials import CredentialStatus
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
 from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
@@ -36,7 +38,7 @@ from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import RepeatFilter
-from controller.outcome import REPEAT_AFTER, OutcomeHandler
+from controller.outcome import REPEAT_AFTER, OutcomeHandler, describe_credential
 from controller.plan import (
     MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
@@ -205,6 +207,9 @@ def register(subparsers: Any) -> None:
     _add_state_options(status, positional=False)
     status.add_argument("--server", metavar="URL",
                         help="the daemon's server URL, used only to find its status file (env CANFAR_URL)")
+    status.add_argument("--canfar-config", type=Path, metavar="FILE",
+                        help="the canfar config whose active server the daemon uses, to find its status file "
+                             "(default ~/.canfar/config.yaml; env CANFAR_CONFIG)")
     _add_status_file_option(status)
     status.add_argument("-o", "--output", choices=["text", "json"], default="text",
                         help="output format (default: text)")
@@ -291,6 +296,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                                     settings.concurrency)) if args.simulator
                              else client_settings(args, concurrency=settings.concurrency))
             status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
+            # A login refreshed from a read-only canfar config is kept beside the controller's memory.
+            client_config = client_config.model_copy(update={"credential_dir": status_file.parent})
             if args.simulator and settings.status_file is None:
                 # The embedded simulator starts empty: what a previous demo remembered about its
                 # sessions (finished slots, expected creates) would only mislead this one.
@@ -336,7 +343,10 @@ async def _serve(args: argparse.Namespace, settings: ControllerSettings, client_
     server = _serve_metrics(settings, metrics, health) if settings.metrics_port and not args.once else None
     assert settings.state is not None
     try:
-        async with AsyncSession(client_config, on_request=metrics.observe_api) as client:
+        credential, server_from = describe_source(client_config)
+        structlog.get_logger("canfar_controller").info("credential in use", source=credential, server=server_from)
+        async with AsyncSession(client_config, on_request=metrics.observe_api,
+                                on_refresh=metrics.credential.refreshed) as client:
             reconciler = Reconciler(
                 # One pass acts on the files as they are; the daemon waits for changed files to settle.
                 loader=StateLoader(settings.state, prefix=settings.prefix,
@@ -350,7 +360,7 @@ async def _serve(args: argparse.Namespace, settings: ControllerSettings, client_
                 stats_max_age=3 * settings.stats_interval,
             )
             handler = OutcomeHandler(metrics=metrics, health=health, status_file=status_file,
-                                     interval=settings.interval)
+                                     interval=settings.interval, credential=client.credential)
             if args.once:
                 if settings.capacity:
                     reconciler.prefetch_platform()  # alongside the pass's list call; a failure plans without
@@ -449,6 +459,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for error in document.manifest_errors:
         print(f"invalid: {error}")
     print(_last_pass(document, path))
+    if document.credential is not None:
+        print("credential: " + describe_credential(CredentialStatus(**document.credential), time.time()))
     return 0
 
 

@@ -9,9 +9,15 @@ problem is reported again on every call until the file is fixed, and never shows
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 import ssl
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
@@ -140,6 +146,100 @@ class CertificateSource:
         """Make sure the context holds the file's current certificate; ``CredentialError`` if it cannot."""
         self._file.current()
 
+    def status(self, login: object = None) -> CredentialStatus:
+        """The certificate's file (and canfar record, if it came from one) and its notAfter."""
+        where = getattr(login, "where", None)
+        source = f"certificate {self._file.path}" + (f" ({where})" if where else "")
+        expiry = certificate_expiry(self._file.path)
+        problem = None
+        try:
+            self.check()
+        except CredentialError as error:
+            problem = str(error)
+        if problem is None and expiry is not None and expiry <= time.time():
+            problem = f"certificate {self._file.path} expired; renew it (`canfar auth login`)"
+        return CredentialStatus(kind="x509", source=source, expiry_kind="x509", expiry=expiry,
+                                usable=problem is None, problem=problem)
+
     def _load(self, path: Path) -> bool:
         self.context.load_cert_chain(str(path))
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    """What the controller knows about its credential, safe to show: never the credential itself.
+
+    ``kind`` is ``token``, ``x509`` or ``oidc``; ``expiry_kind`` names what ``expiry`` is the end
+    of (``x509``, ``oidc_refresh`` or ``oidc_access``), as the expiry metric labels it.
+    """
+
+    kind: str
+    source: str
+    expiry_kind: str | None = None
+    expiry: float | None = None
+    usable: bool = True
+    problem: str | None = None
+
+
+def jwt_claim(token: SecretStr | None, claim: str) -> object:
+    """A claim of a JWT's payload, read without verifying it (only to date the token); ``None`` if absent."""
+    if token is None:
+        return None
+    parts = token.get_secret_value().split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return payload.get(claim) if isinstance(payload, dict) else None
+
+
+def certificate_expiry(path: Path) -> float | None:
+    """The notAfter (epoch seconds) of the first certificate in a PEM file; ``None`` if unreadable.
+
+    Read from the DER structure directly (Certificate > TBSCertificate > Validity), so that the
+    expiry metric needs no cryptography library at run time.
+    """
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+        body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
+        der = base64.b64decode("".join(body.split()))
+        tbs = _der_children(_der_children(der)[0])
+        fields = tbs[1:] if tbs[0][0] == 0xA0 else tbs  # skip the explicit [0] version
+        validity = _der_children(fields[3])  # serial, signature algorithm, issuer, validity
+        return _der_time(validity[1])
+    except (OSError, IndexError, ValueError, binascii.Error):
+        return None
+
+
+def _der_children(element: bytes) -> list[bytes]:
+    """The elements (tag, length, value, whole) inside one constructed DER element."""
+    content = _der_value(element)
+    children, offset = [], 0
+    while offset < len(content):
+        length, start = _der_length(content, offset + 1)
+        children.append(content[offset:start + length])
+        offset = start + length
+    return children
+
+
+def _der_value(element: bytes) -> bytes:
+    length, start = _der_length(element, 1)
+    return element[start:start + length]
+
+
+def _der_length(data: bytes, offset: int) -> tuple[int, int]:
+    first = data[offset]
+    if first < 0x80:
+        return first, offset + 1
+    count = first & 0x7F
+    return int.from_bytes(data[offset + 1:offset + 1 + count], "big"), offset + 1 + count
+
+
+def _der_time(element: bytes) -> float:
+    text = _der_value(element).decode("ascii").rstrip("Z")
+    if element[0] == 0x17:  # UTCTime, YYMMDDHHMMSS: 50..99 are the 1900s (RFC 5280)
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()

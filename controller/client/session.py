@@ -20,7 +20,8 @@ import httpx
 
 from controller import __version__
 from controller.client import operations as ops
-from controller.client.credentials import CertificateSource, TokenSource
+from controller.client.canfarconfig import CanfarLogin, read_login
+from controller.client.credentials import CertificateSource, CredentialStatus, TokenSource
 from controller.client.exchange import (
     Backoff,
     Call,
@@ -31,10 +32,11 @@ from controller.client.exchange import (
     RetryPolicy,
     exchange,
 )
+from controller.client.oidc import OidcLogin, RefreshHook
 from controller.client.operations import Batch, Ids, Outcomes, Plan
 from controller.client.settings import ClientSettings, load_settings
 from controller.client.transport import pooled_transport
-from controller.errors import APIError
+from controller.errors import APIError, AuthenticationError
 from controller.models import Event, ObservedSession, PlatformContext, PlatformStats, SessionInfo
 from controller.rules import SessionSpec
 
@@ -51,6 +53,7 @@ class _Base:
         settings: ClientSettings | None = None,
         *,
         on_request: RequestHook | None = None,
+        on_refresh: RefreshHook | None = None,
         **overrides: Any,
     ) -> None:
         if settings is None:
@@ -62,9 +65,14 @@ class _Base:
         self._base = self._url + "/"
         #: A base URL not ending in /v1 (or /v2...): every path under it is likely a 404.
         self._unversioned = re.search(r"/v[0-9]+$", urlsplit(self._url).path) is None
-        self._tokens = TokenSource(token=settings.token, path=settings.token_file)
-        self._certificate = (CertificateSource(settings.certificate, verify=settings.verify)
-                             if settings.certificate is not None and self._use_certificate() else None)
+        self._login = canfar_login(settings)
+        self._tokens: TokenSource | OidcLogin = TokenSource(token=settings.token, path=settings.token_file)
+        certificate = settings.certificate if self._login is None else self._login.certificate
+        self._certificate = (CertificateSource(certificate, verify=settings.verify)
+                             if certificate is not None and self._use_certificate() else None)
+        if self._login is not None and self._login.mode == "oidc":
+            self._tokens = OidcLogin(self._login, store=settings.credential_dir, timeout=settings.timeout,
+                                     verify=settings.verify, on_refresh=on_refresh)
         self._policy = RetryPolicy(retries=settings.retries, backoff=settings.backoff)
         self._on_request = on_request
 
@@ -93,9 +101,19 @@ class _Base:
             "follow_redirects": False,
         }
 
+    def credential(self) -> CredentialStatus:
+        """Which credential requests carry, from where, and until when: nothing secret."""
+        if isinstance(self._tokens, OidcLogin):
+            return self._tokens.status()
+        if self._certificate is not None:
+            return self._certificate.status(self._login)
+        settings = self.settings
+        source = ("CANFAR_TOKEN" if settings.token is not None else
+                  f"token file {settings.token_file}" if settings.token_file is not None else "none")
+        return CredentialStatus(kind="token" if self._tokens.configured else "none", source=source,
+                                usable=self._tokens.configured)
+
     def _use_certificate(self) -> bool:
-        if self.settings.certificate is None:
-            return False
         if self._tokens.configured:
             log.warning("both a token and a certificate are configured: using the token")
             return False
@@ -122,7 +140,9 @@ class _Base:
         """What the user can do about ``error``, when it is a mistake of ours the client can see."""
         if error.status == 401 and not self._tokens.configured and self._certificate is None:
             return ("no token set: set CANFAR_TOKEN or CANFAR_TOKEN_FILE (or pass --token-file), "
-                    "or CANFAR_CERTIFICATE (--certificate)")
+                    "or CANFAR_CERTIFICATE (--certificate), or log in with `canfar auth login`")
+        if error.status == 401 and self._login is not None:
+            return f"the service refused the login of {self._login.where}: run `canfar auth login`"
         if error.status == 404 and self._unversioned:
             return (f"the server URL {self.settings.safe_url} has no API version: "
                     f"did you mean {_versioned(self.settings.safe_url or '')}?")
@@ -138,6 +158,13 @@ def _versioned(url: str) -> str:
     """``url`` with the API version: a bare host gets CANFAR's ``/skaha/v1``, any other path ``/v1``."""
     base = url.rstrip("/")
     return f"{base}/skaha/v1" if urlsplit(base).path in ("", "/") else f"{base}/v1"
+
+
+def canfar_login(settings: ClientSettings) -> CanfarLogin | None:
+    """The canfar config's login, when one is configured and no explicit credential beats it."""
+    if settings.config is None or settings.explicit_credential:
+        return None
+    return read_login(settings.config)
 
 
 def _send_kwargs(base: str, request: Request, headers: dict[str, str] | None) -> dict[str, Any]:
@@ -156,9 +183,10 @@ class Session(_Base):
         *,
         transport: httpx.BaseTransport | None = None,
         on_request: RequestHook | None = None,
+        on_refresh: RefreshHook | None = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(settings, on_request=on_request, **overrides)
+        super().__init__(settings, on_request=on_request, on_refresh=on_refresh, **overrides)
         self._http = httpx.Client(transport=transport, **self._client_options())
 
     def __enter__(self) -> Session:
@@ -190,6 +218,20 @@ class Session(_Base):
         return outcomes
 
     def _send(self, call: Call[R]) -> R:
+        """One call; an OIDC login is refreshed first when due, and once more after a 401."""
+        tokens = self._tokens
+        if not isinstance(tokens, OidcLogin):
+            return self._attempt(call)
+        tokens.prepare_sync()
+        used = tokens.current()
+        try:
+            return self._attempt(call)
+        except AuthenticationError:
+            if not tokens.renew_sync(used):
+                raise
+        return self._attempt(call)
+
+    def _attempt(self, call: Call[R]) -> R:
         steps = self._exchange(call)
         step = next(steps)
         try:
@@ -272,9 +314,10 @@ class AsyncSession(_Base):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
+        on_refresh: RefreshHook | None = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(settings, on_request=on_request, **overrides)
+        super().__init__(settings, on_request=on_request, on_refresh=on_refresh, **overrides)
         options = self._client_options()
         if transport is None:  # many small pools: the cost of placing a request grows with a pool's size
             transport = pooled_transport(self.settings.concurrency, verify=options["verify"])
@@ -311,6 +354,23 @@ class AsyncSession(_Base):
         return dict(zip(keys, replies, strict=True))
 
     async def _send(self, call: Call[R]) -> R:
+        """One call; an OIDC login is refreshed first when due, and once more after a 401.
+
+        A 401 means the service did nothing, so even a create is safe to send again.
+        """
+        tokens = self._tokens
+        if not isinstance(tokens, OidcLogin):
+            return await self._attempt(call)
+        await tokens.prepare()
+        used = tokens.current()
+        try:
+            return await self._attempt(call)
+        except AuthenticationError:
+            if not await tokens.renew(used):
+                raise
+        return await self._attempt(call)
+
+    async def _attempt(self, call: Call[R]) -> R:
         steps = self._exchange(call)
         step = next(steps)
         try:

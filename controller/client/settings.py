@@ -33,6 +33,13 @@ class ClientSettings(BaseSettings):
     certificate: Path | None = None
     """X.509 proxy certificate (PEM with key), used only when no token is configured."""
 
+    config: Path | None = None
+    """The canfar client's config (``~/.canfar/config.yaml``, env ``CANFAR_CONFIG``): its active server
+    and login are used when no token, token file or certificate is given."""
+
+    credential_dir: Path | None = None
+    """Where a login refreshed from a read-only canfar config is kept (the controller's memory directory)."""
+
     timeout: float = Field(30.0, gt=0, le=300)
     """Seconds allowed for connect, read, write and pool waits of one attempt."""
 
@@ -68,7 +75,8 @@ class ClientSettings(BaseSettings):
     def require_url(self) -> str:
         """The base URL, or a ``ConfigError`` that says how to provide it."""
         if self.url is None:
-            raise ConfigError("no session service URL: set CANFAR_URL (https://host/skaha/v1) or --server")
+            raise ConfigError("no session service URL: set CANFAR_URL (https://host/skaha/v1) or --server, "
+                              "or log in with `canfar auth login`")
         return self.url
 
     @property
@@ -85,7 +93,14 @@ class ClientSettings(BaseSettings):
             return "token-file"
         if self.certificate is not None:
             return "certificate"
+        if self.config is not None:
+            return "canfar-config"
         return "none"
+
+    @property
+    def explicit_credential(self) -> bool:
+        """Whether a token, token file or certificate was given: those always beat the canfar config."""
+        return self.token is not None or self.token_file is not None or self.certificate is not None
 
 
 def load_settings(**values: object) -> ClientSettings:

@@ -54,6 +54,7 @@ class HealthState:
         self._manifests_loaded = False
         self._listed = False
         self._last_result = ""
+        self._credential = ""
 
     def pass_completed(self, result: str = "success", problem: str = "") -> None:
         """Record that a pass finished, whatever its result: the loop is alive.
@@ -65,6 +66,14 @@ class HealthState:
             self._last_pass = self._clock()
             self._passes += 1
             self._last_result = result if not problem else f"{result}: {problem}"
+
+    def credential(self, line: str) -> None:
+        """Record the credential's state in one line (``oidc login ... usable until ...``) for ``/healthz``.
+
+        Shown, not judged: a credential that stopped working stops creates, not the loop.
+        """
+        with self._lock:
+            self._credential = line
 
     def manifests_loaded(self) -> None:
         """Record that the manifests were loaded (readiness needs it once)."""
@@ -82,9 +91,11 @@ class HealthState:
             age = self._clock() - self._last_pass
             passes = self._passes
             result = self._last_result
+            credential = self._credential
         limit = self.stale_after * self.interval
         what = "last pass" if passes else "no pass yet, started"
         detail = f" ({result})" if result else ""
+        detail += f"; credential: {credential}" if credential else ""
         if age > limit:
             return False, f"stuck: {what} {age:.1f}s ago (limit {limit:.0f}s){detail}"
         return True, f"ok: {what} {age:.1f}s ago{detail}"

@@ -43,6 +43,7 @@ from controller.errors import (
     TransportError,
 )
 from controller.models import Phase, PlatformStats
+from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
 from controller.plan import CONDITION_TYPES, DestroyReason
 
@@ -190,6 +191,8 @@ class ControllerMetrics:
         )
         self.registry.register(_SnapshotCollector(self))
         self._utilisation = UtilisationMetrics(self.registry)
+        #: Credential expiry, usability and refreshes (``observability.credentials``).
+        self.credential = CredentialMetrics(self.registry)
 
     # -- the API ----------------------------------------------------------------------------------
 

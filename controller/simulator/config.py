@@ -7,7 +7,7 @@ off by default: the simulator is a faithful server first and a chaos tool only o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -72,6 +72,12 @@ class SimulatorConfig:
     """The POSIX user every authenticated request maps to."""
     token: str | None = None
     """The only bearer token accepted; ``None`` accepts any bearer token (no credential is still 401)."""
+    identity_provider: Callable[[str], bool] | None = field(default=None, compare=False, repr=False)
+    """Asked about a bearer token other than ``token``, as skaha asks its OIDC provider: ``True`` accepts it.
+
+    Tests pass their token endpoint's check, so access tokens it issued work until they expire and
+    a refreshed one works at once, while anything else is 401.
+    """
     cores: float = 64.0
     """Cluster CPU capacity; sessions whose requests do not fit stay ``Pending``."""
     ram_gb: float = 256.0

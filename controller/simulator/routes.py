@@ -349,8 +349,10 @@ def _authenticate(request: Request, cluster: Cluster) -> None:
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         raise error_for_status("auth", 401, "Unauthorized")
-    expected = cluster.config.token
-    if expected is not None and credential != expected:
+    expected, provider = cluster.config.token, cluster.config.identity_provider
+    if provider is not None and credential != expected and not provider(credential):
+        raise error_for_status("auth", 401, "Unauthorized: invalid or expired bearer token")
+    if provider is None and expected is not None and credential != expected:
         raise error_for_status("auth", 401, "Unauthorized: invalid bearer token")
 
 
