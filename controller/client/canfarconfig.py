@@ -13,6 +13,7 @@ Every problem is one ``CredentialError`` naming the file, the record and what to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -188,11 +189,15 @@ def write_tokens(login: CanfarLogin, used_refresh: SecretStr | None, tokens: Tok
     """Store ``tokens`` in the record of ``login`` in its file; returns the bytes written.
 
     Written as canfar writes its config: the whole document, to a temporary file beside it,
-    fsynced, renamed over it, with the file's mode kept (0600 for a new file's secrets). Returns
+    fsynced, renamed over it, with the file's mode kept (canfar's is 0600). A file without write
+    permission for its owner is read-only (``PermissionError``) even to root. Returns
     ``None`` without writing when the record no longer holds ``used_refresh``: the user logged in
     again meanwhile, and their new login wins. ``OSError`` when the file cannot be replaced.
     """
     path = login.path
+    mode = os.stat(path).st_mode & 0o777
+    if not mode & 0o200:  # made read-only on purpose (a Secret, a systemd credential): even root leaves it
+        raise PermissionError(errno.EACCES, "the file is read-only", str(path))
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     record = _mapping(_mapping(_mapping(data).get("authentication")).get(login.record))
     current = _secret(_mapping(record.get("token")).get("refresh"))
@@ -214,7 +219,7 @@ def write_tokens(login: CanfarLogin, used_refresh: SecretStr | None, tokens: Tok
         else:
             expiry[key] = when
     text = yaml.safe_dump(data, default_flow_style=False, sort_keys=True, indent=2).encode()
-    replace_file(path, text, mode=os.stat(path).st_mode & 0o777)
+    replace_file(path, text, mode=mode)
     return text
 
 
