@@ -230,7 +230,7 @@ class OutcomeHandler:
             if status.problem is not None:
                 self._log.error("the credential cannot be used: creates and destroys wait", problem=status.problem)
             else:
-                self._log.info("the credential works again", credential=status.source)
+                self._log.info("the credential works again", source=status.source)
             self._credential_problem = status.problem
 
     # -- scheduling -------------------------------------------------------------------------------
