@@ -153,6 +153,9 @@ def test_expressions_are_valid_promql(tmp_path: Path) -> None:
         "canfar_controller_account_requested_cpu_cores",
         "canfar_controller_account_requested_ram_bytes",
         "canfar_controller_account_requested_gpus",
+        "canfar_controller_credential_expiry_timestamp_seconds",
+        "canfar_controller_credential_usable",
+        "canfar_controller_credential_refreshes_total",
     ],
 )
 def test_dashboard_shows(metric: str) -> None:

@@ -67,6 +67,8 @@ def test_alerts_cover_the_issue() -> None:
         "CanfarSessionSetSessionExpiring",
         "CanfarSessionSetRenewFailing",
         "CanfarControllerSuspectLists",
+        "CanfarCredentialExpiresSoon",
+        "CanfarCredentialInvalid",
     } <= names
 
 
