@@ -270,13 +270,19 @@ def status_row(status: SetStatus, last_error: str | None) -> SetRow:
 
 def describe_credential(status: CredentialStatus, now: float) -> str:
     """One line about the credential, for ``/healthz`` and ``status``: kind, source, time left, problem."""
-    line = f"{status.kind} ({status.source})"
-    if status.expiry is not None and status.expiry_kind is not None:
-        left = status.expiry - now
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.expiry))
-        line += (f", {status.expiry_kind} expires {stamp} (in {_duration(left)})" if left > 0
-                 else f", {status.expiry_kind} expired {stamp}")
+    expiry = describe_expiry(status, now)
+    line = f"{status.kind} ({status.source})" + (f", {expiry}" if status.expiry is not None else "")
     return line + (f": UNUSABLE: {status.problem}" if status.problem else "")
+
+
+def describe_expiry(status: CredentialStatus, now: float) -> str:
+    """When the credential ends, e.g. ``oidc_refresh expires 2026-12-07T10:00:00Z (in 1d 23h)``."""
+    if status.expiry is None or status.expiry_kind is None:
+        return f"unknown (this {status.kind} credential carries no expiry)"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.expiry))
+    left = status.expiry - now
+    return (f"{status.expiry_kind} expires {stamp} (in {_duration(left)})" if left > 0
+            else f"{status.expiry_kind} expired {stamp}")
 
 
 def _duration(seconds: float) -> str:

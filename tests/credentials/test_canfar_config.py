@@ -14,6 +14,7 @@ import pytest
 from controller.cli.common import client_settings, describe_source
 from controller.client import AsyncSession, Session
 from controller.errors import CredentialError
+from controller.observability.metrics import ControllerMetrics
 from controller.simulator import Simulator
 from tests.credentials.canfar_configs import RECORD, oidc_config, x509_config
 from tests.credentials.certificates import make_proxy
@@ -70,6 +71,10 @@ def test_an_x509_login_uses_its_certificate_and_reads_its_expiry(
     assert (status.kind, status.expiry_kind, status.usable) == ("x509", "x509", True)
     assert status.expiry == not_after.timestamp()
     assert str(proxy) in status.source and RECORD in status.source
+    metrics = ControllerMetrics()
+    metrics.credential.update(expiry_kind=status.expiry_kind, expiry=status.expiry, usable=status.usable)
+    assert metrics.registry.get_sample_value("canfar_controller_credential_expiry_timestamp_seconds",
+                                             {"kind": "x509"}) == not_after.timestamp()
 
 
 @pytest.mark.parametrize(("case", "problem"), [
