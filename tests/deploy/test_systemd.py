@@ -13,6 +13,7 @@ from tests.deploy.generated import MANIFESTS
 from tests.tools import require_tool
 
 UNIT = MANIFESTS / "systemd" / "canfar-controller.service"
+CANFAR_CONFIG_DROP_IN = MANIFESTS / "systemd" / "canfar-controller.service.d" / "canfar-config.conf"
 SYSUSERS = MANIFESTS / "systemd" / "canfar-controller.sysusers"
 SHIPPED_BINARY = "/opt/canfar-controller/bin/canfar-controller"
 
@@ -120,3 +121,46 @@ def test_sysusers_file_creates_the_service_user(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Creating user 'canfar-controller'" in proc.stdout + proc.stderr
+
+
+def with_drop_in(tmp_path: Path) -> Path:
+    """The local unit copy plus the canfar-config drop-in in ``<unit>.d/``, where systemd looks for it."""
+    unit = local_copy(tmp_path)
+    script = Path(sys.executable).parent / "canfar-controller"
+    drop_in = tmp_path / f"{UNIT.name}.d" / CANFAR_CONFIG_DROP_IN.name
+    drop_in.parent.mkdir()
+    drop_in.write_text(CANFAR_CONFIG_DROP_IN.read_text().replace(SHIPPED_BINARY, str(script)))
+    return unit
+
+
+def test_the_canfar_config_drop_in_verifies_and_keeps_the_sandbox(tmp_path: Path) -> None:
+    """With the drop-in the unit still verifies silently, and its exposure stays low."""
+    tool = require_tool("systemd-analyze")
+    unit = with_drop_in(tmp_path)
+    proc = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    proc = subprocess.run([tool, "security", "--offline=true", str(unit)], capture_output=True, text=True,
+                          timeout=120)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)
+    assert match is not None and float(match.group(1)) < 2.0, proc.stdout + proc.stderr
+
+
+def test_the_drop_in_replaces_the_token_with_the_canfar_config_credential() -> None:
+    """ExecStart and LoadCredential are reset (not added to), and the server comes from the config."""
+    found = directives(CANFAR_CONFIG_DROP_IN.read_text())
+    assert found["ExecStart"][0] == "" and found["LoadCredential"] == ["", "canfar-config:/etc/canfar-controller/"
+                                                                           "canfar-config.yaml"]
+    command = found["ExecStart"][1]
+    assert "--canfar-config %d/canfar-config" in command and "--token-file" not in command
+    assert "--state /etc/canfar-controller/sessionsets" in command
+    assert "--status-file /var/lib/canfar-controller/status.json" in command
+    assert found["Environment"] == ["CANFAR_URL="]
+
+
+def test_the_drop_in_command_line_is_one_the_controller_accepts(tmp_path: Path) -> None:
+    """The drop-in's ExecStart flags parse (a typo there would only show when the service starts)."""
+    from controller.cli import build_parser
+
+    command = directives(CANFAR_CONFIG_DROP_IN.read_text())["ExecStart"][1].split()
+    args = build_parser().parse_args([part.replace("%d", str(tmp_path)) for part in command[1:]])
+    assert args.canfar_config == tmp_path / "canfar-config" and args.token_file is None

@@ -54,3 +54,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "canfar-controller.statusClaimName" -}}
 {{- default (printf "%s-status" (include "canfar-controller.fullname" .)) .Values.persistence.existingClaim -}}
 {{- end -}}
+
+{{/* Whether a canfar config (Secret) is used instead of the token. */}}
+{{- define "canfar-controller.usesCanfarConfig" -}}
+{{- if or .Values.canfarConfig.existingSecret .Values.canfarConfig.value -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the canfar config: created from canfarConfig.value when that is set, else the existing one. */}}
+{{- define "canfar-controller.canfarConfigSecretName" -}}
+{{- if .Values.canfarConfig.value -}}
+{{- printf "%s-canfar-config" (include "canfar-controller.fullname" .) -}}
+{{- else -}}
+{{- .Values.canfarConfig.existingSecret -}}
+{{- end -}}
+{{- end -}}
