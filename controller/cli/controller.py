@@ -1,7 +1,8 @@
 """``run``, ``plan``, ``status``, ``restart`` and ``validate``: the controller's own commands.
 
 Every flag has an environment alternative (``CANFAR_CONTROLLER_<FLAG>``, and the client's
-``CANFAR_URL`` / ``CANFAR_TOKEN`` / ``CANFAR_TOKEN_FILE`` / ``CANFAR_CERTIFICATE``); a flag wins.
+``CANFAR_URL`` / ``CANFAR_TOKEN`` / ``CANFAR_TOKEN_FILE`` / ``CANFAR_CERTIFICATE`` /
+``CANFAR_CONFIG``); a flag wins. Without a token or certificate, the canfar config's login is used.
 """
 
 from __future__ import annotations
@@ -395,7 +396,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
     client_config = client_settings(args)
-    memory = Ledger.beside(status_file_of(settings, client_config.require_url(), demo=args.simulator)).load()
+    status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
+    memory = Ledger.beside(status_file).load()
+    # A refresh made here is kept where `run` looks for it (a read-only canfar config).
+    client_config = client_config.model_copy(update={"credential_dir": status_file.parent})
 
     async def fetch() -> list[ObservedSession]:
         async with AsyncSession(client_config) as client:

@@ -2,7 +2,8 @@
 
 The server comes from ``--server`` or ``CANFAR_URL``, the credential from ``--token-file``,
 ``--certificate`` or ``CANFAR_TOKEN`` / ``CANFAR_TOKEN_FILE`` (there is deliberately no
-``--token`` flag: it would show in ``ps`` and shell history). Data goes to stdout (``-o json``
+``--token`` flag: it would show in ``ps`` and shell history); without those, both come from the
+canfar config (``--canfar-config``, ``CANFAR_CONFIG``, ``~/.canfar/config.yaml``). Data goes to stdout (``-o json``
 for machines), diagnostics to stderr; any failure prints the server's own message and exits 1.
 """
 
