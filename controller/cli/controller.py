@@ -462,9 +462,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{_conditions(row):<28} {_state_of(row)}")
     for error in document.manifest_errors:
         print(f"invalid: {error}")
-    print(_last_pass(document, path))
     if document.credential is not None:
         print("credential: " + describe_credential(CredentialStatus(**document.credential), time.time()))
+    print(_last_pass(document, path))
     return 0
 
 
