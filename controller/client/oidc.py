@@ -255,42 +255,40 @@ class OidcLogin:
         expired = now >= tokens.access_expiry - min(EXPIRY_MARGIN, 0.1 * life)
         return now >= tokens.obtained_at + REFRESH_AT * life, expired
 
+    def _may_refresh(self, now: float) -> bool:
+        """Whether a refresh may be tried now: not refused, refreshable, and not just failed (endpoint down)."""
+        return (self._refused is None and self._login.client is not None and self._tokens.refresh is not None
+                and now >= self._retry_at)
+
     async def prepare(self) -> None:
         """Refresh if due: wait for it only if the current token can no longer be sent."""
         self._reload_if_changed()
-        if self._refused is not None:
-            return
         now = self._clock()
         due, expired = self._due(now)
-        if not due or (not expired and now < self._retry_at):
-            return
-        task = self._shared_refresh()
-        if expired:
-            await asyncio.shield(task)
+        if due and self._may_refresh(now):
+            task = self._shared_refresh()
+            if expired:
+                await asyncio.shield(task)
 
     def prepare_sync(self) -> None:
         """``prepare`` for the synchronous client: a due refresh happens now."""
         self._reload_if_changed()
-        if self._refused is None and self._due(self._clock())[0]:
-            with self._sync_lock:
-                if self._due(self._clock())[0]:
-                    self._refresh_sync()
+        with self._sync_lock:
+            now = self._clock()
+            if self._due(now)[0] and self._may_refresh(now):
+                self._refresh_sync()
 
     async def renew(self, used: SecretStr | None) -> bool:
         """After a 401 for ``used``: refresh (once, shared) unless that already happened; True to resend."""
-        if self._refused is not None or self._login.client is None or self._tokens.refresh is None:
-            return False
         if used is not None and used != self._tokens.access:
             return True  # another caller refreshed meanwhile
-        return await asyncio.shield(self._shared_refresh())
+        return self._may_refresh(self._clock()) and await asyncio.shield(self._shared_refresh())
 
     def renew_sync(self, used: SecretStr | None) -> bool:
-        if self._refused is not None or self._login.client is None or self._tokens.refresh is None:
-            return False
         with self._sync_lock:
             if used is not None and used != self._tokens.access:
                 return True
-            return self._refresh_sync()
+            return self._may_refresh(self._clock()) and self._refresh_sync()
 
     # -- the refresh itself ------------------------------------------------------------------
 
@@ -300,34 +298,36 @@ class OidcLogin:
         return self._task
 
     async def _refresh_async(self) -> bool:
-        previous, client = self._tokens, self._login.client
-        assert previous.refresh is not None and client is not None
+        previous = self._tokens
+        reply: httpx.Response | httpx.HTTPError
         try:
             async with httpx.AsyncClient(timeout=self._timeout, verify=self._verify) as http:
-                response = await http.request(**refresh_form(client, previous.refresh))
-            return self._settle(previous, lambda now: read_answer(response.status_code, response.content,
-                                                                  previous, now))
+                reply = await http.request(**self._form(previous))
         except httpx.HTTPError as exc:
-            return self._settle(previous, _raise(RefreshFailed(f"no answer from the token endpoint "
-                                                               f"({type(exc).__name__})")))
+            reply = exc
+        return self._settle(previous, reply)
 
     def _refresh_sync(self) -> bool:
-        previous, client = self._tokens, self._login.client
-        assert previous.refresh is not None and client is not None
+        previous = self._tokens
+        reply: httpx.Response | httpx.HTTPError
         try:
             with httpx.Client(timeout=self._timeout, verify=self._verify) as http:
-                response = http.request(**refresh_form(client, previous.refresh))
-            return self._settle(previous, lambda now: read_answer(response.status_code, response.content,
-                                                                  previous, now))
+                reply = http.request(**self._form(previous))
         except httpx.HTTPError as exc:
-            return self._settle(previous, _raise(RefreshFailed(f"no answer from the token endpoint "
-                                                               f"({type(exc).__name__})")))
+            reply = exc
+        return self._settle(previous, reply)
 
-    def _settle(self, previous: Tokens, answer: Callable[[float], Tokens]) -> bool:
+    def _form(self, previous: Tokens) -> dict[str, Any]:
+        assert self._login.client is not None and previous.refresh is not None
+        return refresh_form(self._login.client, previous.refresh)
+
+    def _settle(self, previous: Tokens, reply: httpx.Response | httpx.HTTPError) -> bool:
         """Install the outcome of one refresh, count it and say it; True if there is a new token."""
         now = self._clock()
         try:
-            tokens = answer(now)
+            if isinstance(reply, httpx.HTTPError):
+                raise RefreshFailed(f"no answer from the token endpoint ({type(reply).__name__})")
+            tokens = read_answer(reply.status_code, reply.content, previous, now)
         except RefreshRefused as refused:
             self._refused = (f"the token endpoint refused the refresh ({refused}): the login has expired or "
                              "was revoked; creates and destroys are stopped until the canfar config holds a "
@@ -374,9 +374,3 @@ class OidcLogin:
 def _stamp(path: Path) -> tuple[int, int, int]:
     info = path.stat()
     return info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def _raise(error: Exception) -> Callable[[float], Tokens]:
-    def fail(now: float) -> Tokens:
-        raise error
-    return fail

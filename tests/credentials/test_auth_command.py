@@ -48,3 +48,17 @@ def test_auth_reads_an_x509_certificates_expiry(
     out = capsys.readouterr().out
     assert f"credential: X.509 certificate of canfar config {config}, record 'srcnet'" in out
     assert f"x509 expires {not_after:%Y-%m-%dT%H:%M:%SZ} (in 9d 0h)" in out
+
+
+def test_sessions_and_plan_use_the_login_in_home_with_no_flag(
+        tmp_path: Path, url: str, endpoint: TokenEndpoint, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    oidc_config(Path.home() / ".canfar" / "config.yaml", url=url, token_url=endpoint.url, login=endpoint.issue(),
+                monkeypatch=monkeypatch)
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert main(["sessions", "ps", "-o", "json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert main(["plan", "--state", str(state)]) == 0
+    assert "nothing to do" in capsys.readouterr().out

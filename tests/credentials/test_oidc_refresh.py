@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import stat
 import time
 from pathlib import Path
@@ -225,3 +226,22 @@ def test_a_slow_refresh_at_80_percent_does_not_hold_calls_while_the_token_still_
     used_old, used_new = run(scenario())
     assert used_old and used_new
     assert set(statuses(simulator)) == {200} and len(endpoint.grants) == 1
+
+
+def test_a_token_endpoint_that_does_not_answer_is_tried_again_later_not_on_every_call(
+        tmp_path: Path, url: str, endpoint: TokenEndpoint, simulator: Simulator,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint.access_life = 0.2
+    login = endpoint.issue()
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/token"
+    config = oidc_config(tmp_path / "config.yaml", url=url, token_url=down, login=login, monkeypatch=monkeypatch)
+    time.sleep(0.3)
+    refreshes: list[str] = []
+    with Session(settings(config), on_refresh=refreshes.append) as client:
+        for _ in range(3):
+            with pytest.raises(AuthenticationError):
+                client.fetch()
+        assert client.credential().usable, "not refused: the next attempt may work"
+    assert refreshes == ["error"], "one attempt, then a pause (15 s) before the next"
