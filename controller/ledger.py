@@ -5,7 +5,8 @@ Two files next to each other:
 - the **snapshot** (``…memory.json``): the whole ``Memory`` as a typed, versioned JSON document
   (``MemoryDocument``, ``version: 1``), replaced atomically (temporary file, fsync, rename, fsync of
   the directory) at the end of a pass that changed it;
-- the **journal** (``…memory.journal``): one JSON line per event since that snapshot. Before any
+- the **journal** (``…memory.journal``): one framed record per event since that snapshot
+  (``controller.journalfile``: length and checksum on every line). Before any
   create is sent, the names of the creates about to go out are appended and fsynced in one write
   (``write_ahead``), so a process killed at any instant afterwards restarts knowing that those
   creates may have happened: it looks for them by name and never makes a second session for their
@@ -13,16 +14,20 @@ Two files next to each other:
   kept in memory and appended with the next write: losing such a line only errs on the safe side
   (the create stays expected by name until a list settles it).
 
-Loading reads the snapshot, then replays the journal lines written after it. A torn last line (a
-crash in the middle of an append) is ignored: its fsync never completed, so its creates were never
-sent. Anything else that cannot be read (a corrupt line, an unknown ``version``) is a
-``LedgerError``: the controller stops rather than act without its memory.
+Loading reads the snapshot, then replays the journal records written after it. A torn record
+(a crash in the middle of an append, a short write on a full disk), wherever it lies, is skipped:
+its fsync never completed, so its creates were never sent; every complete record is kept, and the
+journal is first copied aside (``…journal.torn-<seq>``) so nothing is lost to the repair. An
+unreadable snapshot (corrupt, an unknown ``version``) is a ``LedgerError``: the controller stops
+rather than act without its memory, and ``canfar-controller memory check`` says what it holds.
+The version-1 journal (plain JSON lines) is still read; records are always written framed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import replace
@@ -32,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.errors import LedgerError
+from controller.journalfile import FileOps, JournalFile, Torn, frame
 from controller.plan.memory import (
     ConditionMark,
     CreateBackoff,
@@ -222,13 +228,18 @@ def request_restart(status_file: Path, set_name: str) -> Path:
 class Ledger:
     """Reads and writes one controller's memory: snapshot plus write-ahead journal."""
 
-    def __init__(self, snapshot: Path, journal: Path) -> None:
+    def __init__(self, snapshot: Path, journal: Path, ops: FileOps | None = None) -> None:
         self.snapshot = snapshot
         self.journal = journal
         self._seq = 0
         self._saved: Memory | None = None
-        self._journal_fd: int | None = None
-        self._pending: list[str] = []  # numbered lines not written yet
+        self._file = JournalFile(journal, ops)
+        self._pending: list[bytes] = []  # framed records not written yet
+        #: What the last ``load`` found torn in the journal, and where it copied the journal first.
+        self.torn: list[Torn] = []
+        self.torn_copy: Path | None = None
+        #: Complete records of the last ``load`` that mean nothing to this version (skipped).
+        self.unusable: list[dict[str, Any]] = []
 
     @classmethod
     def beside(cls, status_file: Path) -> Ledger:
@@ -239,9 +250,13 @@ class Ledger:
     def load(self) -> Memory:
         """The memory as the last process left it (empty when there is none); ``LedgerError`` if unreadable."""
         memory, self._seq = self._read_snapshot()
+        self.unusable = []
         for entry in self._read_journal():
             if entry["seq"] > self._seq:
-                _replay(memory, entry)
+                try:
+                    _replay(memory, entry)
+                except (KeyError, TypeError, ValueError):  # complete, but not a record this version writes
+                    self.unusable.append(entry)
                 self._seq = entry["seq"]
         self._saved = None  # the replayed memory is not on disk as a snapshot yet
         return memory
@@ -273,24 +288,17 @@ class Ledger:
 
     def _read_journal(self) -> Iterator[dict[str, Any]]:
         try:
-            data = self.journal.read_bytes()
-        except FileNotFoundError:
-            return
+            found = self._file.read()
         except OSError as exc:
             raise LedgerError(f"cannot read the controller's journal {self.journal}: {exc}") from None
-        lines = data.split(b"\n")
-        # The last element is what follows the last newline: empty, or a line torn by a crash.
-        for number, line in enumerate(lines[:-1], start=1):
-            if not line.strip():
-                continue
+        self.torn, self.torn_copy = found.torn, None
+        if found.torn:
+            self.torn_copy = self.journal.with_name(f"{self.journal.name}.torn-{self._seq}")
             try:
-                entry = json.loads(line)
-                if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
-                    raise ValueError("not a journal entry")
-            except ValueError as exc:
-                raise LedgerError(f"the controller's journal {self.journal} is damaged at line {number}: {exc}; "
-                                  "move it aside to start from the last snapshot") from None
-            yield entry
+                shutil.copyfile(self.journal, self.torn_copy)
+            except OSError:
+                self.torn_copy = None  # a full disk: the complete records are kept all the same
+        yield from found.records
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -310,49 +318,37 @@ class Ledger:
     def note_destroyed(self, session_id: str, at: float) -> None:
         self._append([{"op": "destroyed", "id": session_id, "at": at}])
 
-    def save(self, memory: Memory) -> None:
-        """Replace the snapshot with ``memory`` (if it changed) and start an empty journal."""
-        if memory == self._saved and self._journal_fd is None and not self._pending:
+    def save(self, memory: Memory, *, force: bool = False) -> None:
+        """Replace the snapshot with ``memory`` (if it changed, or ``force``) and start an empty journal."""
+        if memory == self._saved and not force and not self._file.opened and not self._pending:
             return
         text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
         write_durably(self.snapshot, text + "\n")
         self._saved = memory.copy()
         self._pending.clear()  # the snapshot holds what they said
-        self._close_journal()
-        with suppress(FileNotFoundError):
-            self.journal.unlink()
+        self._file.remove()
 
     def close(self) -> None:
-        self._flush(sync=False)
-        self._close_journal()
+        with suppress(OSError):  # what is lost only errs on the safe side (see the module docstring)
+            self._flush(sync=False)
+        self._file.close()
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
         """Number the entries and keep their lines until the next write."""
         for entry in entries:
             self._seq += 1
-            self._pending.append(json.dumps({"seq": self._seq, **entry}, separators=(",", ":")))
+            self._pending.append(frame({"seq": self._seq, **entry}))
 
     def _flush(self, *, sync: bool) -> None:
-        """Append every pending line in one write; with ``sync``, make them durable before returning."""
+        """Append every pending record in one write; with ``sync``, make them durable before returning.
+
+        On ``OSError`` nothing of this write counts (the file is cut back to its last complete
+        record) and the records stay pending for the next write.
+        """
         if not self._pending:
             return
-        data = ("\n".join(self._pending) + "\n").encode()
+        self._file.append(b"".join(self._pending), sync=sync)
         self._pending.clear()
-        fd = self._open_journal()
-        os.write(fd, data)
-        if sync:
-            os.fsync(fd)
-
-    def _open_journal(self) -> int:
-        if self._journal_fd is None:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            self._journal_fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return self._journal_fd
-
-    def _close_journal(self) -> None:
-        if self._journal_fd is not None:
-            os.close(self._journal_fd)
-            self._journal_fd = None
 
 
 def _replay(memory: Memory, entry: dict[str, Any]) -> None:

@@ -122,11 +122,19 @@ def test_a_damaged_snapshot_is_an_error_that_names_the_file(paths, content):
         Ledger(*paths).load()
 
 
-def test_a_damaged_journal_line_is_an_error_that_names_the_line(paths):
+def test_a_damaged_journal_line_is_skipped_and_every_complete_record_kept(paths):
+    """A damaged line in the middle of a version-1 journal costs that line only; the file is copied first."""
     paths[1].parent.mkdir(parents=True)
-    paths[1].write_text('{"seq": 1, "op": "destroyed", "id": "a", "at": 1}\ngarbage\n{"seq": 3}\n')
-    with pytest.raises(LedgerError, match="line 2"):
-        Ledger(*paths).load()
+    original = ('{"seq": 1, "op": "destroyed", "id": "a", "at": 1}\ngarbage\n{"seq": 3}\n'
+                '{"seq": 4, "op": "intent", "set": "w", "slot": 1, "name": "cc-w-abcdef-1", "at": 5}\n')
+    paths[1].write_text(original)
+    ledger = Ledger(*paths)
+    memory = ledger.load()
+    assert memory.destroys == {"a": 1.0}
+    assert set(memory.creates) == {("w", 1)}
+    assert [t.head for t in ledger.torn] == ["garbage\n"]
+    assert ledger.torn_copy is not None and ledger.torn_copy.read_text() == original
+    assert paths[1].read_text() == original  # copied, not moved
 
 
 def test_an_unchanged_memory_is_not_rewritten(paths):

@@ -1,0 +1,155 @@
+"""The journal on a full disk: a torn record is found anywhere, a failed append leaves no trace.
+
+Faults are injected through the ledger's file layer (``controller.journalfile.FileOps``): short
+writes, ``ENOSPC`` on write and on fsync, and a kill at every byte boundary of an append (the
+file a kill leaves behind is a prefix of what was being written).
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from controller.journalfile import FileOps, frame, scan
+from controller.ledger import Ledger, ledger_paths
+from controller.plan import ExpectedCreate
+
+NOW = 1_800_000_000.0
+
+
+class FullDisk(FileOps):
+    """A disk that fills up on demand: a short write, ENOSPC on write, or ENOSPC on fsync."""
+
+    def __init__(self) -> None:
+        self.fault: str | None = None
+        self.room = 0  # bytes a short write still gets on disk
+
+    def write(self, fd: int, data: bytes) -> int:
+        if self.fault == "short":
+            return super().write(fd, data[: self.room])
+        if self.fault == "write":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        if self.fault == "fsync":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().fsync(fd)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return ledger_paths(tmp_path / "state" / "status.json")
+
+
+def intent(slot: int) -> tuple[tuple[str, int], ExpectedCreate]:
+    return ("a", slot), ExpectedCreate(f"cc-a-abcdef-{slot}", NOW)
+
+
+@pytest.mark.parametrize("fault", ["short", "write", "fsync"])
+def test_a_failed_append_raises_and_leaves_only_complete_records(paths, fault):
+    """The append raises (so the create is not sent); the journal ends at its last complete record."""
+    disk = FullDisk()
+    ledger = Ledger(*paths, ops=disk)
+    ledger.write_ahead([intent(1)])
+    good = paths[1].read_bytes()
+    disk.fault, disk.room = fault, 20
+    with pytest.raises(OSError) as raised:
+        ledger.write_ahead([intent(2), intent(3)])
+    assert raised.value.errno == errno.ENOSPC
+    assert paths[1].read_bytes() == good
+    assert set(Ledger(*paths).load().creates) == {("a", 1)}
+
+
+def test_the_records_of_a_failed_append_go_out_with_the_next_one_once_space_returns(paths):
+    """Nothing is lost and nothing is torn: the next append writes the pending records whole."""
+    disk = FullDisk()
+    ledger = Ledger(*paths, ops=disk)
+    ledger.write_ahead([intent(1)])
+    ledger.note_destroyed("x1", NOW)
+    disk.fault, disk.room = "short", 17
+    with pytest.raises(OSError):
+        ledger.write_ahead([intent(2)])
+    disk.fault = None
+    ledger.write_ahead([intent(4)])
+    found = scan(paths[1].read_bytes())
+    assert found.torn == []
+    memory = Ledger(*paths).load()
+    assert set(memory.creates) == {("a", 1), ("a", 2), ("a", 4)}
+    assert memory.destroys == {"x1": NOW}
+
+
+def test_a_cut_back_that_fails_is_retried_before_the_next_write(paths):
+    """When even truncating fails, the next append truncates first: no record ever joins a torn one."""
+
+    class Stubborn(FullDisk):
+        truncate_fails = False
+
+        def truncate(self, fd: int, length: int) -> None:
+            if self.truncate_fails:
+                raise OSError(errno.EIO, "Input/output error")
+            super().truncate(fd, length)
+
+    disk = Stubborn()
+    ledger = Ledger(*paths, ops=disk)
+    ledger.write_ahead([intent(1)])
+    disk.fault, disk.room, disk.truncate_fails = "short", 25, True
+    with pytest.raises(OSError):
+        ledger.write_ahead([intent(2)])
+    assert len(scan(paths[1].read_bytes()).torn) == 1  # the torn piece is still there
+    with pytest.raises(OSError):  # the cut back still fails: nothing is written
+        ledger.write_ahead([intent(3)])
+    disk.fault, disk.truncate_fails = None, False
+    ledger.write_ahead([intent(5)])
+    found = scan(paths[1].read_bytes())
+    assert found.torn == []
+    assert [r["slot"] for r in found.records] == [1, 2, 3, 5]
+
+
+def test_a_kill_at_every_byte_of_an_append_keeps_every_complete_record(paths):
+    """Whatever prefix of an append reached the disk, loading keeps all before it, then appends cleanly."""
+    ledger = Ledger(*paths)
+    ledger.write_ahead([intent(1), intent(2)])
+    before = paths[1].read_bytes()
+    ledger.write_ahead([intent(3), intent(4)])
+    ledger.close()
+    appended = paths[1].read_bytes()[len(before):]
+    boundary = appended.index(b"\n") + 1  # the end of intent 3's record
+    for cut in range(len(appended) + 1):
+        paths[1].write_bytes(before + appended[:cut])
+        reloaded = Ledger(*paths)
+        slots = {slot for _, slot in reloaded.load().creates}
+        expected = {1, 2} | ({3} if cut >= boundary else set()) | ({4} if cut == len(appended) else set())
+        assert slots == expected, cut
+        reloaded.write_ahead([intent(9)])  # the torn tail is cut before anything is appended
+        found = scan(paths[1].read_bytes())
+        assert found.torn == [], cut
+        assert {r["slot"] for r in found.records} == expected | {9}, cut
+        reloaded.close()
+
+
+def test_the_version_1_journal_with_a_record_appended_to_a_torn_one_loses_only_the_torn_one(paths):
+    """The incident of issue 16: a torn intent, then the next record on the same line, then more."""
+    paths[1].parent.mkdir(parents=True)
+    paths[1].write_text(
+        '{"seq":58,"op":"intent","set":"a","slot":32,"name":"cc-a-abcdef-32","at":5}\n'
+        '{"seq":59,"op":"intent","set":"a","slot":33,"name"'
+        '{"seq":60,"op":"intent","set":"a","slot":34,"name":"cc-a-abcdef-34","at":5}\n'
+        + frame({"seq": 61, "op": "intent", "set": "a", "slot": 35, "name": "cc-a-abcdef-35", "at": 5}).decode())
+    ledger = Ledger(*paths)
+    assert {slot for _, slot in ledger.load().creates} == {32, 34, 35}
+    assert len(ledger.torn) == 1 and ledger.torn[0].head.startswith('{"seq":59')
+    ledger.write_ahead([intent(36)])
+    assert {slot for _, slot in Ledger(*paths).load().creates} == {32, 34, 35, 36}
+
+
+def test_a_flipped_byte_inside_a_framed_record_is_torn_not_believed(paths):
+    """The checksum catches damage that still parses as JSON (a slot number changed)."""
+    line = frame({"seq": 1, "op": "intent", "set": "a", "slot": 3, "name": "cc-a-abcdef-3", "at": 5})
+    paths[1].parent.mkdir(parents=True)
+    paths[1].write_bytes(line.replace(b'"slot":3', b'"slot":8'))
+    ledger = Ledger(*paths)
+    assert ledger.load().creates == {}
+    assert len(ledger.torn) == 1
