@@ -36,7 +36,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from controller.errors import ControllerError, LockError
 from controller.models import PlatformStats
-from controller.observability.metrics import ControllerMetrics
+from controller.observability.metrics import ControllerMetrics, failure_reason
 from controller.observability.repeats import repeat_fields
 from controller.outcome import OutcomeHandler
 from controller.reconcile import PassOutcome, Reconciler
@@ -238,7 +238,7 @@ class Daemon:
             self.metrics.record_stats(task.result(), time.time())
 
     def _stats_failed(self, error: ControllerError) -> None:
-        self.metrics.stats_failed()
+        self.metrics.stats_failed(failure_reason(error))
         suppressed = self.handler.repeats.admit("stats", str(error))  # a repeat is logged once per 10 min
         if suppressed is not None:
             self._log.warning("stats call failed; keeping the last values", error=str(error),

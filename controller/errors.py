@@ -180,6 +180,15 @@ class ServiceUnavailableError(ServerError):
     """503: the service or its metrics backend is temporarily unavailable."""
 
 
+class StatsError(ControllerError):
+    """Platform statistics that cannot be believed (NaN, infinite, negative, no capacity at all)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        #: A bounded label: ``NotANumber``, ``Infinite``, ``Negative`` or ``ZeroCapacity``.
+        self.reason = reason
+
+
 class BatchError(ControllerError):
     """Some ids of a many-id call failed: ``results`` holds the successes, ``errors`` the failures."""
 

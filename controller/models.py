@@ -17,6 +17,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from controller.listanswer import ObservedList, one_per_id
+
 #: What the controller makes of a status string.
 Phase = Literal["Pending", "Running", "Terminating", "Completed", "Failed", "Unknown"]
 
@@ -127,14 +129,15 @@ class ObservedSession(NamedTuple):
     ram_in_use_bytes: float | None = None  # ramInUse (decimal GB string) in bytes
 
 
-def parse_observed(text: str | bytes) -> list[ObservedSession]:
+def parse_observed(text: str | bytes) -> ObservedList[ObservedSession]:
     """The list endpoint's answer as ``ObservedSession`` rows, tolerant of what servers send.
 
     Placeholders (``"<none>"``, ``""``), missing and extra keys, old status values and numbers
     sent as strings (or as numbers) are all fine. What is refused, with ``ValueError``, is an
     answer the controller must not act on at all: a body that is not a JSON array, or a row that
-    is not an object or has no id or name. One bad row fails the whole list, because acting on
-    the rest would treat the bad row's session as missing.
+    is not an object or has no name. One such row fails the whole list, because acting on the
+    rest would treat the bad row's session as missing. Rows that break one id, one session (a
+    repeated id, no id, an id under two names) are sorted out by ``controller.listanswer``.
 
     This runs for every session of every pass, so the common case is inlined and the rarer
     shapes go to helpers; times and resource strings are converted once per answer, since
@@ -143,6 +146,7 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
     rows = json.loads(text)
     if type(rows) is not list:
         raise ValueError(f"expected a JSON array of sessions, got {type(rows).__name__}")
+    idless: list[str] = []
     times: dict[Any, float | None] = {None: None}
     cores_of: dict[str, float | None] = {}
     ram_of: dict[str, float | None] = {}
@@ -156,7 +160,10 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
         session_id = get("id")
         name = get("name")
         if type(session_id) is not str or type(name) is not str or _missing(session_id) or _missing(name):
-            raise ValueError(f"session {len(observed)}: no id or name ({_show(session_id)}, {_show(name)})")
+            if type(name) is str and not _missing(name):  # its slot is held, see controller.listanswer
+                idless.append(name)
+                continue
+            raise ValueError(f"session {len(observed)}: no name ({_show(session_id)}, {_show(name)})")
         status = get("status")
         kind = get("type")
         start = get("startTime")
@@ -196,7 +203,7 @@ def parse_observed(text: str | bytes) -> list[ObservedSession]:
             cores_used,
             ram_used,
         )))
-    return observed
+    return one_per_id(observed, idless)
 
 
 def _missing(text: str) -> bool:
@@ -306,6 +313,30 @@ class PlatformStats(BaseModel):
             ),
             raw=data,
         )
+
+
+#: Figures that are a platform's total (and a session's largest) size: zero means the answer is wrong.
+_TOTALS = ("cpu_cores_available", "ram_available_bytes", "session_max_cpu_cores", "session_max_ram_bytes")
+
+
+def stats_problem(stats: PlatformStats) -> tuple[str, str] | None:
+    """Why ``stats`` cannot be believed, as (reason label, message); ``None`` when they can.
+
+    NaN, infinite or negative figures, or a total capacity of zero, are not a platform's state
+    but a broken answer: planning against them would stall every create (``StatsUnavailable``).
+    """
+    for attribute in _FIGURES:
+        value = getattr(stats, attribute)
+        if value is None:
+            continue
+        reason = ("NotANumber" if math.isnan(value) else "Infinite" if math.isinf(value)
+                  else "Negative" if value < 0 else "ZeroCapacity" if value == 0 and attribute in _TOTALS else None)
+        if reason is not None:
+            return reason, f"platform statistics unusable: {attribute} is {value}"
+    return None
+
+
+_FIGURES = ("cpu_cores_requested", "ram_requested_bytes", *_TOTALS)
 
 
 def _first(mapping: dict[str, Any], *keys: str) -> Any:

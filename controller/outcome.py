@@ -85,8 +85,11 @@ class OutcomeHandler:
         self._count(outcome, statuses)
         self._tally(outcome, statuses, reconciler)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
+        self.metrics.list_anomalies(outcome.list_anomalies.counts)
+        self.metrics.memory_unwritable(reconciler.unwritable is not None)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
+            self.health.memory_condition(reconciler.unwritable.line() if reconciler.unwritable else "")
             if outcome.desired.loaded:
                 self.health.manifests_loaded()
             if outcome.list_ok:
@@ -210,6 +213,7 @@ class OutcomeHandler:
             manifest_errors=[str(e) for e in outcome.desired.errors],
             unsettled=list(outcome.desired.unsettled),
             creates_paused_until=paused if paused > now else None,
+            memory_unwritable=dataclasses.asdict(reconciler.unwritable) if reconciler.unwritable else None,
             sets={name: status_row(s, reconciler.last_errors.get(name)) for name, s in sorted(statuses.items())},
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),
         )

@@ -17,6 +17,9 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - creates run per set in a pipelined slow-start window (1, then two more for every success) that
   stops at the set's first failure, with all sets concurrent under one bound;
 - a 429, or a 503 with Retry-After, pauses every create for as long as the service asked;
+- a memory that cannot be written (full or read-only directory) is the ``MemoryUnwritable``
+  condition: no create is sent while it lasts, each pass tries the write again, and the controller
+  goes on by itself once it succeeds (``controller.memoryhealth``);
 - creates are planned against the platform's free capacity from its statistics (fetched by the
   daemon's stats job through ``refresh_platform``, never by the pass itself, so a steady pass
   still costs one call); without statistics younger than ``stats_max_age`` creates go ahead
@@ -51,9 +54,11 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from controller.errors import APIError, ClientError, ControllerError, TooManyRequestsError
+from controller.errors import APIError, ClientError, ControllerError, StatsError, TooManyRequestsError
 from controller.ledger import Ledger
-from controller.models import Event, ObservedSession, PlatformContext, PlatformStats
+from controller.listanswer import NO_ANOMALIES, ListAnomalies, anomalies_of
+from controller.memoryhealth import MemoryUnwritable, unwritable
+from controller.models import Event, ObservedSession, PlatformContext, PlatformStats, stats_problem
 from controller.observability.audit import AuditLog, AuditReason, evidence
 from controller.observability.metrics import failure_reason
 from controller.plan import (
@@ -125,6 +130,8 @@ class PassOutcome:
     uncertain: Counter[str] = field(default_factory=Counter)
     renewed: Counter[str] = field(default_factory=Counter)
     renew_failures: Counter[str] = field(default_factory=Counter)
+    #: What broke one id, one session in the list answer (its rows by kind).
+    list_anomalies: ListAnomalies = NO_ANOMALIES
     #: The planner held work back (cap) and nothing failed: run again at once.
     more_work: bool = False
     #: The list answer the pass planned with (None: the list failed); read for the utilisation metrics.
@@ -177,6 +184,11 @@ class Reconciler:
         self._committer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
+        #: Set while the memory cannot be written (no create is sent then).
+        self.unwritable: MemoryUnwritable | None = None
+        if ledger is not None and ledger.torn:
+            self._log.warning("the journal had torn records: every complete one is kept", torn=len(ledger.torn),
+                              copy=str(ledger.torn_copy or ""), journal=str(ledger.journal))
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -189,11 +201,19 @@ class Reconciler:
         return self._stopping.is_set()
 
     async def refresh_platform(self) -> PlatformStats:
-        """Fetch the platform statistics (and, the first time, its context, at the same time)."""
+        """Fetch the platform statistics (and, the first time, its context, at the same time).
+
+        Statistics that cannot be believed (``stats_problem``) raise ``StatsError`` and leave the
+        controller without statistics until a good answer comes.
+        """
         if self.context is None:  # one round trip, not two, before the daemon's first pass
             stats, self.context = await asyncio.gather(self.client.stats(), self._fetch_context())
         else:
             stats = await self.client.stats()
+        problem = stats_problem(stats)
+        if problem is not None:  # garbage: plan as without statistics (StatsUnavailable), never wait on it
+            self.platform, self.platform_at = None, -math.inf
+            raise StatsError(*problem)
         self.platform, self.platform_at = stats, self.clock()
         return stats
 
@@ -247,6 +267,8 @@ class Reconciler:
         now = self.clock()
         desired = self.loader.load(now)
         self._take_requests(log)
+        if self.unwritable is not None:  # has space come back? (no create is sent until it has)
+            self._save(force=True)
 
         observed: list[ObservedSession] | None
         list_error: str | None = None
@@ -260,12 +282,17 @@ class Reconciler:
             task, self._platform_task = self._platform_task, None
             with contextlib.suppress(ControllerError):  # the stats job reports a failure; plan without
                 await task
-        decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now))
+        anomalies = anomalies_of(observed or ())
+        decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now),
+                       anomalies=anomalies)
         self.memory = decided.memory
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.left_out)} live owned sessions at once; "
                           "nothing is done until a second list confirms")
-        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed)
+        outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed,
+                              list_anomalies=anomalies)
+        if anomalies.suspect:
+            outcome.errors.append(anomalies.describe())
         try:
             if self.dry_run:
                 actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
@@ -294,9 +321,30 @@ class Reconciler:
             del self.last_errors[name]
             self._audit.forget(name)
 
-    def _save(self) -> None:
+    def _save(self, *, force: bool = False) -> None:
         if self.ledger is not None and not self.dry_run:
-            self.ledger.save(self.memory)
+            try:
+                self.ledger.save(self.memory, force=force)
+            except OSError as exc:
+                self._memory_failed(exc, self.ledger.snapshot)
+            else:
+                self._memory_written()
+
+    def _memory_failed(self, exc: OSError, path: Path) -> None:
+        """The memory could not be written: the condition starts (logged once), creates stop."""
+        if self.unwritable is None:
+            self.unwritable = unwritable(exc, str(path), self.clock())
+            self._log.warning("the controller's memory cannot be written: no create is sent until it can",
+                              condition="MemoryUnwritable", reason=self.unwritable.reason,
+                              path=self.unwritable.path, error=self.unwritable.message)
+
+    def _memory_written(self) -> None:
+        if self.unwritable is not None:
+            self._log.warning("the controller's memory can be written again: creates resume",
+                              condition="MemoryUnwritable", reason=self.unwritable.reason,
+                              path=self.unwritable.path,
+                              seconds=round(max(self.clock() - self.unwritable.since, 0.0), 1))
+            self.unwritable = None
 
     # -- destroying ------------------------------------------------------------------------------
 
@@ -476,13 +524,17 @@ class Reconciler:
                 for _, _, waiter in batch:
                     if not waiter.done():
                         waiter.set_exception(exc)
+                if isinstance(exc, OSError):  # the waiters report it; nothing is sent for this turn
+                    self._memory_failed(exc, self.ledger.journal)
+                    continue
                 raise
             for _, _, waiter in batch:
                 if not waiter.done():
                     waiter.set_result(None)
 
     def _may_create(self) -> bool:
-        return not self.stopping and self.clock() >= self.memory.creates_paused_until
+        return (not self.stopping and self.unwritable is None
+                and self.clock() >= self.memory.creates_paused_until)
 
     async def _create(self, action: Create, outcome: PassOutcome, log: Any) -> CreateResult:
         async with self._bound:
@@ -492,7 +544,7 @@ class Reconciler:
                 await self._write_ahead(action)
             except OSError as exc:  # without the record on disk the create must not leave
                 outcome.errors.append(f"create {action.name}: not sent, the ledger cannot be written: {exc}")
-                self._log.error("the ledger cannot be written: no create is sent", error=str(exc))
+                self._settle(action)
                 return "not-sent"
             if not self._may_create():
                 self._settle(action)

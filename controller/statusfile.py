@@ -68,6 +68,8 @@ class StatusDocument(BaseModel):
     unsettled: list[str] = []
     #: Every create waits until then (epoch seconds): the service asked to slow down.
     creates_paused_until: float | None = None
+    #: The ``MemoryUnwritable`` condition (reason, path, message, since) while it lasts: no create is sent.
+    memory_unwritable: dict[str, Any] | None = None
     sets: dict[str, SetRow] = {}
     #: The credential in use: kind, source, expiry_kind, expiry (epoch s), usable, problem; never the secret.
     credential: dict[str, Any] | None = None

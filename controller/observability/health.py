@@ -55,6 +55,7 @@ class HealthState:
         self._listed = False
         self._last_result = ""
         self._credential = ""
+        self._memory = ""
 
     def pass_completed(self, result: str = "success", problem: str = "") -> None:
         """Record that a pass finished, whatever its result: the loop is alive.
@@ -75,6 +76,14 @@ class HealthState:
         with self._lock:
             self._credential = line
 
+    def memory_condition(self, line: str) -> None:
+        """Show ``MemoryUnwritable`` (one line; empty: none) in ``/healthz``: a condition, not a death.
+
+        A restart does not free a disk, so the probe stays successful while it lasts.
+        """
+        with self._lock:
+            self._memory = line
+
     def manifests_loaded(self) -> None:
         """Record that the manifests were loaded (readiness needs it once)."""
         with self._lock:
@@ -92,10 +101,12 @@ class HealthState:
             passes = self._passes
             result = self._last_result
             credential = self._credential
+            memory = self._memory
         limit = self.stale_after * self.interval
         what = "last pass" if passes else "no pass yet, started"
         detail = f" ({result})" if result else ""
         detail += f"; credential: {credential}" if credential else ""
+        detail += f"; {memory}" if memory else ""
         if age > limit:
             return False, f"stuck: {what} {age:.1f}s ago (limit {limit:.0f}s){detail}"
         return True, f"ok: {what} {age:.1f}s ago{detail}"

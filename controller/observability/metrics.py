@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,9 +39,11 @@ from controller.errors import (
     PermissionDeniedError,
     ServerError,
     ServiceUnavailableError,
+    StatsError,
     TooManyRequestsError,
     TransportError,
 )
+from controller.listanswer import LIST_ANOMALY_KINDS
 from controller.models import Phase, PlatformStats
 from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
@@ -53,6 +55,7 @@ __all__ = [
     "DESTROY_REASONS",
     "RECONCILE_RESULTS",
     "SESSION_STATUSES",
+    "STATS_FAILURE_REASONS",
     "TRANSPORT_CODE",
     "ControllerMetrics",
     "SetSnapshot",
@@ -75,6 +78,9 @@ CREATE_FAILURE_REASONS: Final = (
     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "ServerError",
     "ServiceUnavailable", "Transport", "Unknown",
 )
+#: Labels of ``canfar_platform_stats_failures_total``: a failed call's, or an unusable answer's
+#: (``controller.models.stats_problem``). Each starts at 0.
+STATS_FAILURE_REASONS: Final = (*CREATE_FAILURE_REASONS, "NotANumber", "Infinite", "Negative", "ZeroCapacity")
 #: The values of a condition's ``status`` label, as Kubernetes writes them.
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 #: The ``code`` label of an API attempt that got no HTTP answer (refused, dropped, timed out).
@@ -101,6 +107,8 @@ _REASON_BY_ERROR: tuple[tuple[type[APIError], str], ...] = (
 
 def failure_reason(error: BaseException) -> str:
     """A short, bounded label for why an API call failed (never the server's free text)."""
+    if isinstance(error, StatsError):
+        return error.reason
     for cls, reason in _REASON_BY_ERROR:
         if isinstance(error, cls):
             return reason
@@ -162,7 +170,22 @@ class ControllerMetrics:
         info = Info("canfar_controller_build", "Version of the running controller.", registry=self.registry)
         info.info({"version": version})
         self._stats_failures = Counter(
-            "canfar_platform_stats_failures", "Failed view=stats calls (the last values are kept).",
+            "canfar_platform_stats_failures",
+            "Failed or unusable view=stats answers by reason (the last good values are kept).",
+            ["reason"], registry=self.registry,
+        )
+        for reason in STATS_FAILURE_REASONS:
+            self._stats_failures.labels(reason)
+        self._list_anomalies = Counter(
+            "canfar_controller_list_anomalies",
+            "Rows of list answers that break one id, one session: a repeated id, no id, an id under two names.",
+            ["kind"], registry=self.registry,
+        )
+        for kind in LIST_ANOMALY_KINDS:
+            self._list_anomalies.labels(kind)
+        self._memory_unwritable = Gauge(
+            "canfar_controller_memory_unwritable",
+            "1 while the controller's memory cannot be written (MemoryUnwritable: no create is sent).",
             registry=self.registry,
         )
         self._reconcile_total = Counter(
@@ -208,9 +231,18 @@ class ControllerMetrics:
             self._stats = stats
             self._stats_success = now
 
-    def stats_failed(self) -> None:
-        """Count a failed stats call; the last good figures stay exported (their timestamp ages)."""
-        self._stats_failures.inc()
+    def stats_failed(self, reason: str) -> None:
+        """Count a failed or unusable stats answer; the last good figures stay exported (their timestamp ages)."""
+        self._stats_failures.labels(reason).inc()
+
+    def list_anomalies(self, counts: Mapping[str, int]) -> None:
+        """Count the rows of one list answer that broke one id, one session, by kind."""
+        for kind, count in counts.items():
+            if count:
+                self._list_anomalies.labels(kind).inc(count)
+
+    def memory_unwritable(self, unwritable: bool) -> None:
+        self._memory_unwritable.set(1 if unwritable else 0)
 
     def sync_sets(self, sets: Mapping[str, SetSnapshot]) -> None:
         """Replace the view of all SessionSets: new sets start at 0, sets not given are removed."""

@@ -37,6 +37,8 @@ class PassContext:
     backoffs: dict[str, CreateBackoff]
     #: Every create waits for the service's Retry-After.
     paused: bool
+    #: False when the answer broke *One id, one session*: nothing is destroyed from it.
+    destroys_allowed: bool = True
 
 
 @dataclass(slots=True)
@@ -55,7 +57,8 @@ class Decisions:
 
 
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
-          capacity: Capacity | None, trust: Trust) -> tuple[PassContext, Decisions]:
+          capacity: Capacity | None, trust: Trust, *,
+          destroys_allowed: bool = True) -> tuple[PassContext, Decisions]:
     """The run's context and its decisions as carried over from the memory."""
     expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
     sets = desired.sets
@@ -67,6 +70,7 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
                   if name in sets
                   and b.spec_key == spec_key(sets[name].spec.template.hash(), sets[name].spec.replicas)},
         paused=now < memory.creates_paused_until,
+        destroys_allowed=destroys_allowed,
     )
     decisions = Decisions(
         conditions={name: marks for name, marks in memory.conditions.items()
@@ -81,7 +85,12 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
 
 
 def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:
-    """Destroy ``seen``; report its end first the first time an ended session is destroyed."""
+    """Destroy ``seen``; report its end first the first time an ended session is destroyed.
+
+    Nothing is destroyed from an answer that broke *One id, one session*.
+    """
+    if not context.destroys_allowed:
+        return
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,
                                       collect_evidence=report and seen.phase == "Failed"))

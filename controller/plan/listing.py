@@ -83,7 +83,8 @@ class Listing:
 _PARSERS: dict[str, NameParser] = {}
 
 
-def _parser(prefix: str) -> NameParser:
+def parser(prefix: str) -> NameParser:
+    """The cached name parser of ``prefix``."""
     parser = _PARSERS.get(prefix)
     if parser is None:
         parser = _PARSERS[prefix] = NameParser(prefix)
@@ -93,8 +94,8 @@ def _parser(prefix: str) -> NameParser:
 def scan(observed: Sequence[ObservedSession], desired: DesiredState, memory: Memory, now: float, *,
          prefix: str, capacity: Capacity | None) -> Listing:
     """Sort the owned sessions of ``observed`` by set and slot."""
-    parser = _parser(prefix)
-    memo, parse = parser.memo, parser.parse
+    names = parser(prefix)
+    memo, parse = names.memo, names.parse
     sets, invalid = desired.sets, desired.invalid
     destroying, seen_before, pending_before = memory.destroys, memory.seen_live, memory.pending_since
     listing = Listing({session.id for session in observed})

@@ -52,6 +52,14 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   retried later and never becomes a destroy.
 - **Fair creates** (``admission``): creates are capped per pass and interleaved across sets so one
   big set cannot starve the rest.
+- **One id, one session** (``controller.listanswer``, ``context``): a repeated id is one session,
+  never "two in one slot"; a row without an id or an id under two names is left out and its slot
+  held (not refilled). An answer with any of these is suspect for destroys: nothing is destroyed
+  from it.
+- **Unbelievable statistics** (the reconciler): statistics with NaN, infinities, negatives or zero
+  capacity are no statistics (``StatsUnavailable``): creates go ahead unchecked, never wait on them.
+- **Durable intent** (the reconciler, ``controller.memoryhealth``): no create is sent without its
+  durable write-ahead record; while the memory cannot be written (``MemoryUnwritable``) none is sent.
 
 A run computes its ``PassContext`` once (``context``), plans each set (``sets``), admits the
 creates, derives the statuses (``status``) and the next memory.
@@ -61,6 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
 from controller.plan import context as ctx
 from controller.plan import listing as lists
@@ -83,11 +92,12 @@ def plan(
     *,
     options: PlanOptions,
     capacity: Capacity | None = None,
+    anomalies: ListAnomalies = NO_ANOMALIES,
 ) -> Plan:
     """Decide one pass. ``observed`` is ``None`` when the list call failed: then nothing is done.
 
     ``capacity`` is what the platform has free (``None``: statistics unavailable, creates are not
-    checked against it).
+    checked against it). ``anomalies`` are what broke *One id, one session* in the answer.
     """
     if observed is None:
         return Plan((), (), idle_statuses(desired, memory, now), memory.copy(), blind=True)
@@ -96,8 +106,9 @@ def plan(
     gone = trusts.left_out(memory, listing)
     if trusts.is_suspect(memory, listing, gone - memory.missing, now, options):
         return _suspect(desired, memory, now, gone - memory.missing)
-    context, decisions = ctx.build(desired, listing, memory, now, options, capacity,
-                                   trusts.judge(memory, listing, gone))
+    trust = trusts.hold_names(trusts.judge(memory, listing, gone), anomalies.held_names, options.prefix)
+    context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust,
+                                   destroys_allowed=not anomalies.suspect)
     return _decide(context, decisions)
 
 

@@ -8,10 +8,11 @@ answer (no owned session at all) is not acted on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from controller.plan.actions import PlanOptions
-from controller.plan.listing import Listing
+from controller.plan.listing import Listing, parser
 from controller.plan.memory import Memory
 
 
@@ -62,3 +63,14 @@ def judge(memory: Memory, listing: Listing, gone: frozenset[str]) -> Trust:
         seen = memory.seen_live[sid]
         held.setdefault(seen.set_name, set()).add(seen.slot)
     return Trust(newly, lossy, held_ids, held)
+
+
+def hold_names(trust: Trust, names: Iterable[str], prefix: str) -> Trust:
+    """The rule *One id, one session*: the slot of a row without an id, or of an id under two names,
+    is held too (not refilled while the answer cannot say which session it is)."""
+    held = {name: set(slots) for name, slots in trust.held.items()}
+    for name in names:
+        owned = parser(prefix).parse(name)
+        if owned is not None:
+            held.setdefault(owned.set_name, set()).add(owned.slot)
+    return replace(trust, held=held) if held != trust.held else trust

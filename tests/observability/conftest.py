@@ -73,7 +73,7 @@ def metrics(registry: CollectorRegistry) -> ControllerMetrics:
 def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     """Metrics after the kind of passes a running controller sees: every method called once at least."""
     metrics.record_stats(PlatformStats.from_wire(STATS_WIRE), 1_700_000_000.0)
-    metrics.stats_failed()
+    metrics.stats_failed("ServerError")
     metrics.sync_sets(
         {
             "workers": SetSnapshot(
@@ -107,6 +107,8 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     metrics.manifest_errors({"broken.yaml": 2})
     metrics.credential.update(expiry_kind="oidc_refresh", expiry=1_700_172_800.0, usable=True)
     metrics.credential.refreshed("success")
+    metrics.list_anomalies({"duplicate_id": 2, "missing_id": 0})
+    metrics.memory_unwritable(True)
     return metrics
 
 

@@ -76,7 +76,8 @@ def test_platform_figures_absent_before_first_stats(
     """No stats yet: the capacity gauges are missing rather than a misleading 0; the timestamp is 0."""
     assert value(registry, "canfar_platform_cpu_cores_available") is None
     assert value(registry, "canfar_platform_stats_last_success_timestamp_seconds") == 0.0
-    assert value(registry, "canfar_platform_stats_failures_total") == 0.0
+    for reason in ("ServerError", "Transport", "NotANumber", "ZeroCapacity"):
+        assert value(registry, "canfar_platform_stats_failures_total", reason=reason) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -167,9 +168,11 @@ def test_missing_stats_figure_is_left_out(metrics: ControllerMetrics, registry: 
 def test_failed_stats_keep_last_values(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A failed stats call is counted and leaves the last good figures and their timestamp alone."""
     metrics.record_stats(PlatformStats.from_wire(STATS_WIRE), 1_700_000_000.0)
-    metrics.stats_failed()
-    metrics.stats_failed()
-    assert value(registry, "canfar_platform_stats_failures_total") == 2.0
+    metrics.stats_failed("ServerError")
+    metrics.stats_failed("NotANumber")
+    metrics.stats_failed("NotANumber")
+    assert value(registry, "canfar_platform_stats_failures_total", reason="ServerError") == 1.0
+    assert value(registry, "canfar_platform_stats_failures_total", reason="NotANumber") == 2.0
     assert value(registry, "canfar_platform_cpu_cores_available") == 64.0
     assert value(registry, "canfar_platform_stats_last_success_timestamp_seconds") == 1_700_000_000.0
 

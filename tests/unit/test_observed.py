@@ -109,27 +109,63 @@ def test_a_session_called_none_is_a_name_not_a_placeholder() -> None:
         "<html>login</html>",  # not JSON at all
         '[{"id": "a1", "name": "n"}, 7]',  # a row that is not an object
         '[{"id": "a1", "name": "n"}, ["b1", "m"]]',
-        '[{"name": "n"}]',  # no id
         '[{"id": "a1"}]',  # no name
-        '[{"id": "", "name": "n"}]',
-        '[{"id": "<none>", "name": "n"}]',
         '[{"id": "a1", "name": "  "}]',
-        '[{"id": 17, "name": "n"}]',
         '[{"id": "a1", "name": null}]',
     ],
 )
 def test_garbage_fails_the_whole_list(body: str) -> None:
-    """A body that is not an array of sessions with ids and names is a ValueError: nothing is acted on."""
+    """A body that is not an array of sessions with names is a ValueError: nothing is acted on.
+
+    (A row with a name but no id is an anomaly of its own: see ``test_a_row_without_an_id_...``.)"""
     with pytest.raises(ValueError):
         parse_observed(body)
 
 
 def test_the_error_says_which_row_is_wrong() -> None:
     """The message names the row's position and what it lacks, so the bad answer can be found."""
-    with pytest.raises(ValueError, match=r"session 1: no id or name \('b1', missing\)"):
+    with pytest.raises(ValueError, match=r"session 1: no name \('b1', missing\)"):
         parse_observed('[{"id": "a1", "name": "n"}, {"id": "b1"}]')
 
 
 def test_an_empty_list_is_an_empty_list() -> None:
     """[] is a valid answer (no sessions); whether to trust it is the controller's decision."""
     assert parse_observed("[]") == []
+
+
+def _row(session_id: Any, name: str, status: str = "Running") -> dict[str, Any]:
+    return {**HEAD_ROW, "id": session_id, "name": name, "status": status}
+
+
+def test_a_repeated_id_is_one_session_the_last_row() -> None:
+    """The same session listed twice is one session (its last row), and the answer says so."""
+    observed = parse_observed(json.dumps([_row("a1", "cc-w-abc-1", "Pending"), _row("b1", "cc-w-abc-2"),
+                                          _row("a1", "cc-w-abc-1", "Running"), _row("a1", "cc-w-abc-1")]))
+    assert [(s.id, s.phase) for s in observed] == [("a1", "Running"), ("b1", "Running")]
+    assert observed.anomalies.counts["duplicate_id"] == 2
+    assert observed.anomalies.suspect
+    assert observed.anomalies.held_names == frozenset()
+
+
+@pytest.mark.parametrize("session_id", [None, "", "<none>", 17])
+def test_a_row_without_an_id_is_left_out_and_its_name_held(session_id: Any) -> None:
+    """A row with a name but no usable id cannot be destroyed, and its slot must not be refilled."""
+    row = _row("b1", "cc-w-abc-2")
+    idless = {k: v for k, v in _row(session_id, "cc-w-abc-1").items() if session_id is not None or k != "id"}
+    observed = parse_observed(json.dumps([idless, row]))
+    assert [s.id for s in observed] == ["b1"]
+    assert observed.anomalies.counts["missing_id"] == 1
+    assert observed.anomalies.held_names == frozenset({"cc-w-abc-1"})
+
+
+def test_an_id_under_two_names_is_left_out_and_both_names_held() -> None:
+    """Which name is it? Neither row is believed, neither slot refilled."""
+    observed = parse_observed(json.dumps([_row("a1", "cc-w-abc-1"), _row("a1", "cc-w-abc-2"), _row("b1", "x")]))
+    assert [s.id for s in observed] == ["b1"]
+    assert observed.anomalies.counts == {"duplicate_id": 0, "missing_id": 0, "id_under_two_names": 1}
+    assert observed.anomalies.held_names == frozenset({"cc-w-abc-1", "cc-w-abc-2"})
+
+
+def test_a_clean_answer_has_no_anomalies() -> None:
+    observed = parse_observed(json.dumps([_row("a1", "n1"), _row("b1", "n2")]))
+    assert not observed.anomalies.suspect

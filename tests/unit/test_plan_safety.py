@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.listanswer import anomalies_of, one_per_id
 from controller.plan import (
     EMPTY_LIST_WINDOW,
     UNCERTAIN_WINDOW,
@@ -225,3 +226,57 @@ def test_a_create_of_an_earlier_template_in_flight_blocks_the_slot():
     memory = Memory(creates={("workers", 1): ExpectedCreate(name_of(middle, 1), NOW)})
     result = plan(desired(new), [running(old, 1, "o1")], memory, NOW + 5, options=OPTIONS)
     assert result.creates == ()  # not a third session for slot 1
+
+
+# -- one id, one session (rule 13) ------------------------------------------------------------------
+
+
+def _answer(rows, idless_names=()):
+    """The rows as the list parser hands them over (one row per id, the anomalies found)."""
+    observed = one_per_id(list(rows), idless_names)
+    return observed, anomalies_of(observed)
+
+
+@pytest.mark.parametrize("repeats", [[0], [0, 1, 2]])
+def test_a_repeated_row_destroys_nothing_and_creates_nothing(repeats):
+    """The same session twice is one session, not "two in one slot": the old bug destroyed it."""
+    observed, anomalies = _answer([*ALL, *(ALL[i] for i in repeats)])
+    result = plan(desired(WORKERS), observed, converged_memory(), NOW + 5, options=OPTIONS, anomalies=anomalies)
+    assert (result.creates, result.destroys) == ((), ())
+    assert anomalies.counts["duplicate_id"] == len(repeats)
+
+
+def test_a_suspect_answer_destroys_nothing_even_what_ended():
+    """Nothing at all is destroyed from an answer with a repeated id; the next clean one does it."""
+    ended = running(WORKERS, 2, status="Failed")
+    rows = [ALL[0], ended, ALL[2]]
+    observed, anomalies = _answer([*rows, ALL[0]])
+    suspect = plan(desired(WORKERS), observed, converged_memory(), NOW + 5, options=OPTIONS, anomalies=anomalies)
+    assert suspect.destroys == ()
+    clean = plan(desired(WORKERS), rows, suspect.memory, NOW + 10, options=OPTIONS)
+    assert destroyed(clean) == {"wor2": "ended"}
+    assert clean.memory.restarts[("workers", 2)].count == 1  # one end, counted once
+
+
+def test_two_different_ids_in_one_slot_are_still_a_duplicate():
+    """What a duplicate really is, untouched by rule 13: the newer of two ids in a slot goes."""
+    newer = running(WORKERS, 1, "new1", started=NOW - 5)
+    result = plan(desired(WORKERS), [*ALL, newer], converged_memory(), NOW + 5, options=OPTIONS)
+    assert destroyed(result) == {"new1": "duplicate"}
+
+
+def test_the_slot_of_a_row_without_an_id_is_not_refilled():
+    """Slot 2's row came without an id: neither destroyed nor replaced."""
+    observed, anomalies = _answer([ALL[0], ALL[2]], idless_names=[name_of(WORKERS, 2)])
+    result = plan(desired(WORKERS), observed, Memory(), NOW, options=OPTIONS, anomalies=anomalies)
+    assert (result.creates, result.destroys) == ((), ())
+    assert result.statuses["workers"].held == 1
+
+
+def test_an_id_under_two_names_refills_neither_slot():
+    """One id listed as slot 1 and as slot 2: neither slot is refilled, nothing destroyed."""
+    twisted = session(ALL[0].id, name_of(WORKERS, 2))
+    observed, anomalies = _answer([ALL[0], twisted, ALL[2]])
+    result = plan(desired(WORKERS), observed, converged_memory(), NOW + 5, options=OPTIONS, anomalies=anomalies)
+    assert (result.creates, result.destroys) == ((), ())
+    assert result.statuses["workers"].held == 2
