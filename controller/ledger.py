@@ -25,6 +25,7 @@ The version-1 journal (plain JSON lines) is still read; records are always writt
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -323,7 +324,7 @@ class Ledger:
         if memory == self._saved and not force and not self._file.opened and not self._pending:
             return
         text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
-        write_durably(self.snapshot, text + "\n")
+        write_durably(self.snapshot, text + "\n", self._file.ops)
         self._saved = memory.copy()
         self._pending.clear()  # the snapshot holds what they said
         self._file.remove()
@@ -367,15 +368,22 @@ def _replay(memory: Memory, entry: dict[str, Any]) -> None:
         del memory.creates[key]
 
 
-def write_durably(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically and durably: temporary file, fsync, rename, fsync dir."""
+def write_durably(path: Path, text: str, ops: FileOps | None = None) -> None:
+    """Replace ``path`` with ``text`` atomically and durably: temporary file, fsync, rename, fsync dir.
+
+    A short write (a full disk) raises ``OSError`` and leaves ``path`` as it was.
+    """
+    ops = ops if ops is not None else FileOps()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = text.encode()
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
+            written = ops.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)", str(path))
+            ops.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path)

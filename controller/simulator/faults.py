@@ -41,9 +41,9 @@ Effect = Literal["none", "arrival", "answer", "later"]
 
 #: How a list answer is spoiled: ``partial`` keeps ``floor(n * keep)`` rows (seeded choice, order
 #: kept), ``empty`` is ``[]``, ``garbage`` is a JSON object instead of an array, ``truncated`` is
-#: the real answer cut in half.
-ListMode = Literal["partial", "empty", "garbage", "truncated"]
-LIST_MODES: tuple[ListMode, ...] = ("partial", "empty", "garbage", "truncated")
+#: the real answer cut in half, ``repeated`` lists ``floor(n * keep)`` rows (seeded) a second time.
+ListMode = Literal["partial", "empty", "garbage", "truncated", "repeated"]
+LIST_MODES: tuple[ListMode, ...] = ("partial", "empty", "garbage", "truncated", "repeated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,8 @@ class Fault:
     keep: float = 1.0
     seed: int = 0
     """Seed for a ``partial`` list's choice of rows, drawn from the injector's dice when the fault fires."""
+    stats_body: bytes | None = None
+    """A ``view=stats`` answer (200, JSON) instead of the service's: statistics as a broken service sends them."""
 
     def respond(self, path: str, served: Response | None) -> Response | None:
         """The answer the client gets, given what the service answered (``None`` if it did not handle it)."""
@@ -73,6 +75,8 @@ class Fault:
             return _error(self.status, path, self.retry_after)
         if served is None:  # not reachable for faults built by the injector: they all handle the request
             raise RuntimeError("a fault without an error status needs the service's answer")
+        if self.stats_body is not None:
+            return Response(200, self.stats_body, JSON)
         if self.list_mode is not None and served.status == 200:
             return _spoil_list(served, self.list_mode, self.keep, self.seed)
         return served
@@ -103,6 +107,8 @@ def _spoil_list(served: Response, mode: ListMode, keep: float, seed: int) -> Res
         return Response(200, served.body[: len(served.body) // 2], JSON)
     rows = json.loads(served.body)
     chosen = sorted(random.Random(seed).sample(range(len(rows)), math.floor(len(rows) * keep)))
+    if mode == "repeated":
+        return json_response([*rows, *(rows[index] for index in chosen)])
     return json_response([rows[index] for index in chosen])
 
 
@@ -118,6 +124,8 @@ class _Rule:
         if self.method is not None and self.method.upper() != method:
             return False
         if self.fault.list_mode is not None and (path != "/session" or _first(params, "view") == "stats"):
+            return False
+        if self.fault.stats_body is not None and (path != "/session" or _first(params, "view") != "stats"):
             return False
         if self.name is not None:
             name = _first(params, "name")
@@ -183,7 +191,7 @@ class FaultInjector:
                         if rule.remaining == 0:
                             del self._rules[index]
                     fault = rule.fault
-                    if fault.list_mode == "partial":
+                    if fault.list_mode in ("partial", "repeated"):
                         fault = dataclasses.replace(fault, seed=self._rng.getrandbits(32))
                     return fault
             if self._drop_rate and self._rng.random() < self._drop_rate:

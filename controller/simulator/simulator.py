@@ -16,13 +16,14 @@ request).
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from controller.simulator.config import SimulatorConfig
 from controller.simulator.faults import Fault, FaultInjector, ListMode
@@ -187,10 +188,16 @@ class Simulator:
 
         The answer is still ``200``: ``mode="partial"`` keeps ``floor(rows * keep)`` rows, chosen
         by the seeded dice, in order; ``"empty"`` answers ``[]``; ``"garbage"`` a JSON object
-        instead of an array; ``"truncated"`` the real answer cut in half (invalid JSON).
+        instead of an array; ``"truncated"`` the real answer cut in half (invalid JSON);
+        ``"repeated"`` the real answer with ``floor(rows * keep)`` of its rows listed twice.
         """
         fault = Fault(effect="arrival", list_mode=mode, keep=keep)
         self._faults.add(fault, method="GET", path="/session", count=count)
+
+    def inject_stats(self, answer: Any, count: int | None = 1) -> None:
+        """Answer the next ``count`` ``view=stats`` calls with ``answer`` (JSON; a ``str`` is sent as is)."""
+        body = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+        self._faults.add(Fault(effect="arrival", stats_body=body), method="GET", path="/session", count=count)
 
     def clear_faults(self) -> None:
         """Forget every targeted fault that has not fired yet (deferred requests still land)."""

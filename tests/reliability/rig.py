@@ -25,7 +25,8 @@ from typing import Any
 
 from controller.client import AsyncSession
 from controller.errors import ControllerError
-from controller.ledger import Ledger, requests_dir
+from controller.journalfile import FileOps
+from controller.ledger import Ledger, ledger_paths, requests_dir
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
@@ -83,6 +84,8 @@ class Rig:
     interval: float = 30.0
     #: Extra ``SimulatorConfig`` fields (a small cluster, a short session expiry...).
     service: dict[str, Any] = field(default_factory=dict)
+    #: The ledger's file layer (a disk that fills up on demand); ``None``: the real one.
+    file_ops: FileOps | None = None
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -111,7 +114,7 @@ class Rig:
             loader=StateLoader(self.state, prefix="cc", settle_window=SETTLE_WINDOW, wall_clock=lambda: 0.0),
             client=self.client,
             options=PlanOptions(prefix="cc"),
-            ledger=Ledger.beside(self.status_file),
+            ledger=Ledger(*ledger_paths(self.status_file), ops=self.file_ops),
             clock=self.clock,
             requests_dir=requests_dir(self.status_file),
         )

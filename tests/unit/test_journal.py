@@ -12,31 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.journalfile import FileOps, frame, scan
+from controller.journalfile import frame, scan
 from controller.ledger import Ledger, ledger_paths
 from controller.plan import ExpectedCreate
+from tests.faultfs import FullDisk
 
 NOW = 1_800_000_000.0
-
-
-class FullDisk(FileOps):
-    """A disk that fills up on demand: a short write, ENOSPC on write, or ENOSPC on fsync."""
-
-    def __init__(self) -> None:
-        self.fault: str | None = None
-        self.room = 0  # bytes a short write still gets on disk
-
-    def write(self, fd: int, data: bytes) -> int:
-        if self.fault == "short":
-            return super().write(fd, data[: self.room])
-        if self.fault == "write":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return super().write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        if self.fault == "fsync":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        super().fsync(fd)
 
 
 @pytest.fixture
