@@ -218,14 +218,18 @@ class Daemon:
             return ()
 
     async def _stats(self) -> None:
+        await self.fetch_stats()
+        self._later("stats", self._stats, self.schedule.stats_interval)
+
+    async def fetch_stats(self) -> None:
+        """One stats call: good figures reach the metrics; a failure or an unusable answer is counted."""
         try:
             stats = await self.reconciler.refresh_platform()
-        except ControllerError as exc:  # the service failed, or the credential could not be read
+        except ControllerError as exc:  # the service failed, the credential could not be read, or garbage
             self._stats_failed(exc)
         else:
             self.metrics.record_stats(stats, time.time())
             self.handler.repeats.clear("stats")
-        self._later("stats", self._stats, self.schedule.stats_interval)
 
     def _stats_fetched(self, task: asyncio.Task[PlatformStats]) -> None:
         """Report the first statistics call, which runs beside the first pass."""

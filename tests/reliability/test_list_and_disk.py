@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from controller.ledger import Ledger, ledger_paths
 from tests.faultfs import FullDisk
 from tests.reliability.rig import LIVE, Rig, manifest
 
@@ -58,8 +59,9 @@ def test_a_full_disk_mid_scale_up_sends_no_create_without_a_durable_record_and_r
     rig = Rig(tmp_path, file_ops=disk)
     try:
         _converge(rig, "a", 3)
-        rig.simulator.inject_fault("POST", "/session", status=500, count=2, processed=True)  # uncertain creates
-        disk.space = 700  # room for a few records, then short writes
+        # Two creates whose answer is lost (they happen): the controller must remember them by name.
+        rig.simulator.inject_fault("POST", "/session", status=500, count=2, processed=True, name="cc-a-*-1?")
+        disk.space = 1500  # room for a few journal records, then short writes
         rig.write("a", manifest("a", 40))
         with capture_logs() as logs:
             for _ in range(12):
@@ -76,6 +78,11 @@ def test_a_full_disk_mid_scale_up_sends_no_create_without_a_durable_record_and_r
             rig.passes(5, every=2.0)
             assert len(list(rig.requests("POST"))) == stuck  # no create while it lasts
             assert stuck < 40
+            # What a process killed now would read: every create that went out, uncertain ones included.
+            on_disk = Ledger(*ledger_paths(rig.status_file)).load()
+            remembered = {e.name for e in on_disk.creates.values()} | {e.name for e in on_disk.seen_live.values()}
+            assert {r.param("name") for r in rig.requests("POST")} <= remembered
+            assert sum(1 for e in on_disk.creates.values() if e.session_id is None) >= 1  # an uncertain one
 
             disk.space = None  # space comes back: no manual step
             rig.passes(12, every=5.0)
@@ -86,7 +93,10 @@ def test_a_full_disk_mid_scale_up_sends_no_create_without_a_durable_record_and_r
             "the controller's memory cannot be written: no create is sent until it can",
             "the controller's memory can be written again: creates resume"]
         assert not [entry for entry in logs if "exc_info" in entry or entry.get("log_level") == "error"]
-        rig.restart()
+        rig.restart()  # a new process knows every create that went out, the uncertain ones above all
+        remembered = {e.name for e in rig.reconciler.memory.creates.values()}
+        remembered |= {e.name for e in rig.reconciler.memory.seen_live.values()}
+        assert {r.param("name") for r in rig.requests("POST")} <= remembered
         rig.passes(3, every=5.0)
         slots = rig.live_by_slot("a")
         assert sum(slots.values()) == 40 and set(slots.values()) == {1}, outcome.errors

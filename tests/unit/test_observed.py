@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
 
-from controller.models import ObservedSession, parse_observed
+from controller.models import ObservedSession, PlatformStats, parse_observed, stats_problem
 
 #: A row as skaha HEAD sends it (session numbers are strings, nulls omitted).
 HEAD_ROW = {
@@ -169,3 +170,26 @@ def test_an_id_under_two_names_is_left_out_and_both_names_held() -> None:
 def test_a_clean_answer_has_no_anomalies() -> None:
     observed = parse_observed(json.dumps([_row("a1", "n1"), _row("b1", "n2")]))
     assert not observed.anomalies.suspect
+
+
+@pytest.mark.parametrize(("figures", "reason"), [
+    ({"cpu_cores_available": math.nan}, "NotANumber"),
+    ({"ram_available_bytes": math.inf}, "Infinite"),
+    ({"ram_requested_bytes": -math.inf}, "Infinite"),
+    ({"cpu_cores_requested": -10.0}, "Negative"),
+    ({"cpu_cores_available": 0.0}, "ZeroCapacity"),
+    ({"session_max_ram_bytes": 0.0}, "ZeroCapacity"),
+])
+def test_stats_that_cannot_be_believed_say_why(figures: dict[str, float], reason: str) -> None:
+    good = {"cpu_cores_requested": 2.0, "cpu_cores_available": 64.0, "ram_requested_bytes": 0.0,
+            "ram_available_bytes": 1e11, "session_max_cpu_cores": 16.0, "session_max_ram_bytes": 6e10}
+    problem = stats_problem(PlatformStats(**{**good, **figures}))
+    assert problem is not None and problem[0] == reason
+    [attribute] = figures
+    assert attribute in problem[1]
+
+
+def test_sane_stats_and_missing_figures_are_believed() -> None:
+    """Nothing in use is fine (requested 0); a figure the service did not send is not a problem."""
+    assert stats_problem(PlatformStats(cpu_cores_requested=0.0, cpu_cores_available=8.0)) is None
+    assert stats_problem(PlatformStats()) is None
