@@ -206,6 +206,10 @@ def _conditions(entries: list[ConditionEntry]) -> dict[str, dict[str, ConditionM
     return conditions
 
 
+_SEE_CHECK = ("`canfar-controller memory check` says what it holds and what a repair keeps; to start without it, "
+              "copy it aside (cp, not mv) and remove it (creates in flight are then no longer known)")
+
+
 def ledger_paths(status_file: Path) -> tuple[Path, Path]:
     """Where the ledger of a controller whose status file is ``status_file`` lives (snapshot, journal)."""
     stem = status_file.name.removesuffix(".json")
@@ -229,8 +233,9 @@ def request_restart(status_file: Path, set_name: str) -> Path:
 class Ledger:
     """Reads and writes one controller's memory: snapshot plus write-ahead journal."""
 
-    def __init__(self, snapshot: Path, journal: Path, ops: FileOps | None = None) -> None:
+    def __init__(self, snapshot: Path, journal: Path, ops: FileOps | None = None, *, copy_torn: bool = True) -> None:
         self.snapshot = snapshot
+        self.copy_torn = copy_torn  # False: reading changes nothing on disk (``memory check``)
         self.journal = journal
         self._seq = 0
         self._saved: Memory | None = None
@@ -273,18 +278,17 @@ class Ledger:
             data = json.loads(text)
         except ValueError as exc:
             raise LedgerError(f"the controller's memory {self.snapshot} is not valid JSON ({exc}); "
-                              "move it aside to start without memory") from None
+                              f"{_SEE_CHECK}") from None
         version = data.get("version") if isinstance(data, dict) else None
         if version != VERSION:
             raise LedgerError(
                 f"the controller's memory {self.snapshot} has version {version!r}, and this controller reads "
-                f"version {VERSION} only: run the controller version that wrote it, or move the file aside to "
-                "start without memory (creates in flight are then no longer known)")
+                f"version {VERSION} only: run the controller version that wrote it, or {_SEE_CHECK}")
         try:
             document = MemoryDocument.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            raise LedgerError(f"the controller's memory {self.snapshot} is damaged: {problems}") from None
+            raise LedgerError(f"the controller's memory {self.snapshot} is damaged: {problems}; {_SEE_CHECK}") from None
         return from_document(document), document.journal_seq
 
     def _read_journal(self) -> Iterator[dict[str, Any]]:
@@ -293,7 +297,7 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"cannot read the controller's journal {self.journal}: {exc}") from None
         self.torn, self.torn_copy = found.torn, None
-        if found.torn:
+        if found.torn and self.copy_torn:
             self.torn_copy = self.journal.with_name(f"{self.journal.name}.torn-{self._seq}")
             try:
                 shutil.copyfile(self.journal, self.torn_copy)

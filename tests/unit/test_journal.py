@@ -134,3 +134,50 @@ def test_a_flipped_byte_inside_a_framed_record_is_torn_not_believed(paths):
     ledger = Ledger(*paths)
     assert ledger.load().creates == {}
     assert len(ledger.torn) == 1
+
+
+# -- canfar-controller memory check ------------------------------------------------------------------
+
+
+def _check(status_file: Path, capsys) -> tuple[int, str]:
+    from controller.cli import main
+
+    code = main(["memory", "check", "--status-file", str(status_file)])
+    return code, capsys.readouterr().out
+
+
+def test_memory_check_says_what_is_held_and_what_a_repair_keeps_and_changes_nothing(tmp_path, capsys):
+    status_file = tmp_path / "state" / "status.json"
+    snapshot, journal = ledger_paths(status_file)
+    ledger = Ledger(snapshot, journal)
+    ledger.write_ahead([intent(1), intent(2)])
+    ledger.note_created(("a", 1), "cc-a-abcdef-1", "id1")
+    ledger.write_ahead([intent(3)])
+    ledger.close()
+    with journal.open("ab") as stream:
+        stream.write(frame({"seq": 9, "op": "intent", "set": "a", "slot": 4, "name": "cc-a-abcdef-4", "at": 1})[:30])
+    before = journal.read_bytes()
+    code, out = _check(status_file, capsys)
+    assert code == 2
+    assert "4 complete records, 1 torn" in out
+    assert "3 creates expected (2 not confirmed yet: cc-a-abcdef-2, cc-a-abcdef-3)" in out
+    assert "keeps all 4 complete records and drops 1 torn (30 bytes" in out
+    assert journal.read_bytes() == before and sorted(p.name for p in journal.parent.iterdir()) == [journal.name]
+
+
+def test_memory_check_of_a_clean_memory_exits_0(tmp_path, capsys):
+    status_file = tmp_path / "state" / "status.json"
+    Ledger.beside(status_file).write_ahead([intent(1)])
+    code, out = _check(status_file, capsys)
+    assert code == 0 and "nothing to repair" in out
+
+
+def test_memory_check_of_an_unreadable_snapshot_says_copy_not_move(tmp_path, capsys):
+    status_file = tmp_path / "state" / "status.json"
+    snapshot, journal = ledger_paths(status_file)
+    Ledger(snapshot, journal).write_ahead([intent(1)])
+    snapshot.write_text("{not json")
+    code, out = _check(status_file, capsys)
+    assert code == 1
+    assert f"snapshot  {snapshot}: UNREADABLE" in out
+    assert "cp, not mv" in out and "1 complete records alone" in out
