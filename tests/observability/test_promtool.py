@@ -69,6 +69,7 @@ def test_alerts_cover_the_issue() -> None:
         "CanfarControllerSuspectLists",
         "CanfarCredentialExpiresSoon",
         "CanfarCredentialInvalid",
+        "CanfarControllerMemoryUnwritable",
     } <= names
 
 
