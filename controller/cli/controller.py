@@ -464,6 +464,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"invalid: {error}")
     if document.credential is not None:
         print("credential: " + describe_credential(CredentialStatus(**document.credential), time.time()))
+    if document.memory_unwritable:
+        problem = document.memory_unwritable
+        print(f"MemoryUnwritable ({problem.get('reason')}): {problem.get('path')}: {problem.get('message')}; "
+              "no session is created until the memory can be written")
     print(_last_pass(document, path))
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,18 @@ def test_restart_of_an_unknown_set_is_refused(env, state, capsys):
     (state / "batch.yaml").write_text(manifest("batch", 1))
     assert main(["restart", "nosuch", "--state", str(state)]) == 1
     assert "no valid SessionSet named 'nosuch'" in capsys.readouterr().err
+
+
+def test_status_names_an_unwritable_memory(env, state, tmp_path, capsys):
+    """While the memory cannot be written, status says why, where, and that nothing is created."""
+    from controller.statusfile import StatusDocument, write_status
+
+    status_file = tmp_path / "status.json"
+    write_status(status_file, StatusDocument(
+        updated_at=time.time(), pass_id=3, result="partial", list_ok=True,
+        memory_unwritable={"reason": "NoSpace", "path": "/var/lib/cc/status.memory.journal",
+                           "message": "No space left on device", "since": 1.0}))
+    assert main(["status", "--state", str(state), "--status-file", str(status_file)]) == 0
+    out = capsys.readouterr().out
+    assert ("MemoryUnwritable (NoSpace): /var/lib/cc/status.memory.journal: No space left on device; "
+            "no session is created until the memory can be written") in out
