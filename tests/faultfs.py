@@ -19,6 +19,8 @@ class FullDisk(FileOps):
         self._unsynced: dict[int, list[bytes]] = {}
         #: What every successful fsync made durable, in order (journal appends and snapshots).
         self.durable: list[bytes] = []
+        self._read = 0
+        self._intents: set[str] = set()
 
     def write(self, fd: int, data: bytes) -> int:
         if self.space is not None and len(data) > self.space:
@@ -43,11 +45,11 @@ class FullDisk(FileOps):
 
     def durable_intents(self) -> set[str]:
         """Names of the creates whose intent record was completely written and fsynced."""
-        names = set()
-        for data in self.durable:
+        for data in self.durable[self._read:]:
             for record in scan(data).records:
                 if record.get("op") == "intent":
-                    names.add(record["name"])
+                    self._intents.add(record["name"])
             if data.startswith(b"{") and b'"creates"' in data:  # a snapshot
-                names.update(entry["name"] for entry in json.loads(data)["creates"])
-        return names
+                self._intents.update(entry["name"] for entry in json.loads(data)["creates"])
+        self._read = len(self.durable)
+        return self._intents

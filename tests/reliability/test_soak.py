@@ -1,8 +1,9 @@
 """A seeded, randomized soak: hundreds of passes under every fault at once, invariants after each step.
 
 Each step may inject faults (5xx answers whose create still happens later, lost answers, slow
-creates, empty, partial and garbled lists, torn manifest writes, a vanishing token file, 429s, a
-set whose creates are always refused), change the world the way users do (scale up, change a
+creates, empty, partial and garbled lists, lists repeating rows, torn manifest writes, a vanishing
+token file, 429s, a set whose creates are always refused, a memory disk that fills up so appends
+become short writes for a few steps), change the world the way users do (scale up, change a
 template, delete a session by hand), kill the controller while a create is on the wire (also
 between sending it and recording it) and start it again from its ledger. Then one pass runs and
 the invariants are checked against the simulator's ground truth, not against what lists said:
@@ -13,7 +14,8 @@ the invariants are checked against the simulator's ground truth, not against wha
 4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process),
    and it does retry: the check must have compared attempts, or it proved nothing;
 5. the controller stays live during the faults: a share of the passes succeed;
-6. once faults stop, every set converges within a few passes.
+6. no create reaches the service before its intent record was completely written and fsynced;
+7. once faults stop, every set converges within a few passes.
 
 The soak also checks itself: every kind of fault fired (a fault on the wire counts once a request
 took it, see ``FaultMirror``; a kind the dice skipped is forced now and then), and a kill counts
@@ -36,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from controller.statedir import SETTLE_WINDOW, parse_text
+from tests.faultfs import FullDisk
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
@@ -94,7 +97,9 @@ class Soak:
     def __init__(self, root: Path, seed: int) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG})
+        self.disk = FullDisk()
+        self.disk_full_steps = 0
+        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG}, file_ops=self.disk)
         self.world = World()
         self.tally = Tally()
         self.requests = RequestCursor(self.rig.simulator)
@@ -118,6 +123,8 @@ class Soak:
             (0.02, "deleted by hand", self._delete_by_hand),
             (0.01, "scale up", self._scale_up),
             (0.01, "template change", self._template_change),
+            (0.05, "repeated rows", self._repeated_rows),
+            (0.02, "short writes (memory disk full)", self._disk_full),
         ]
         for name in SETS:
             self._write(name)
@@ -154,6 +161,10 @@ class Soak:
         if forced == KILL:  # the manifest written the step before has settled: the pass creates
             advance = max(advance, SETTLE_WINDOW + 0.5)
         rig.clock.advance(advance)
+        if self.disk_full_steps:  # the disk frees up by itself after a few steps
+            self.disk_full_steps -= 1
+            if not self.disk_full_steps:
+                self.disk.space = None
         self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
@@ -279,6 +290,18 @@ class Soak:
         self._write(name)
         return True
 
+    def _repeated_rows(self, rng: random.Random) -> bool:
+        count = rng.randint(1, 3)
+        self.rig.simulator.inject_list_fault("repeated", keep=rng.uniform(0.05, 1.0), count=count)
+        return self.faults.expect("repeated rows", "GET", count, list_only=True)
+
+    def _disk_full(self, rng: random.Random) -> bool:
+        if self.disk_full_steps:
+            return False
+        self.disk.space = rng.randint(0, 400)
+        self.disk_full_steps = rng.randint(1, 6)
+        return True
+
     # -- invariants -------------------------------------------------------------------------------
 
     def check(self, truth_before: dict[str, tuple[str, str]]) -> None:
@@ -321,6 +344,11 @@ class Soak:
                 if twins == 0:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
 
+        self.tally.checks += 1
+        sent = {r.param("name") for r in fresh if r.method == "POST"}
+        if not sent <= self.disk.durable_intents():
+            self.fail(f"creates sent without a complete, fsynced record: {sorted(sent - self.disk.durable_intents())}")
+
         attempts = sorted(r.at for r in fresh
                           if r.method == "POST" and (r.param("name") or "").startswith(f"cc-{REFUSED}-"))
         self.tally.checks += 1
@@ -339,6 +367,7 @@ class Soak:
         """Stop every fault, then count the passes until each set has exactly one live session per slot."""
         rig = self.rig
         rig.simulator.clear_faults()
+        self.disk.space = None
         if self.torn is not None:
             rig.write(*self.torn)
             self.torn = None
