@@ -73,6 +73,7 @@ class OutcomeHandler:
         self._names: NameParser | None = None  # kept across passes: its memo makes the tally cheap
         self._credential = credential
         self._credential_problem: str | None = None
+        self._status_failing = False
 
     def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -219,8 +220,14 @@ class OutcomeHandler:
         )
         try:
             write_status(self.status_file, document)
-        except OSError as exc:
-            self._log.warning("cannot write status file", path=str(self.status_file), error=str(exc))
+        except OSError as exc:  # said once, not every pass (a full disk lasts)
+            if not self._status_failing:
+                self._log.warning("cannot write status file", path=str(self.status_file), error=str(exc))
+            self._status_failing = True
+        else:
+            if self._status_failing:
+                self._log.info("status file written again", path=str(self.status_file))
+            self._status_failing = False
 
     def _report_credential(self, now: float) -> None:
         """The credential's expiry and state in the metrics and ``/healthz``; its problem logged once."""
