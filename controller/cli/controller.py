@@ -34,6 +34,7 @@ from controller.client.credentials import CredentialStatus
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
 from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
+from controller.listanswer import anomalies_of
 from controller.models import ObservedSession
 from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.logs import configure_logging, register_secret
@@ -396,8 +397,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     assert settings.state is not None
     desired = StateLoader(settings.state, prefix=settings.prefix).load()
     client_config = client_settings(args)
+    # Read only: a torn journal is copied aside by the daemon, not by a look at its plan.
     status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
-    memory = Ledger.beside(status_file).load()
+    memory = Ledger(*ledger_paths(status_file), copy_torn=False).load()
     # A refresh made here is kept where `run` looks for it (a read-only canfar config).
     client_config = client_config.model_copy(update={"credential_dir": status_file.parent})
 
@@ -406,7 +408,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return await client.observe()
 
     options = plan_options(settings.model_copy(update={"max_creates_per_pass": 10**6, "capacity": False}))
-    decided = plan(desired, asyncio.run(fetch()), memory, time.time(), options=options)
+    observed = asyncio.run(fetch())
+    decided = plan(desired, observed, memory, time.time(), options=options, anomalies=anomalies_of(observed))
     actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":
         print(json.dumps({

@@ -307,3 +307,17 @@ def test_status_names_an_unwritable_memory(env, state, tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("MemoryUnwritable (NoSpace): /var/lib/cc/status.memory.journal: No space left on device; "
             "no session is created until the memory can be written") in out
+
+
+def test_plan_and_run_once_destroy_nothing_when_the_list_repeats_rows(env, state, capsys):
+    """Every row listed twice: plan shows nothing to do and a pass destroys nothing (one id, one session)."""
+    (state / "w.yaml").write_text(manifest("workers", 2))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    ids = {s["id"] for s in env.live("cc-workers-")}
+    env.simulator.inject_list_fault("repeated", count=None, keep=1.0)
+    capsys.readouterr()
+    assert main(["plan", "--state", str(state)]) == 0
+    assert "destroy" not in capsys.readouterr().out
+    assert main(["run", "--state", str(state), "--once"]) == 1  # a partial pass: the answer is suspect
+    assert {s["id"] for s in env.live("cc-workers-")} == ids
+    assert env.requests("DELETE") == []
