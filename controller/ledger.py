@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.errors import LedgerError
 from controller.journalfile import FileOps, JournalFile, Torn, frame
+from controller.plan.autoscale import ScaleState
 from controller.plan.memory import (
     ConditionMark,
     CreateBackoff,
@@ -116,6 +117,14 @@ class BackoffEntry(_Strict):
     spec_key: str
 
 
+class AutoscaleEntry(_Strict):
+    set: str
+    count: int
+    history: list[tuple[float, int]] = []
+    failures: int = 0
+    error: str = ""
+
+
 class MemoryDocument(_Strict):
     """The snapshot file, version 1. Field meanings are those of ``controller.plan.memory.Memory``."""
 
@@ -139,6 +148,7 @@ class MemoryDocument(_Strict):
     unschedulable_reported: list[str] = []
     renew_failures: dict[str, float] = {}
     notes: list[NotesEntry] = []
+    autoscale: list[AutoscaleEntry] = []
 
 
 def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
@@ -172,6 +182,9 @@ def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
         "renew_failures": dict(sorted(memory.renew_failures.items())),
         "notes": [{"set": name, "last_failure": note.last_failure, "unschedulable": note.unschedulable}
                   for name, note in sorted(memory.notes.items())],
+        "autoscale": [{"set": name, "count": state.count, "history": [list(entry) for entry in state.history],
+                       "failures": state.failures, "error": state.error}
+                      for name, state in sorted(memory.autoscale.items())],
     }
 
 
@@ -196,6 +209,7 @@ def from_document(document: MemoryDocument) -> Memory:
         unschedulable_reported=set(document.unschedulable_reported),
         renew_failures=dict(document.renew_failures),
         notes={n.set: SetNotes(n.last_failure, n.unschedulable) for n in document.notes},
+        autoscale={a.set: ScaleState(a.count, tuple(a.history), a.failures, a.error) for a in document.autoscale},
     )
 
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from controller import rules
 from controller.errors import ManifestError
@@ -212,8 +220,135 @@ def _slots(value: int | str, replicas: int, *, round_up: bool) -> int:
     return math.ceil(share) if round_up else math.floor(share)
 
 
+ScaleDownPolicy = Literal["Drain", "Destroy"]
+#: HPA's ceiling on a stabilization window (one hour).
+MAX_STABILIZATION = 3600
+#: How many signals one set may read each pass.
+MAX_SIGNALS = 16
+
+
+class _Alias(_Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class HttpSignal(_Alias):
+    """GET ``url``, read the number at the dotted ``field`` of the JSON answer (bearer from ``tokenFile``)."""
+
+    url: NonEmpty
+    field: NonEmpty
+    token_file: NonEmpty | None = Field(None, alias="tokenFile")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _checked(value, _url_problem(value))
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, value: str) -> str:
+        if any(not part for part in value.split(".")):
+            raise ValueError("must be a dotted path to a number such as 'queue.pending'")
+        return value
+
+
+class PrometheusSignal(_Alias):
+    """An instant query: an empty vector reads as 0, several series are an error."""
+
+    url: NonEmpty
+    query: NonEmpty
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _checked(value, _url_problem(value))
+
+
+class PlatformSignal(_Alias):
+    """As many sessions as fit in the platform's free cores and RAM (GB), minus a reserve for others."""
+
+    reserve_cores: float = Field(0.0, ge=0, alias="reserveCores")
+    reserve_ram: float = Field(0.0, ge=0, alias="reserveRAM")
+
+
+class Signal(_Alias):
+    """One signal: exactly one of ``file``, ``http``, ``prometheus`` or ``platform``."""
+
+    file: NonEmpty | None = None
+    http: HttpSignal | None = None
+    prometheus: PrometheusSignal | None = None
+    platform: PlatformSignal | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Signal:
+        given = [kind for kind in ("file", "http", "prometheus", "platform") if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a signal is exactly one of file, http, prometheus or platform (got "
+                             f"{', '.join(given) or 'none'})")
+        if self.file is not None and not self.file.startswith("/"):
+            raise ValueError(f"file must be an absolute path (got {self.file!r})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in ("file", "http", "prometheus", "platform") if getattr(self, kind) is not None)
+
+    def label(self) -> str:
+        """How the signal is named in metrics and status: its kind and source, never a credential."""
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.http is not None:
+            host = self.http.url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+            return f"http {host} {self.http.field}"
+        if self.prometheus is not None:
+            return f"prometheus {self.prometheus.query}"
+        return "platform"
+
+
+def _url_problem(url: str) -> str | None:
+    if re.fullmatch(r"https?://[^\s/@]+(/\S*)?", url) is None:
+        return f"must be an http:// or https:// URL without credentials in it (got {url.split('@')[-1]!r})"
+    return None
+
+
+class ScaleUp(_Alias):
+    stabilization_seconds: int = Field(0, ge=0, le=MAX_STABILIZATION, alias="stabilizationSeconds")
+    max_step: int = Field(10, ge=1, le=MAX_REPLICAS, alias="maxStep")
+
+
+class ScaleDown(_Alias):
+    stabilization_seconds: int = Field(300, ge=0, le=MAX_STABILIZATION, alias="stabilizationSeconds")
+    policy: ScaleDownPolicy = "Drain"
+    max_step: int = Field(10, ge=1, le=MAX_REPLICAS, alias="maxStep")
+
+
+class Autoscale(_Alias):
+    """Replicas from signals (``spec.autoscale``, instead of ``spec.replicas``); see docs/autoscaling.md."""
+
+    min_replicas: int = Field(0, ge=0, le=MAX_REPLICAS, alias="minReplicas")
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS, alias="maxReplicas")
+    #: Signal units one session handles.
+    target: float = Field(gt=0)
+    #: A value at or below this on every signal means idle: minReplicas.
+    activation: float = Field(0.0, ge=0)
+    signals: list[Signal] = Field(min_length=1, max_length=MAX_SIGNALS)
+    scale_up: ScaleUp = Field(default_factory=lambda: ScaleUp.model_validate({}), alias="scaleUp")
+    scale_down: ScaleDown = Field(default_factory=lambda: ScaleDown.model_validate({}), alias="scaleDown")
+    on_signal_failure: Literal["Hold"] | int = Field("Hold", alias="onSignalFailure")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscale:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
+        fallback = self.on_signal_failure
+        if fallback != "Hold" and not self.min_replicas <= fallback <= self.max_replicas:
+            raise ValueError(f"onSignalFailure must be Hold or a number of replicas between minReplicas and "
+                             f"maxReplicas (got {fallback})")
+        return self
+
+
 class SessionSetSpec(_Strict):
-    replicas: int = Field(ge=0, le=MAX_REPLICAS)
+    #: A fixed count; or ``autoscale`` instead (exactly one of the two).
+    replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     template: Template
     restart_policy: RestartPolicy = Field("Always", alias="restartPolicy")
     suspend: bool = False
@@ -221,8 +356,30 @@ class SessionSetSpec(_Strict):
                                             alias="updateStrategy")
     #: Renew interactive sessions before they expire (the platform ends them after 4 days otherwise).
     renew: bool = True
+    autoscale: Autoscale | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @field_validator("autoscale")
+    @classmethod
+    def _not_both(cls, value: Autoscale | None, info: ValidationInfo) -> Autoscale | None:
+        if value is not None and "replicas" in info.data and info.data["replicas"] is not None:
+            raise ValueError("give either replicas or autoscale, not both: autoscale sets the replica count")
+        return value
+
+    @model_validator(mode="after")
+    def _count_given(self) -> SessionSetSpec:
+        if self.replicas is None and self.autoscale is None:
+            raise ValueError("replicas (a fixed count) or autoscale (a count from signals) is required")
+        return self
+
+    @property
+    def fixed_replicas(self) -> int:
+        """The fixed count; an autoscaled set's count comes from the planner (``minReplicas`` as a floor)."""
+        if self.replicas is not None:
+            return self.replicas
+        assert self.autoscale is not None
+        return self.autoscale.min_replicas
 
 
 class SessionSet(_Strict):

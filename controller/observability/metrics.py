@@ -48,6 +48,7 @@ from controller.models import Phase, PlatformStats
 from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
 from controller.plan import CONDITION_TYPES, DestroyReason
+from controller.plan.conditions import AUTOSCALE_CONDITIONS
 
 __all__ = [
     "CONDITION_STATUSES",
@@ -460,6 +461,8 @@ def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
         if snapshot is not None:
             for kind in CONDITION_TYPES:
                 status = snapshot.conditions.get(kind)
+                if status is None and kind in AUTOSCALE_CONDITIONS:
+                    continue  # only autoscaled sets have them
                 for value in CONDITION_STATUSES:
                     condition.add_metric([name, kind, value], 1 if status == value else 0)
                 if kind in snapshot.reasons:

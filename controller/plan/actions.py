@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from controller.plan.autoscale import Decision
 from controller.plan.conditions import Condition
 from controller.plan.memory import Memory
 from controller.spec import Template
@@ -128,6 +129,19 @@ class SetStatus:
     #: The soonest time a live session of the set reaches its deadline (epoch seconds).
     next_expiry: float | None = None
     conditions: tuple[Condition, ...] = ()
+    #: Autoscaled sets: this pass's signal values, recommendation and count in force (``desired``).
+    scaling: Decision | None = None
+    #: Autoscaled sets: sessions in slots above the count still running (Drain waits for them to end).
+    draining: int = 0
+
+    def scaling_why(self) -> str | None:
+        """Why the count in force differs from the recommendation, or from the sessions running."""
+        if self.scaling is None:
+            return None
+        reasons = [self.scaling.why] if self.scaling.why else []
+        if self.draining:
+            reasons.append(f"Drain: waiting for {self.draining} session(s) above the count to end")
+        return "; ".join(reasons) or None
 
     @property
     def ended(self) -> int:

@@ -16,6 +16,10 @@ statuses and ``stamp`` adds the transition times.
   ``Pending`` too long; ``Unknown`` when the platform statistics are unavailable.
 - ``Invalid``: the set's manifest is invalid (its last good spec is in force, if any).
 - ``Suspended``: ``spec.suspend`` is set.
+- ``ScalingActive`` (autoscaled sets only): the signals can be read; ``False`` with
+  ``FailedGetSignal`` after 3 failed reads in a row.
+- ``ScalingLimited`` (autoscaled sets only): the recommendation was clamped at ``minReplicas``
+  (``TooFewReplicas``) or ``maxReplicas`` (``TooManyReplicas``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from controller.plan.memory import ConditionMark
 
 ConditionType = Literal[
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid",
-    "Suspended",
+    "Suspended", "ScalingActive", "ScalingLimited",
 ]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid",
-    "Suspended",
+    "Suspended", "ScalingActive", "ScalingLimited",
 )
+#: Conditions only autoscaled sets have.
+AUTOSCALE_CONDITIONS: frozenset[ConditionType] = frozenset({"ScalingActive", "ScalingLimited"})
 Status = Literal["True", "False", "Unknown"]
 
 
@@ -68,6 +74,8 @@ class SetFacts:
     crash_loop: str | None
     create_failing: tuple[str, str] | None  # (reason, message)
     capacity: tuple[Status, str, str] | None  # (status, reason, message) when capacity matters
+    #: Autoscaled sets: ``ScalingActive`` and ``ScalingLimited`` as (status, reason, message).
+    scaling: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None
 
 
 def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
@@ -103,7 +111,15 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
                          else ("False", "Valid", "the manifest is valid"))
     result["Suspended"] = (("True", "Suspended", "spec.suspend is set: nothing is created or destroyed")
                            if facts.suspended else ("False", "Active", "the set is managed"))
+    if facts.scaling is not None:
+        active, limited = facts.scaling
+        result["ScalingActive"] = (_status(active[0]), active[1], active[2])
+        result["ScalingLimited"] = (_status(limited[0]), limited[1], limited[2])
     return result
+
+
+def _status(value: str) -> Status:
+    return "True" if value == "True" else "False" if value == "False" else "Unknown"
 
 
 def _progress(facts: SetFacts) -> str:

@@ -6,15 +6,18 @@ into the one ``Decisions`` of the run, from which the planner builds the plan an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.plan import expectations
 from controller.plan.actions import Destroy, DestroyReason, PlanOptions, Renew, Unschedulable, spec_key
+from controller.plan.autoscale import Decision, Reading
+from controller.plan.autoscaled import Room, count_in_force, decisions_for
 from controller.plan.capacity import Capacity
 from controller.plan.listing import Listed, Listing
 from controller.plan.memory import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SlotHistory, SlotKey
 from controller.plan.trust import Trust
-from controller.spec import DesiredState
+from controller.spec import DesiredState, SessionSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class PassContext:
     paused: bool
     #: False when the answer broke *One id, one session*: nothing is destroyed from it.
     destroys_allowed: bool = True
+    #: Autoscaled sets: this run's decision (the count in force, and why).
+    scaling: dict[str, Decision] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -57,20 +62,25 @@ class Decisions:
 
 
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
-          capacity: Capacity | None, trust: Trust, *,
+          capacity: Capacity | None, trust: Trust,
+          signals: Mapping[str, Sequence[Reading]], *,
           destroys_allowed: bool = True) -> tuple[PassContext, Decisions]:
     """The run's context and its decisions as carried over from the memory."""
     expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
     sets = desired.sets
+    scaling = decisions_for(sets, signals, memory.autoscale,
+                            Room(capacity, listing.queued_cores, listing.queued_ram), now)
     context = PassContext(
         desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
         trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
         expected_destroys=expectations.outstanding_destroys(memory, listing, now, options),
         backoffs={name: b for name, b in memory.backoffs.items()
                   if name in sets
-                  and b.spec_key == spec_key(sets[name].spec.template.hash(), sets[name].spec.replicas)},
+                  and b.spec_key == spec_key(sets[name].spec.template.hash(),
+                                             _in_force(sets[name], scaling, memory))},
         paused=now < memory.creates_paused_until,
         destroys_allowed=destroys_allowed,
+        scaling=scaling,
     )
     decisions = Decisions(
         conditions={name: marks for name, marks in memory.conditions.items()
@@ -82,6 +92,16 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
     for set_name, slot, template in memory.finished:
         decisions.finished.setdefault(set_name, set()).add((slot, template))
     return context, decisions
+
+
+def replicas(context: PassContext, session_set: SessionSet) -> int:
+    """The count in force: ``spec.replicas``, or this run's autoscale decision (the *Autoscale* rules)."""
+    return _in_force(session_set, context.scaling, context.memory)
+
+
+def _in_force(session_set: SessionSet, scaling: Mapping[str, Decision], memory: Memory) -> int:
+    decision = scaling.get(session_set.name)
+    return decision.count if decision is not None else count_in_force(session_set, memory.autoscale)
 
 
 def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:

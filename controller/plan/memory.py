@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from controller.plan.autoscale import ScaleState
+
 #: A slot's identity: (SessionSet name, slot number 1..replicas).
 SlotKey = tuple[str, int]
 
@@ -131,6 +133,8 @@ class Memory:
     renew_failures: dict[str, float] = field(default_factory=dict)
     #: What the reconciler learnt per set (failure evidence, scheduling events).
     notes: dict[str, SetNotes] = field(default_factory=dict)
+    #: Autoscaled sets: the count in force and the recent recommendations (HPA's windows).
+    autoscale: dict[str, ScaleState] = field(default_factory=dict)
 
     def copy(self) -> Memory:
         """A copy whose containers can be changed without touching this one."""
@@ -140,7 +144,8 @@ class Memory:
                        conditions={name: dict(marks) for name, marks in self.conditions.items()},
                        progress=dict(self.progress), pending_since=dict(self.pending_since),
                        unschedulable_reported=set(self.unschedulable_reported),
-                       renew_failures=dict(self.renew_failures), notes=dict(self.notes))
+                       renew_failures=dict(self.renew_failures), notes=dict(self.notes),
+                       autoscale=dict(self.autoscale))
 
     def forget_set(self, name: str) -> None:
         """Start a set afresh (``canfar-controller restart``): finished slots run again, histories reset."""

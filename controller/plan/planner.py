@@ -60,6 +60,18 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   capacity are no statistics (``StatsUnavailable``): creates go ahead unchecked, never wait on them.
 - **Durable intent** (the reconciler, ``controller.memoryhealth``): no create is sent without its
   durable write-ahead record; while the memory cannot be written (``MemoryUnwritable``) none is sent.
+- **Autoscale recommendation** (``autoscale``): a signal's recommendation is ceil(value / target)
+  (``platform`` gives its count directly); the largest wins, a value at or below ``activation`` on
+  every signal means 0, then clamped to [minReplicas, maxReplicas].
+- **Autoscale windows** (``autoscale``): a scale-up goes to the lowest recommendation of the last
+  ``scaleUp.stabilizationSeconds``, a scale-down to the highest of the last
+  ``scaleDown.stabilizationSeconds``, then at most ``maxStep`` per pass; the windows live in the
+  memory and survive restarts.
+- **Autoscale failures** (``autoscale``): a signal that cannot be read never scales down (``Hold``
+  keeps the count, a number sets it); 3 failed reads in a row make ``ScalingActive`` False.
+- **Autoscale scale-down** (``autoscaled``, ``slots``): the highest slots go; ``Drain`` never
+  destroys a Running session above the count (its slot is not refilled when it ends) and destroys a
+  Pending one; ``Destroy`` removes them, Pending first, at most ``scaleDown.maxStep`` per pass.
 
 A run computes its ``PassContext`` once (``context``), plans each set (``sets``), admits the
 creates, derives the statuses (``status``) and the next memory.
@@ -67,7 +79,7 @@ creates, derives the statuses (``status``) and the next memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
@@ -76,6 +88,7 @@ from controller.plan import listing as lists
 from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
 from controller.plan.admission import admit
+from controller.plan.autoscale import Reading
 from controller.plan.capacity import Capacity
 from controller.plan.context import Decisions, PassContext
 from controller.plan.memory import Memory
@@ -93,11 +106,13 @@ def plan(
     options: PlanOptions,
     capacity: Capacity | None = None,
     anomalies: ListAnomalies = NO_ANOMALIES,
+    signals: Mapping[str, Sequence[Reading]] | None = None,
 ) -> Plan:
     """Decide one pass. ``observed`` is ``None`` when the list call failed: then nothing is done.
 
     ``capacity`` is what the platform has free (``None``: statistics unavailable, creates are not
     checked against it). ``anomalies`` are what broke *One id, one session* in the answer.
+    ``signals`` are this pass's readings of each autoscaled set's signals.
     """
     if observed is None:
         return Plan((), (), idle_statuses(desired, memory, now), memory.copy(), blind=True)
@@ -107,7 +122,7 @@ def plan(
     if trusts.is_suspect(memory, listing, gone - memory.missing, now, options):
         return _suspect(desired, memory, now, gone - memory.missing)
     trust = trusts.hold_names(trusts.judge(memory, listing, gone), anomalies.held_names, options.prefix)
-    context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust,
+    context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust, signals or {},
                                    destroys_allowed=not anomalies.suspect)
     return _decide(context, decisions)
 
@@ -164,7 +179,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         restarts={(name, slot): history for name, histories in decisions.restarts.items() if name in sets
                   for slot, history in histories.items()},
         finished={(name, slot, template) for name, entries in decisions.finished.items() if name in sets
-                  for slot, template in entries if slot <= sets[name].spec.replicas},
+                  for slot, template in entries if slot <= ctx.replicas(context, sets[name])},
         seen_live={**listing.live, **{sid: memory.seen_live[sid] for sid in held_ids}},
         missing=held_ids,
         suspect_since=None,
@@ -177,6 +192,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         unschedulable_reported={sid for sid in memory.unschedulable_reported if sid in listing.pending_since},
         renew_failures={sid: at for sid, at in memory.renew_failures.items() if sid in listing.ids},
         notes={name: note for name, note in memory.notes.items() if name in sets},
+        autoscale={name: decision.state for name, decision in context.scaling.items()},
     )
 
 

@@ -3,7 +3,8 @@
 Slot N of a set has at most one live session of the current template. A second one (a create
 applied later than the window) is destroyed as a duplicate, the newer first; while a rollout is in
 flight a slot may keep one outdated session beside the new one. Sessions above the replica count
-are scaled down; ended ones are destroyed (and counted by the rule *Ended sessions and restarts*).
+are scaled down (an autoscaled set's as ``scaleDown.policy`` says, ``autoscaled``); ended ones are
+destroyed (and counted by the rule *Ended sessions and restarts*).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from controller.plan import context as ctx
 from controller.plan.actions import DestroyReason
 from controller.plan.admission import consider_pending
+from controller.plan.autoscaled import above_count
 from controller.plan.context import Decisions, PassContext
 from controller.plan.listing import ENDED, LIVE, Listed
 from controller.plan.renew import consider_renew
@@ -34,14 +36,17 @@ class Kept:
     next_expiry: float | None = None
     #: Sessions Pending for longer than the limit.
     unschedulable: int = 0
+    #: Autoscaled sets: live sessions kept in slots above the count (Drain waits for them to end).
+    draining: int = 0
 
 
 def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, current: str) -> Kept:
     """Sort the set's listed sessions into slots: destroy the ended, the scaled-down and the duplicates."""
     spec = session_set.spec
-    replicas, act = spec.replicas, not spec.suspend
+    replicas, act = ctx.replicas(context, session_set), not spec.suspend
     renewing = act and spec.renew
     kept = Kept()
+    above: list[Listed] = []  # autoscaled: sessions in slots above the count
     counts = kept.counts
     for slot, sessions in context.listing.slots.get(session_set.name, {}).items():
         if len(sessions) > 1:
@@ -58,6 +63,9 @@ def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, cu
                 if phase == "Pending":
                     kept.unschedulable += consider_pending(context, decisions, seen)
         if slot > replicas:
+            if spec.autoscale is not None:
+                above.extend(sessions)
+                continue
             if act:
                 for seen in sessions:
                     ctx.destroy(context, decisions, seen, "scaled-down")
@@ -79,6 +87,12 @@ def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, cu
         for seen in live:
             if seen.template_hash != current:
                 kept.outdated.append(seen)
+    if above:
+        def scale_down(seen: Listed, why: str) -> None:
+            if act:
+                ctx.destroy(context, decisions, seen, "ended" if why == "ended" else "scaled-down")
+
+        kept.draining = above_count(session_set, above, scale_down)
     return kept
 
 

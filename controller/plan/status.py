@@ -6,7 +6,9 @@ stalled) and the conditions' transition times are remembered in the run's ``Deci
 
 from __future__ import annotations
 
+from controller.plan import context as ctx
 from controller.plan.actions import CRASH_LOOP_ENDS, SetStatus
+from controller.plan.autoscaled import count_in_force
 from controller.plan.conditions import SetFacts, Status, evaluate, stamp
 from controller.plan.context import Decisions, PassContext
 from controller.plan.memory import CreateBackoff, Memory
@@ -21,8 +23,9 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
     p = set_plan
     kept = p.kept
     outdated, ready, live = len(kept.outdated), p.ready, p.live
-    complete = spec.replicas > 0 and p.finished == spec.replicas and live == 0
-    wanted = spec.replicas - p.finished
+    replicas, scaling = ctx.replicas(context, session_set), context.scaling.get(name)
+    complete = replicas > 0 and p.finished == replicas and live == 0
+    wanted = replicas - p.finished
     progressing = not complete and not spec.suspend and (outdated > 0 or ready < wanted)
     fingerprint = f"{ready}/{wanted}/{outdated}/{p.updated}"
     previous = decisions.progress.get(name)
@@ -37,20 +40,21 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
     notes = context.memory.notes.get(name)
     invalid = context.desired.invalid.get(name)
     facts = SetFacts(
-        replicas=spec.replicas, wanted=wanted, ready=ready, complete=complete, suspended=spec.suspend,
+        replicas=replicas, wanted=wanted, ready=ready, complete=complete, suspended=spec.suspend,
         invalid=invalid, strategy=spec.update_strategy.type, outdated=outdated,
         progressing=progressing, stalled=stalled,
         crash_loop=_crash_message(p.crash_slots, notes.last_failure if notes else ""),
         create_failing=_create_failing(p.refused, p.paused),
         capacity=_capacity_condition(context, capacity_wait, kept.unschedulable,
                                      notes.unschedulable if notes else ""),
+        scaling=(scaling.active, scaling.limited) if scaling is not None else None,
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks
     waiting = p.waiting or (f"waiting for capacity: {capacity_wait}" if capacity_wait else None)
     counts = kept.counts
     return SetStatus(
-        name=name, desired=spec.replicas, running=counts.get("Running", 0), pending=counts.get("Pending", 0),
+        name=name, desired=replicas, running=counts.get("Running", 0), pending=counts.get("Pending", 0),
         unknown=counts.get("Unknown", 0), completed=counts.get("Completed", 0), failed=counts.get("Failed", 0),
         terminating=context.listing.terminating.get(name, 0), outdated=outdated, updated=p.updated, ready=ready,
         in_flight=p.in_flight, uncertain=p.uncertain, held=p.held,
@@ -58,7 +62,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         backoff_until=p.refused.until if p.refused is not None and now < p.refused.until else None,
         backoff_message=p.refused.message if p.refused is not None else None,
         complete=complete, unschedulable=kept.unschedulable, next_expiry=kept.next_expiry,
-        conditions=conditions,
+        conditions=conditions, scaling=scaling, draining=kept.draining,
     )
 
 
@@ -82,7 +86,7 @@ def idle_statuses(desired: DesiredState, memory: Memory, now: float) -> dict[str
     for name, session_set in desired.sets.items():
         backoff = memory.backoffs.get(name)
         statuses[name] = SetStatus(
-            name, session_set.spec.replicas, suspended=session_set.spec.suspend,
+            name, count_in_force(session_set, memory.autoscale), suspended=session_set.spec.suspend,
             invalid=desired.invalid.get(name),
             backoff_until=backoff.until if backoff is not None and backoff.until > now else None,
             backoff_message=backoff.message if backoff is not None else None)

@@ -333,11 +333,13 @@ def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, re
         for kind in CONDITION_TYPES
         for status in CONDITION_STATUSES
     }
-    assert {key: v for key, v in exported.items() if v != 0.0} == {
+    assert {key: v for key, v in exported.items() if v} == {
         ("Complete", "True"): 1.0, ("WaitingForCapacity", "Unknown"): 1.0,
     }
     assert set(CONDITION_TYPES) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
-                                    "WaitingForCapacity", "Invalid", "Suspended"}
+                                    "WaitingForCapacity", "Invalid", "Suspended", "ScalingActive", "ScalingLimited"}
+    # Only autoscaled sets have the scaling conditions: a fixed set exports no series for them.
+    assert exported[("ScalingActive", "False")] is None
 
 
 def test_condition_reason_is_one_series_per_condition(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
