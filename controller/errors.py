@@ -10,6 +10,7 @@ Every failure the package raises on purpose is a ``ControllerError``::
     ├── LockError                   another controller already owns the state directory
     ├── LedgerError                 the controller's memory on disk cannot be read: act on nothing
     ├── BatchError                  an operation over many ids: each id's result or error, none lost
+    ├── SignalError                 an autoscale signal could not be read (file, HTTP, Prometheus)
     └── APIError                    the session service failed: carries operation, status, server text
         ├── TransportError          no HTTP answer at all (refused, timed out, dropped)
         ├── ClientError             4xx
@@ -53,6 +54,10 @@ class CredentialError(ConfigError):
 
 class InvalidRequestError(ControllerError, ValueError):
     """A request rejected client-side before anything was sent (bad name, bad regex)."""
+
+
+class SignalError(ControllerError):
+    """An autoscale signal that could not be read: the message says what and why, never a credential."""
 
 
 class LockError(ControllerError):

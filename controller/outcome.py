@@ -27,6 +27,7 @@ from controller.client.credentials import CredentialStatus
 from controller.errors import ControllerError
 from controller.models import PlatformContext
 from controller.names import NameParser
+from controller.observability.autoscale import AutoscaleSnapshot
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
 from controller.observability.repeats import Repeats, repeat_fields
@@ -185,6 +186,10 @@ class OutcomeHandler:
         for name, count in outcome.renew_failures.items():
             self.metrics.renew_failed(name, count)
         self.metrics.sync_sets({name: _snapshot(s) for name, s in statuses.items()})
+        self.metrics.autoscale.sync(
+            {name: AutoscaleSnapshot(dict(s.scaling.values), s.scaling.recommendation)
+             for name, s in statuses.items() if s.scaling is not None},
+            count_failures=not (outcome.plan.blind or outcome.plan.suspect))
 
     def _tally(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler) -> None:
         """Resources per set and owner from the list answer; a list not used leaves the last figures."""
@@ -274,6 +279,13 @@ def status_row(status: SetStatus, last_error: str | None) -> SetRow:
     """One set's row of the status file and of ``status -o json``."""
     fields = dataclasses.asdict(status)
     del fields["name"]  # the key of the row
+    del fields["scaling"], fields["draining"]
+    if status.scaling is not None:
+        fields["autoscale"] = {
+            "signals": dict(status.scaling.values), "recommendation": status.scaling.recommendation,
+            "replicas": status.desired, "draining": status.draining, "why": status.scaling_why(),
+            "error": status.scaling.state.error or None,
+        }
     fields["conditions"] = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
                              "lastTransitionTime": c.last_transition} for c in status.conditions]
     return SetRow(**fields, ended=status.ended, last_error=last_error)

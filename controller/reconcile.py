@@ -77,6 +77,7 @@ from controller.plan import (
 )
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.rules import SessionSpec
+from controller.signals import SignalReader
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
@@ -158,6 +159,7 @@ class Reconciler:
         rng: random.Random | None = None,
         requests_dir: Path | None = None,
         stats_max_age: float = 180.0,
+        signals: SignalReader | None = None,
     ) -> None:
         self.loader = loader
         self.client = client
@@ -169,6 +171,8 @@ class Reconciler:
         self.requests_dir = requests_dir
         self._applied_requests: dict[Path, int] = {}
         self.stats_max_age = stats_max_age
+        #: Reads autoscaled sets' signals (made when the first autoscaled set appears).
+        self.signals = signals
         #: The platform's last statistics and when they were fetched (clock seconds), and its context.
         self.platform: PlatformStats | None = None
         self.platform_at = -math.inf
@@ -269,6 +273,9 @@ class Reconciler:
         self._take_requests(log)
         if self.unwritable is not None:  # has space come back? (no create is sent until it has)
             self._save(force=True)
+        reader = self._signal_reader(desired)
+        if reader is not None:  # read beside the list call
+            reader.start(desired.sets)
 
         observed: list[ObservedSession] | None
         list_error: str | None = None
@@ -283,8 +290,9 @@ class Reconciler:
             with contextlib.suppress(ControllerError):  # the stats job reports a failure; plan without
                 await task
         anomalies = anomalies_of(observed or ())
+        readings = await reader.collect(desired.sets) if reader is not None else None
         decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now),
-                       anomalies=anomalies)
+                       anomalies=anomalies, signals=readings)
         self.memory = decided.memory
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.left_out)} live owned sessions at once; "
@@ -312,6 +320,16 @@ class Reconciler:
         outcome.more_work = decided.deferred > 0 and not failed
         outcome.seconds = time.perf_counter() - started
         return outcome
+
+    def _signal_reader(self, desired: DesiredState) -> SignalReader | None:
+        if self.signals is None and any(s.spec.autoscale is not None for s in desired.sets.values()):
+            self.signals = SignalReader()
+        return self.signals
+
+    async def close(self) -> None:
+        """Stop reading signals (reads in flight are cancelled)."""
+        if self.signals is not None:
+            await self.signals.aclose()
 
     def _forget_removed_sets(self, decided: Plan) -> None:
         """A removed set leaves no memory behind (its last error, its audit repeat counts)."""

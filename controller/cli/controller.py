@@ -52,6 +52,7 @@ from controller.plan import (
     plan,
 )
 from controller.reconcile import Reconciler, describe
+from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.statedir import SETTLE_WINDOW, StateLoader
 from controller.statusfile import SetRow, StatusDocument, read_status
 
@@ -360,26 +361,35 @@ async def _serve(args: argparse.Namespace, settings: ControllerSettings, client_
                 concurrency=settings.concurrency,
                 requests_dir=requests_dir(status_file),
                 stats_max_age=3 * settings.stats_interval,
+                # One pass has no next pass to take a slow signal's reading: it waits the whole timeout.
+                signals=SignalReader(grace=SIGNAL_TIMEOUT) if args.once else None,
             )
             handler = OutcomeHandler(metrics=metrics, health=health, status_file=status_file,
                                      interval=settings.interval, credential=client.credential)
-            if args.once:
-                if settings.capacity:
-                    reconciler.prefetch_platform()  # alongside the pass's list call; a failure plans without
-                started = time.perf_counter()
-                try:
-                    outcome = await reconciler.run_pass()
-                except Exception as error:
-                    handler.crashed(error, time.perf_counter() - started)
-                    raise
-                handler.handle(outcome, reconciler)
-                return 0 if outcome.result == "success" else 1
-            daemon = Daemon(reconciler, handler, schedule=Schedule(settings.interval, settings.stats_interval),
-                            metrics=metrics, state_dir=settings.state)
-            return await daemon.run()
+            try:
+                if args.once:
+                    return await _once(reconciler, handler, settings)
+                daemon = Daemon(reconciler, handler, schedule=Schedule(settings.interval, settings.stats_interval),
+                                metrics=metrics, state_dir=settings.state)
+                return await daemon.run()
+            finally:
+                await reconciler.close()
     finally:
         if server is not None:
             server.shutdown()
+
+
+async def _once(reconciler: Reconciler, handler: OutcomeHandler, settings: ControllerSettings) -> int:
+    if settings.capacity:
+        reconciler.prefetch_platform()  # alongside the pass's list call; a failure plans without
+    started = time.perf_counter()
+    try:
+        outcome = await reconciler.run_pass()
+    except Exception as error:
+        handler.crashed(error, time.perf_counter() - started)
+        raise
+    handler.handle(outcome, reconciler)
+    return 0 if outcome.result == "success" else 1
 
 
 def plan_options(settings: ControllerSettings) -> PlanOptions:

@@ -45,6 +45,7 @@ from controller.errors import (
 )
 from controller.listanswer import LIST_ANOMALY_KINDS
 from controller.models import Phase, PlatformStats
+from controller.observability.autoscale import AutoscaleMetrics
 from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
 from controller.plan import CONDITION_TYPES, DestroyReason
@@ -217,6 +218,8 @@ class ControllerMetrics:
         self._utilisation = UtilisationMetrics(self.registry)
         #: Credential expiry, usability and refreshes (``observability.credentials``).
         self.credential = CredentialMetrics(self.registry)
+        #: Autoscaled sets: signal values, recommendations, failed reads.
+        self.autoscale = AutoscaleMetrics(self.registry)
 
     # -- the API ----------------------------------------------------------------------------------
 

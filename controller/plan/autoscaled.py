@@ -68,6 +68,14 @@ def decisions_for(sets: Mapping[str, SessionSet], signals: Mapping[str, Sequence
     return decided
 
 
+def remembered(decided: Mapping[str, Decision], memory: Mapping[str, ScaleState], complete: bool,
+               sets: Mapping[str, SessionSet]) -> dict[str, ScaleState]:
+    """The autoscale memory after a pass: a set whose manifest is not in force right now (unsettled,
+    invalid, unreadable) keeps its windows; only a set really removed forgets them."""
+    kept = {} if complete else {name: state for name, state in memory.items() if name not in sets}
+    return {**kept, **{name: decision.state for name, decision in decided.items()}}
+
+
 def count_in_force(session_set: SessionSet, memory: Mapping[str, ScaleState]) -> int:
     """The replica count a set runs at: ``spec.replicas``, or the autoscaler's last count."""
     spec = session_set.spec

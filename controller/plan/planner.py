@@ -89,6 +89,7 @@ from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
 from controller.plan.admission import admit
 from controller.plan.autoscale import Reading
+from controller.plan.autoscaled import remembered
 from controller.plan.capacity import Capacity
 from controller.plan.context import Decisions, PassContext
 from controller.plan.memory import Memory
@@ -192,7 +193,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         unschedulable_reported={sid for sid in memory.unschedulable_reported if sid in listing.pending_since},
         renew_failures={sid: at for sid, at in memory.renew_failures.items() if sid in listing.ids},
         notes={name: note for name, note in memory.notes.items() if name in sets},
-        autoscale={name: decision.state for name, decision in context.scaling.items()},
+        autoscale=remembered(context.scaling, memory.autoscale, context.desired.complete, sets),
     )
 
 

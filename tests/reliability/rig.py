@@ -32,6 +32,7 @@ from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
 from controller.plan import PlanOptions
 from controller.reconcile import PassOutcome, Reconciler
+from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.simulator import ManualClock, RecordedRequest, Simulator, SimulatorConfig
 from controller.simulator.wire import Request
 from controller.statedir import SETTLE_WINDOW, StateLoader
@@ -117,6 +118,8 @@ class Rig:
             ledger=Ledger(*ledger_paths(self.status_file), ops=self.file_ops),
             clock=self.clock,
             requests_dir=requests_dir(self.status_file),
+            # Autoscale signals are waited for in full: a pass's readings do not depend on the machine's speed.
+            signals=SignalReader(grace=SIGNAL_TIMEOUT),
         )
 
     def run_pass(self) -> PassOutcome:
@@ -176,6 +179,7 @@ class Rig:
     def _close(self) -> None:
         if self.reconciler.ledger is not None:
             self.reconciler.ledger.close()
+        self.loop.run_until_complete(self.reconciler.close())
         if self.client is not None:
             self.loop.run_until_complete(self.client.aclose())
 

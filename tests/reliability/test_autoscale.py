@@ -1,0 +1,160 @@
+"""Autoscaled sets end to end in process: the real controller, the simulator, a file signal, a manual clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.reliability.rig import IMAGE, Rig
+
+SCALED = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata:
+  name: {name}
+spec:
+  template:
+    image: {image}
+    cores: 1
+    ram: 1
+    cmd: sleep
+    args: "10000000"
+  autoscale:
+    minReplicas: 0
+    maxReplicas: 12
+    target: 5
+    signals:
+      - file: {signal}
+    scaleUp: {{stabilizationSeconds: 0, maxStep: {up}}}
+    scaleDown: {{stabilizationSeconds: {window}, policy: {policy}, maxStep: {down}}}
+    onSignalFailure: Hold
+"""
+
+
+def scaled(rig: Rig, *, policy: str = "Drain", window: int = 60, up: int = 10, down: int = 10,
+           name: str = "queue") -> Path:
+    signal = rig.root / "depth"
+    rig.write(name, SCALED.format(name=name, image=IMAGE, signal=signal, policy=policy, window=window, up=up,
+                                  down=down))
+    return signal
+
+
+def slots(rig: Rig, name: str = "queue") -> list[int]:
+    return sorted(slot for (_, slot), n in rig.live_by_slot(name).items() for _ in range(n))
+
+
+def running_slots(rig: Rig, name: str = "queue") -> list[int]:
+    return sorted(int(session_name.rsplit("-", 1)[1]) for _, session_name, status in rig.truth()
+                  if session_name.startswith(f"cc-{name}-") and status == "Running")
+
+
+def status_of(rig: Rig, name: str = "queue") -> dict:
+    return json.loads(rig.status_file.read_text())["sets"][name]
+
+
+def settle(rig: Rig, passes: int = 4) -> None:
+    """Passes 10 s apart: sessions start, lists confirm."""
+    rig.passes(passes, every=10.0)
+
+
+def test_a_file_signal_scales_up_then_down_after_the_window(rig: Rig):
+    signal = scaled(rig, window=60)
+    signal.write_text("40\n")
+    settle(rig)
+    assert slots(rig) == list(range(1, 9))  # ceil(40 / 5)
+    signal.write_text("12")
+    rig.clock.advance(10)
+    rig.run_pass()
+    assert slots(rig) == list(range(1, 9))  # inside the scale-down window: nothing given up
+    assert "scale-down window" in status_of(rig)["autoscale"]["why"]
+    rig.clock.advance(61)
+    settle(rig)
+    # Drain: slots 4..8 are above the count; their Running sessions are never destroyed.
+    assert status_of(rig)["desired"] == 3
+    assert running_slots(rig) == list(range(1, 9))
+    assert "Drain: waiting for 5 session(s)" in status_of(rig)["autoscale"]["why"]
+
+
+def test_drain_never_refills_a_slot_above_the_count_once_its_session_ends(rig: Rig):
+    signal = scaled(rig, window=0)
+    signal.write_text("20")
+    settle(rig)
+    assert slots(rig) == [1, 2, 3, 4]
+    signal.write_text("5")
+    settle(rig, 2)
+    assert slots(rig) == [1, 2, 3, 4]  # Drain: 2..4 run on
+    session_id = next(sid for sid, name, _ in rig.truth() if name.endswith("-4"))
+    rig.delete_outside(session_id)  # the job in slot 4 ends
+    settle(rig)
+    assert slots(rig) == [1, 2, 3]
+    signal.write_text("15")  # the queue grows again: slots 2 and 3 are kept, slot 4 not needed
+    settle(rig)
+    assert slots(rig) == [1, 2, 3]
+    assert len(list(rig.requests("DELETE"))) == 0
+
+
+def test_destroy_gives_up_the_highest_slots_at_most_max_step_per_pass(rig: Rig):
+    signal = scaled(rig, policy="Destroy", window=0, down=2)
+    signal.write_text("60")
+    settle(rig)
+    assert slots(rig) == list(range(1, 13))
+    signal.write_text("0")
+    rig.clock.advance(10)
+    rig.run_pass()
+    assert slots(rig) == list(range(1, 11))  # two per pass, the highest first
+    settle(rig, 6)
+    assert slots(rig) == []
+
+
+def test_the_windows_survive_a_restart(rig: Rig):
+    signal = scaled(rig, window=300)
+    signal.write_text("30")
+    settle(rig)
+    assert slots(rig) == [1, 2, 3, 4, 5, 6]
+    signal.write_text("0")
+    rig.restart()
+    rig.clock.advance(60)
+    settle(rig)
+    assert status_of(rig)["desired"] == 6  # the recommendations of the last 300 s came back with the memory
+    rig.clock.advance(300)
+    settle(rig)
+    assert status_of(rig)["desired"] == 0
+
+
+def test_a_failing_signal_never_scales_down_and_stops_scaling_after_three_reads(rig: Rig):
+    signal = scaled(rig, window=0)
+    signal.write_text("25")
+    settle(rig)
+    assert slots(rig) == [1, 2, 3, 4, 5]
+    signal.write_text("lots")
+    settle(rig, 2)
+    assert slots(rig) == [1, 2, 3, 4, 5]
+    condition = next(c for c in status_of(rig)["conditions"] if c["type"] == "ScalingActive")
+    assert condition["status"] == "True"
+    signal.unlink()
+    settle(rig, 2)
+    assert slots(rig) == [1, 2, 3, 4, 5]
+    condition = next(c for c in status_of(rig)["conditions"] if c["type"] == "ScalingActive")
+    assert condition["status"] == "False" and condition["reason"] == "FailedGetSignal"
+    assert "does not exist" in condition["message"]
+    assert rig.metrics.registry.get_sample_value("canfar_controller_autoscale_signal_failures_total", {
+        "sessionset": "queue", "signal": f"file {signal}"}) == 4
+    signal.write_text("0")
+    settle(rig)
+    assert slots(rig) == [1, 2, 3, 4, 5]  # Drain keeps the running ones
+    assert status_of(rig)["desired"] == 0
+
+
+def test_metrics_show_the_signal_the_recommendation_and_the_count_in_force(rig: Rig):
+    signal = scaled(rig, window=60, up=3)
+    signal.write_text("40")
+    rig.run_pass()  # the new file settles first
+    rig.clock.advance(10)
+    rig.run_pass()
+    registry = rig.metrics.registry
+    labels = {"sessionset": "queue"}
+    assert registry.get_sample_value("canfar_controller_autoscale_signal_value",
+                                     {**labels, "signal": f"file {signal}"}) == 40
+    assert registry.get_sample_value("canfar_controller_autoscale_recommended_replicas", labels) == 8
+    assert registry.get_sample_value("canfar_controller_sessionset_desired_replicas", labels) == 3  # step limit
+    assert "step limit" in status_of(rig)["autoscale"]["why"]
