@@ -50,6 +50,8 @@ class SetRow(BaseModel):
     #: Kubernetes-style: type, status, reason, message, lastTransitionTime.
     conditions: list[dict[str, Any]] = []
     last_error: str | None = None
+    #: Autoscaled sets: signal values, recommendation, the count in force and why it differs.
+    autoscale: dict[str, Any] | None = None
 
 
 class StatusDocument(BaseModel):

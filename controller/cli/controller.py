@@ -473,6 +473,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         desired = "-" if row.desired is None else str(row.desired)
         print(f"{name:<20} {desired:>7} {row.ready:>5} {row.running:>7} {row.pending:>7} {row.ended:>5}  "
               f"{_conditions(row):<28} {_state_of(row)}")
+    for name, row in sorted(document.sets.items()):
+        if row.autoscale is not None:
+            print(_autoscale_line(name, row.autoscale))
     for error in document.manifest_errors:
         print(f"invalid: {error}")
     if document.credential is not None:
@@ -501,7 +504,21 @@ def _conditions(row: SetRow) -> str:
             shown.append("Stalled")
         elif kind in _NOTABLE and status == "True":
             shown.append(str(kind))
+        elif kind == "ScalingActive" and status == "False":
+            shown.append("ScalingInactive")
+        elif kind == "ScalingLimited" and status == "True":
+            shown.append("ScalingLimited")
     return ",".join(shown) or "-"
+
+
+def _autoscale_line(name: str, autoscale: dict[str, Any]) -> str:
+    """``autoscale workers: file /q = 40; recommends 8, runs 3 (step limit: at most +3 per pass)``."""
+    signals = "; ".join(f"{label} = {'unreadable' if value is None else f'{value:g}'}"
+                        for label, value in autoscale.get("signals", {}).items())
+    recommendation = autoscale.get("recommendation")
+    line = (f"autoscale {name}: {signals}; recommends {'-' if recommendation is None else recommendation}, "
+            f"runs {autoscale.get('replicas')}")
+    return f"{line} ({autoscale['why']})" if autoscale.get("why") else line
 
 
 def _state_of(row: SetRow) -> str:

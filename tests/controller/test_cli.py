@@ -321,3 +321,19 @@ def test_plan_and_run_once_destroy_nothing_when_the_list_repeats_rows(env, state
     assert main(["run", "--state", str(state), "--once"]) == 1  # a partial pass: the answer is suspect
     assert {s["id"] for s in env.live("cc-workers-")} == ids
     assert env.requests("DELETE") == []
+
+
+def test_status_shows_an_autoscaled_set_its_signal_recommendation_and_count(env, state, tmp_path, capsys):
+    """run --once reads a file signal; status shows the value, the recommendation and the count in force."""
+    depth = tmp_path / "depth"
+    depth.write_text("40\n")
+    autoscaled = manifest("queue", 1).replace("  replicas: 1\n", "").replace(
+        "spec:\n", f"spec:\n  autoscale: {{maxReplicas: 12, target: 5, signals: [{{file: {depth}}}],"
+        " scaleUp: {maxStep: 3}}\n")
+    (state / "q.yaml").write_text(autoscaled)
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    assert sorted(s["name"][-1] for s in env.live("cc-queue-")) == ["1", "2", "3"]
+    capsys.readouterr()
+    assert main(["status", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert f"autoscale queue: file {depth} = 40; recommends 8, runs 3 (step limit: at most +3 per pass)" in out
