@@ -336,6 +336,13 @@ BAD_VALUES = {
     "zero-pending-limit": {"controller": {"pendingLimit": 0}},
     "negative-session-expiry": {"controller": {"sessionExpiry": -1}},
     "capacity-as-string": {"controller": {"capacity": "false"}},
+    "replicas-and-autoscale": {"sessionSets": {"w": {**WORKERS, "autoscale": EXAMPLE_SETS["queue"]["autoscale"]}}},
+    "autoscale-two-kinds-in-a-signal": {"sessionSets": {"w": {"template": WORKERS["template"], "autoscale": {
+        "maxReplicas": 4, "target": 1, "signals": [{"file": "/q", "platform": {}}]}}}},
+    "autoscale-bad-policy": {"sessionSets": {"w": {"template": WORKERS["template"], "autoscale": {
+        "maxReplicas": 4, "target": 1, "signals": [{"file": "/q"}], "scaleDown": {"policy": "Kill"}}}}},
+    "autoscale-zero-target": {"sessionSets": {"w": {"template": WORKERS["template"], "autoscale": {
+        "maxReplicas": 4, "target": 0, "signals": [{"file": "/q"}]}}}},
     "bad-persistence-size": {"persistence": {"size": "lots"}},
     "unknown-persistence-key": {"persistence": {"accessMode": "ReadWriteMany"}},
 }
@@ -348,6 +355,16 @@ GOOD_SETS = {
     "unavailable-only": {**WORKERS, "updateStrategy": {"maxSurge": 0, "maxUnavailable": 1}},
     "surge-100-percent": {**WORKERS, "updateStrategy": {"maxSurge": "100%"}},
     "no-renew": {**WORKERS, "renew": False, "suspend": True, "restartPolicy": "Never"},
+    "autoscale-every-signal": {"template": WORKERS["template"], "autoscale": {
+        "minReplicas": 1, "maxReplicas": 40, "target": 5, "activation": 1,
+        "signals": [{"file": "/var/lib/queue/depth"},
+                    {"http": {"url": "https://queue.example.org/stats", "field": "queue.pending",
+                              "tokenFile": "/run/secrets/q"}},
+                    {"prometheus": {"url": "http://prometheus:9090", "query": 'sum(pending_jobs{queue="lsst"})'}},
+                    {"platform": {"reserveCores": 32, "reserveRAM": 128}}],
+        "scaleUp": {"stabilizationSeconds": 0, "maxStep": 10},
+        "scaleDown": {"stabilizationSeconds": 300, "policy": "Destroy", "maxStep": 5},
+        "onSignalFailure": 2}},
 }
 
 
