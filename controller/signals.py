@@ -114,11 +114,20 @@ class SignalReader:
         except httpx.HTTPError as exc:
             raise SignalError(f"GET failed: {type(exc).__name__}") from None
         if not response.is_success:
-            raise SignalError(f"HTTP {response.status_code}")
+            raise SignalError(f"HTTP {response.status_code}{_said(response)}")
         try:
             return response.json()
         except ValueError:
             raise SignalError("the answer is not JSON") from None
+
+
+def _said(response: httpx.Response) -> str:
+    """``: <error>`` when the answer is JSON with an ``error`` text (Prometheus says what is wrong so)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {error[:200]}" if isinstance(error, str) and error else ""
 
 
 def _keys(sets: Mapping[str, SessionSet], *, with_platform: bool = False) -> list[_Key]:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.models import ObservedSession, PlatformStats
 from controller.names import NameParser
+from controller.observability.autoscale import AutoscaleSnapshot
 from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
 from controller.observability.utilisation import tally
@@ -82,9 +83,11 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
                 backoff_until=1_700_000_100.0,
                 uncertain=1,
                 held=1,
-                conditions={"Ready": "False", "Progressing": "False", "WaitingForCapacity": "True"},
+                conditions={"Ready": "False", "Progressing": "False", "WaitingForCapacity": "True",
+                            "ScalingActive": "True", "ScalingLimited": "False"},
                 reasons={"Ready": "NotAllRunning", "Progressing": "ProgressDeadlineExceeded",
-                         "WaitingForCapacity": "Unschedulable"},
+                         "WaitingForCapacity": "Unschedulable", "ScalingActive": "ValidSignal",
+                         "ScalingLimited": "DesiredWithinRange"},
                 next_expiry=1_700_345_600.0,
                 unschedulable=1,
             ),
@@ -93,6 +96,8 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     )
     metrics.sync_utilisation(tally(LISTED, NameParser("cc"), ["workers", "paused"], default_cores=1.0,
                                    default_ram=4 * 2**30))
+    metrics.autoscale.sync({"workers": AutoscaleSnapshot({"file /q": 12.0, "http q.example.org n": None}, 3)},
+                           count_failures=True)
     metrics.renewed("workers")
     metrics.renew_failed("workers")
     metrics.suspect_list()

@@ -156,6 +156,9 @@ def test_expressions_are_valid_promql(tmp_path: Path) -> None:
         "canfar_controller_credential_expiry_timestamp_seconds",
         "canfar_controller_credential_usable",
         "canfar_controller_credential_refreshes_total",
+        "canfar_controller_autoscale_signal_value",
+        "canfar_controller_autoscale_recommended_replicas",
+        "canfar_controller_autoscale_signal_failures_total",
     ],
 )
 def test_dashboard_shows(metric: str) -> None:
@@ -222,13 +225,14 @@ def test_panel_ids_are_unique_and_uid_is_set() -> None:
     )
 
 
-def test_utilisation_row_comes_last_with_its_panels() -> None:
-    """A "Utilisation" row ends the dashboard: utilisation %, the controller's share, per-set resources, GPUs."""
+def test_utilisation_row_with_its_panels() -> None:
+    """A "Utilisation" row (before "Autoscaling"): utilisation %, the controller's share, per-set resources, GPUs."""
     board = dashboard()
     rows = [p for p in board["panels"] if p["type"] == "row"]
     start = board["panels"].index(next(r for r in rows if r["title"] == "Utilisation"))
-    titles = [p["title"] for p in board["panels"][start + 1:]]
-    assert (rows[-1]["title"], titles) == ("Utilisation", [
+    end = board["panels"].index(next(r for r in rows if r["title"] == "Autoscaling"))
+    titles = [p["title"] for p in board["panels"][start + 1:end]]
+    assert ([r["title"] for r in rows[-2:]], titles) == (["Utilisation", "Autoscaling"], [
         "Platform utilisation", "Share of the platform's cores", "Share of the platform's RAM",
         "CPU cores requested per set", "RAM requested per set", "GPUs requested",
         "In use vs requested (efficiency)", "Resources per set now",
@@ -239,3 +243,16 @@ def test_gpus_are_never_compared_with_a_capacity() -> None:
     """The service reports no GPU capacity, so no query divides GPUs by anything or invents a total."""
     gpu_queries = [expr for _, expr in expressions(dashboard()) if "gpus" in expr]
     assert gpu_queries and [expr for expr in gpu_queries if "/" in expr or "capacity" in expr] == []
+
+
+def test_autoscaling_row_comes_last_with_signal_recommendation_and_limits() -> None:
+    """The "Autoscaling" row is the last one, and its panels show signals vs sessions, the recommendation
+    vs the count in force, and the limits and failed reads."""
+    panels = dashboard()["panels"]
+    rows = [i for i, panel in enumerate(panels) if panel["type"] == "row"]
+    assert panels[rows[-1]]["title"] == "Autoscaling"
+    shown = {name for panel in panels[rows[-1] + 1:] for target in panel["targets"]
+             for name in metric_names(target["expr"])}
+    assert {"canfar_controller_autoscale_signal_value", "canfar_controller_sessions",
+            "canfar_controller_autoscale_recommended_replicas", "canfar_controller_sessionset_desired_replicas",
+            "canfar_controller_sessionset_condition", "canfar_controller_autoscale_signal_failures_total"} <= shown

@@ -400,3 +400,20 @@ def test_suspect_lists_are_counted(metrics: ControllerMetrics, registry: Collect
     assert value(registry, "canfar_controller_suspect_lists_total") == 0.0
     metrics.suspect_list()
     assert value(registry, "canfar_controller_suspect_lists_total") == 1.0
+
+
+def test_autoscale_series_follow_the_sets(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """Signal values, the recommendation and failed reads per signal; a removed set's series go with it."""
+    from controller.observability.autoscale import AutoscaleSnapshot
+
+    metrics.autoscale.sync({"queue": AutoscaleSnapshot({"file /q": 40.0, "platform": None}, 8)}, count_failures=True)
+    metrics.autoscale.sync({"queue": AutoscaleSnapshot({"file /q": 45.0, "platform": None}, 9)}, count_failures=True)
+    metrics.autoscale.sync({"queue": AutoscaleSnapshot({"file /q": 45.0, "platform": None}, 9)}, count_failures=False)
+    labels = {"sessionset": "queue"}
+    assert value(registry, "canfar_controller_autoscale_signal_value", **labels, signal="file /q") == 45.0
+    assert value(registry, "canfar_controller_autoscale_signal_value", **labels, signal="platform") is None
+    assert value(registry, "canfar_controller_autoscale_recommended_replicas", **labels) == 9
+    assert value(registry, "canfar_controller_autoscale_signal_failures_total", **labels, signal="platform") == 2
+    assert value(registry, "canfar_controller_autoscale_signal_failures_total", **labels, signal="file /q") == 0
+    metrics.autoscale.sync({}, count_failures=True)
+    assert "queue" not in str([s for f in registry.collect() for s in f.samples if "autoscale" in s.name])

@@ -43,6 +43,14 @@ spec: {{replicas: 1, template: {{kind: headless, image: images.canfar.net/skaha/
   cores: 2, ram: 4, gpu: {GPUS}, cmd: sleep, args: "100000"}}}}
 """
 
+AUTOSCALED = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata: {{name: queue}}
+spec: {{autoscale: {{maxReplicas: 4, target: 5, signals: [{{file: {depth}}}]}},
+  template: {{kind: headless, image: images.canfar.net/skaha/astroml:latest, cmd: sleep, args: "100000"}}}}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -92,6 +100,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path / "state"
     state.mkdir()
     (state / "workers.yaml").write_text(MANIFEST)
+    # An autoscaled set, so that the dashboard's Autoscaling row has data to show.
+    (tmp_path / "depth").write_text("10\n")
+    (state / "queue.yaml").write_text(AUTOSCALED.format(depth=tmp_path / "depth"))
     metrics_port, prometheus_port = free_port(), free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -165,7 +176,10 @@ def test_prometheus_sees_capacity_and_sets(stack: dict[str, Any]) -> None:
         'canfar_controller_sessionset_requested_cpu_cores{sessionset="trainers",status="Running"}': 2.0,
         # The simulator's metrics backend reports a tenth of the request in use.
         'canfar_controller_sessionset_cpu_cores_in_use{sessionset="trainers",status="Running"}': 0.2,
-        'canfar_controller_account_requested_cpu_cores{owner="controller",status="Running"}': REPLICAS + 2.0,
+        # workers (1 core each), trainers (2) and the autoscaled queue's two sessions (1 core each).
+        'canfar_controller_account_requested_cpu_cores{owner="controller",status="Running"}': REPLICAS + 2.0 + 2,
+        'canfar_controller_autoscale_recommended_replicas{sessionset="queue"}': 2,
+        'canfar_controller_sessionset_desired_replicas{sessionset="queue"}': 2,
     }
 
     def observe() -> dict[str, float | None]:

@@ -70,6 +70,7 @@ def test_alerts_cover_the_issue() -> None:
         "CanfarCredentialExpiresSoon",
         "CanfarCredentialInvalid",
         "CanfarControllerMemoryUnwritable",
+        "CanfarSessionSetScalingInactive",
     } <= names
 
 
