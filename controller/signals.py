@@ -40,8 +40,9 @@ class SignalReader:
         self.timeout = timeout
         self.grace = grace
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._reads: dict[_Key, asyncio.Task[Reading]] = {}
+        self._reads: dict[_Key, asyncio.Future[Reading]] = {}
         self._last: dict[_Key, Reading] = {}
+        self._batches: set[asyncio.Task[None]] = set()
 
     def start(self, sets: Mapping[str, SessionSet]) -> None:
         """Start a read of every signal that has none in flight (and forget signals that are gone)."""
@@ -50,9 +51,18 @@ class SignalReader:
             self._reads.pop(key).cancel()
         for key in [key for key in self._last if key not in wanted]:
             del self._last[key]
+        files: list[tuple[str, asyncio.Future[Reading]]] = []
         for key in wanted:
-            if key not in self._reads:
+            if key in self._reads:
+                continue
+            if key[2].file is not None:  # all files in one trip to a worker thread
+                future = self._reads[key] = asyncio.get_running_loop().create_future()
+                files.append((key[2].file, future))
+            else:
                 self._reads[key] = asyncio.ensure_future(self._read(key[2]))
+        if files:
+            self._batches.add(batch := asyncio.ensure_future(self._read_files(files)))
+            batch.add_done_callback(self._batches.discard)
 
     async def collect(self, sets: Mapping[str, SessionSet]) -> dict[str, tuple[Reading, ...]]:
         """Each autoscaled set's readings, waiting at most ``grace`` for reads still in flight."""
@@ -74,8 +84,10 @@ class SignalReader:
         return {name: tuple(values) for name, values in readings.items()}
 
     async def aclose(self) -> None:
-        for task in self._reads.values():
-            task.cancel()
+        for batch in self._batches:
+            batch.cancel()
+        for read in self._reads.values():
+            read.cancel()
         self._reads.clear()
         await self._http.aclose()
 
@@ -88,9 +100,18 @@ class SignalReader:
             return Reading(error=str(exc))
         return Reading(value=value)
 
+    async def _read_files(self, files: list[tuple[str, asyncio.Future[Reading]]]) -> None:
+        """Read every file signal in one worker thread (a hung mount never blocks the event loop)."""
+        try:
+            readings = await asyncio.wait_for(asyncio.to_thread(_read_files, [path for path, _ in files]),
+                                              self.timeout)
+        except TimeoutError:
+            readings = [Reading(error=f"no answer within {self.timeout:g} s")] * len(files)
+        for (_, future), reading in zip(files, readings, strict=True):
+            if not future.done():
+                future.set_result(reading)
+
     async def _value(self, signal: Signal) -> float:
-        if signal.file is not None:
-            return number(await asyncio.to_thread(_read_file, Path(signal.file)), "the file")
         if signal.http is not None:
             return await self._http_value(signal.http)
         assert signal.prometheus is not None
@@ -139,6 +160,16 @@ def _keys(sets: Mapping[str, SessionSet], *, with_platform: bool = False) -> lis
         keys += [(name, index, signal) for index, signal in enumerate(autoscale.signals)
                  if with_platform or signal.platform is None]
     return keys
+
+
+def _read_files(paths: list[str]) -> list[Reading]:
+    readings = []
+    for path in paths:
+        try:
+            readings.append(Reading(value=number(_read_file(Path(path)), "the file")))
+        except SignalError as exc:
+            readings.append(Reading(error=str(exc)))
+    return readings
 
 
 def _read_file(path: Path, what: str = "file") -> str:

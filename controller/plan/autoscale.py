@@ -47,7 +47,9 @@ class ScaleState:
 
     #: The replica count in force.
     count: int
-    #: (time, clamped recommendation) of the passes inside the longer window, oldest first.
+    #: The clamped recommendation's runs inside the longer window, oldest first: (since when, value),
+    #: each lasting until the next one starts (the last one until now). A steady signal changes nothing
+    #: here, so a steady pass leaves the memory (and the ledger on disk) untouched.
     history: tuple[tuple[float, int], ...] = ()
     #: Passes in a row with a signal that could not be read, and the last such error.
     failures: int = 0
@@ -121,11 +123,10 @@ def decide(autoscale: Autoscale, readings: Sequence[Reading], state: ScaleState 
         return Decision(count, clamped if recommendations else None, values, held, active, limited,
                         ScaleState(count, kept, failures, "; ".join(errors)))
 
-    kept = _recent(autoscale, (*history, (now, clamped)), now)
-    up_window = now - autoscale.scale_up.stabilization_seconds
-    down_window = now - autoscale.scale_down.stabilization_seconds
-    up = min(r for t, r in kept if t >= up_window)
-    down = max(r for t, r in kept if t >= down_window)
+    kept = _recent(autoscale, history if history and history[-1][1] == clamped else (*history, (now, clamped)),
+                   now)
+    up = min(_within(kept, now - autoscale.scale_up.stabilization_seconds))
+    down = max(_within(kept, now - autoscale.scale_down.stabilization_seconds))
     stabilized = min(max(current, up), down)
     count = _step(autoscale, current, stabilized)
     why: str | None = None
@@ -164,7 +165,13 @@ def _step(autoscale: Autoscale, current: int, wanted: int) -> int:
     return max(wanted, current - autoscale.scale_down.max_step)
 
 
-def _recent(autoscale: Autoscale, history: Sequence[tuple[float, int]], now: float) -> tuple[tuple[float, int], ...]:
-    """The recommendations still inside the longer window (memory stays small)."""
+def _within(runs: Sequence[tuple[float, int]], since: float) -> list[int]:
+    """The values of the runs that lasted into ``[since, now]`` (the last one always does)."""
+    return [value for index, (_, value) in enumerate(runs) if index == len(runs) - 1 or runs[index + 1][0] > since]
+
+
+def _recent(autoscale: Autoscale, runs: Sequence[tuple[float, int]], now: float) -> tuple[tuple[float, int], ...]:
+    """The runs that lasted into the longer window (memory stays small)."""
     longest = max(autoscale.scale_up.stabilization_seconds, autoscale.scale_down.stabilization_seconds)
-    return tuple(entry for entry in history if entry[0] >= now - longest)
+    values = _within(runs, now - longest)
+    return tuple(runs[len(runs) - len(values):])

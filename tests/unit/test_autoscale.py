@@ -208,9 +208,19 @@ def test_on_signal_failure_number_sets_the_count():
 
 def test_the_history_keeps_only_the_longest_window():
     clock = Clock(autoscale(scaleDown={"stabilizationSeconds": 100}), count=0)
-    for _ in range(20):
-        clock.read(5)
-    assert len(clock.state.history) == 4  # 30 s apart: those within the last 100 s
+    for value in [5, 10] * 10:
+        clock.read(value)
+    assert [r for _, r in clock.state.history] == [2, 1, 2, 1, 2]  # 30 s apart: runs reaching into 100 s
+
+
+def test_a_steady_signal_leaves_the_memory_unchanged():
+    """Only a change of the recommendation is remembered, so a steady pass writes nothing to disk."""
+    clock = Clock(autoscale(), count=0)
+    clock.read(20)
+    first = clock.state
+    for _ in range(5):
+        clock.read(20)
+    assert clock.state == first
 
 
 # -- the planner --------------------------------------------------------------------------------------
