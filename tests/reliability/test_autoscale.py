@@ -158,3 +158,45 @@ def test_metrics_show_the_signal_the_recommendation_and_the_count_in_force(rig: 
     assert registry.get_sample_value("canfar_controller_autoscale_recommended_replicas", labels) == 8
     assert registry.get_sample_value("canfar_controller_sessionset_desired_replicas", labels) == 3  # step limit
     assert "step limit" in status_of(rig)["autoscale"]["why"]
+
+
+def test_a_signal_that_jumps_fails_and_tears_never_destroys_a_running_session(tmp_path: Path):
+    """Seeded soak: the file jumps, vanishes, holds garbage or half a number; with Drain no Running session
+    is ever destroyed (Pending ones above the count are), no slot has two live sessions, and the count stays
+    within [0, 12]. Sessions take 60 s to start, so scale-downs meet Pending sessions too."""
+    import random
+
+    rig = Rig(tmp_path, service={"pending_seconds": 60.0})
+    try:
+        soak(rig, random.Random(17))
+    finally:
+        rig.close()
+
+
+def soak(rig: Rig, chance) -> None:
+
+    signal = scaled(rig, window=0, up=4, down=3)
+    signal.write_text("20")
+    settle(rig)
+    since = max(r.seq for r in rig.simulator.requests)
+    drained = destroyed = failed = 0
+    for _ in range(120):
+        roll = chance.random()
+        if roll < 0.1:
+            signal.unlink(missing_ok=True)
+        elif roll < 0.2:
+            signal.write_text(chance.choice(["", "x", "NaN", "-4", "4"]))  # garbage, or a torn "40"
+        elif roll < 0.5:
+            signal.write_text(str(chance.randint(0, 80)))
+        rig.clock.advance(chance.choice([1.0, 5.0, 10.0, 30.0]))
+        before = {sid: status for sid, _, status in rig.truth()}
+        rig.run_pass()
+        deleted = [r.path.rsplit("/", 1)[-1] for r in rig.requests("DELETE", since)]
+        since = max([since, *(r.seq for r in rig.simulator.requests)])
+        assert all(before.get(sid) != "Running" for sid in deleted), "Drain destroyed a running session"
+        assert all(n == 1 for n in rig.live_by_slot("queue").values())
+        assert 0 <= status_of(rig)["desired"] <= 12
+        drained += status_of(rig)["autoscale"]["draining"] > 0
+        destroyed += len(deleted)
+        failed += status_of(rig)["autoscale"]["error"] is not None
+    assert drained and destroyed and failed, (drained, destroyed, failed)  # the soak went through all of it
