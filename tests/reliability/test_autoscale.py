@@ -200,3 +200,39 @@ def soak(rig: Rig, chance) -> None:
         destroyed += len(deleted)
         failed += status_of(rig)["autoscale"]["error"] is not None
     assert drained and destroyed and failed, (drained, destroyed, failed)  # the soak went through all of it
+
+
+PLATFORM = """\
+apiVersion: canfar.controller/v1alpha1
+kind: SessionSet
+metadata:
+  name: soak
+spec:
+  template: {{image: {image}, cores: 2, ram: 1, cmd: sleep, args: "10000000"}}
+  autoscale:
+    maxReplicas: 40
+    target: 1
+    signals:
+      - platform: {{reserveCores: 8}}
+    scaleDown: {{stabilizationSeconds: 0, policy: Destroy}}
+"""
+
+
+def test_the_platform_signal_soaks_up_free_capacity_and_gives_it_back(tmp_path: Path):
+    """40 cores, 8 kept free for others, 2 per session: 16 sessions; when others take 12 cores, 6 go."""
+    rig = Rig(tmp_path, service={"cores": 40, "ram_gb": 1000})
+    try:
+        rig.write("soak", PLATFORM.format(image=IMAGE))
+        for _ in range(6):
+            rig.clock.advance(60)  # the stats job's interval: each pass plans against fresh statistics
+            rig.run_pass()
+        assert len(slots(rig, "soak")) == 16 and status_of(rig, "soak")["desired"] == 16
+        for index in range(12):  # another user's sessions: 12 flexible ones, 1 core each
+            rig.add_foreign(f"other-{index}", args="10000000")
+        for _ in range(4):
+            rig.clock.advance(60)
+            rig.run_pass()
+        assert status_of(rig, "soak")["desired"] == 10
+        assert slots(rig, "soak") == list(range(1, 11))  # the highest slots were given back
+    finally:
+        rig.close()
