@@ -264,7 +264,7 @@ class PrometheusSignal(_Alias):
 
 
 class PlatformSignal(_Alias):
-    """As many sessions as fit in the platform's free cores and RAM (GB), minus a reserve for others."""
+    """As many sessions as fit in the platform's free cores and RAM (GiB), minus a reserve for others."""
 
     reserve_cores: float = Field(0.0, ge=0, alias="reserveCores")
     reserve_ram: float = Field(0.0, ge=0, alias="reserveRAM")

@@ -10,9 +10,10 @@ import pytest
 from controller.ledger import Ledger
 from controller.plan import Memory, PlanOptions, plan
 from controller.plan.autoscale import FAILURES_BEFORE_INACTIVE, Reading, ScaleState, decide
-from controller.plan.capacity import GIB, Capacity
+from controller.plan.capacity import Capacity
 from controller.spec import Autoscale, SessionSet
 from controller.statedir import StateLoader
+from controller.units import GIB
 from tests.unit.test_plan import NOW, desired, running, session
 
 OPTIONS = PlanOptions(prefix="cc")
