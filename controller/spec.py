@@ -373,14 +373,6 @@ class SessionSetSpec(_Strict):
             raise ValueError("replicas (a fixed count) or autoscale (a count from signals) is required")
         return self
 
-    @property
-    def fixed_replicas(self) -> int:
-        """The fixed count; an autoscaled set's count comes from the planner (``minReplicas`` as a floor)."""
-        if self.replicas is not None:
-            return self.replicas
-        assert self.autoscale is not None
-        return self.autoscale.min_replicas
-
 
 class SessionSet(_Strict):
     """One SessionSet document."""

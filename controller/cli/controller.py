@@ -51,6 +51,7 @@ from controller.plan import (
     PlanOptions,
     plan,
 )
+from controller.plan.autoscale import Reading
 from controller.reconcile import Reconciler, describe
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.statedir import SETTLE_WINDOW, StateLoader
@@ -413,13 +414,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # A refresh made here is kept where `run` looks for it (a read-only canfar config).
     client_config = client_config.model_copy(update={"credential_dir": status_file.parent})
 
-    async def fetch() -> list[ObservedSession]:
-        async with AsyncSession(client_config) as client:
-            return await client.observe()
+    async def fetch() -> tuple[list[ObservedSession], dict[str, tuple[Reading, ...]]]:
+        reader = SignalReader(grace=SIGNAL_TIMEOUT)  # autoscaled sets plan with their signals as they are now
+        reader.start(desired.sets)
+        try:
+            async with AsyncSession(client_config) as client:
+                return await client.observe(), await reader.collect(desired.sets)
+        finally:
+            await reader.aclose()
 
     options = plan_options(settings.model_copy(update={"max_creates_per_pass": 10**6, "capacity": False}))
-    observed = asyncio.run(fetch())
-    decided = plan(desired, observed, memory, time.time(), options=options, anomalies=anomalies_of(observed))
+    observed, readings = asyncio.run(fetch())
+    decided = plan(desired, observed, memory, time.time(), options=options, anomalies=anomalies_of(observed),
+                   signals=readings)
     actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":
         print(json.dumps({

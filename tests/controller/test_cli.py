@@ -337,3 +337,17 @@ def test_status_shows_an_autoscaled_set_its_signal_recommendation_and_count(env,
     assert main(["status", "--state", str(state)]) == 0
     out = capsys.readouterr().out
     assert f"autoscale queue: file {depth} = 40; recommends 8, runs 3 (step limit: at most +3 per pass)" in out
+
+
+def test_plan_reads_an_autoscaled_sets_signal(env, state, tmp_path, capsys):
+    """plan reads the signals as they are now: 40 queued tasks, 5 per session, at most 3 more per pass."""
+    depth = tmp_path / "depth"
+    depth.write_text("40\n")
+    autoscaled = manifest("queue", 1).replace("  replicas: 1\n", "").replace(
+        "spec:\n", f"spec:\n  autoscale: {{maxReplicas: 12, target: 5, signals: [{{file: {depth}}}],"
+        " scaleUp: {maxStep: 3}}\n")
+    (state / "q.yaml").write_text(autoscaled)
+    assert main(["plan", "--state", str(state)]) == 2
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("create cc-queue-")] and "slot 3" in out
+    assert "slot 4" not in out
