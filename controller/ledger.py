@@ -31,194 +31,15 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from controller.errors import LedgerError
 from controller.journalfile import FileOps, JournalFile, Torn, frame
-from controller.plan.autoscale import ScaleState
-from controller.plan.memory import (
-    ConditionMark,
-    CreateBackoff,
-    ExpectedCreate,
-    Memory,
-    SeenSession,
-    SetNotes,
-    SlotHistory,
-    SlotKey,
-)
-
-VERSION = 1
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CreateEntry(_Strict):
-    set: str
-    slot: int
-    name: str
-    at: float
-    session_id: str | None = None
-    prior_ids: list[str] = []
-    misses: int = 0
-
-
-class RestartEntry(_Strict):
-    set: str
-    slot: int
-    count: int
-    last_end: float
-    last_session: str
-    early_ends: list[float] = []
-
-
-class ConditionEntry(_Strict):
-    set: str
-    type: str
-    status: str
-    since: float
-
-
-class ProgressEntry(_Strict):
-    set: str
-    fingerprint: str
-    since: float
-
-
-class NotesEntry(_Strict):
-    set: str
-    last_failure: str = ""
-    unschedulable: str = ""
-
-
-class FinishedEntry(_Strict):
-    set: str
-    slot: int
-    template_hash: str
-
-
-class SeenEntry(_Strict):
-    id: str
-    set: str
-    slot: int
-    name: str
-
-
-class BackoffEntry(_Strict):
-    set: str
-    failures: int
-    until: float
-    message: str
-    spec_key: str
-
-
-class AutoscaleEntry(_Strict):
-    set: str
-    count: int
-    history: list[tuple[float, int]] = []
-    failures: int = 0
-    error: str = ""
-
-
-class MemoryDocument(_Strict):
-    """The snapshot file, version 1. Field meanings are those of ``controller.plan.memory.Memory``."""
-
-    version: Literal[1] = 1
-    #: The last journal line already contained in this snapshot.
-    journal_seq: int = 0
-    creates: list[CreateEntry] = []
-    destroys: dict[str, float] = {}
-    orphans_seen: list[str] = []
-    restarts: list[RestartEntry] = []
-    finished: list[FinishedEntry] = []
-    seen_live: list[SeenEntry] = []
-    missing: list[str] = []
-    suspect_since: float | None = None
-    backoffs: list[BackoffEntry] = []
-    creates_paused_until: float = 0.0
-    ended_reported: list[str] = []
-    conditions: list[ConditionEntry] = []
-    progress: list[ProgressEntry] = []
-    pending_since: dict[str, float] = {}
-    unschedulable_reported: list[str] = []
-    renew_failures: dict[str, float] = {}
-    notes: list[NotesEntry] = []
-    autoscale: list[AutoscaleEntry] = []
-
-
-def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
-    """The snapshot of ``memory`` as plain JSON data in the shape of ``MemoryDocument``."""
-    return {
-        "version": VERSION,
-        "journal_seq": journal_seq,
-        "creates": [{"set": s, "slot": n, "name": e.name, "at": e.at, "session_id": e.session_id,
-                     "prior_ids": list(e.prior_ids), "misses": e.misses}
-                    for (s, n), e in sorted(memory.creates.items())],
-        "destroys": dict(sorted(memory.destroys.items())),
-        "orphans_seen": sorted(memory.orphans_seen),
-        "restarts": [{"set": s, "slot": n, "count": r.count, "last_end": r.last_end,
-                      "last_session": r.last_session, "early_ends": list(r.early_ends)}
-                     for (s, n), r in sorted(memory.restarts.items())],
-        "finished": [{"set": s, "slot": n, "template_hash": h} for s, n, h in sorted(memory.finished)],
-        "seen_live": [{"id": sid, "set": e.set_name, "slot": e.slot, "name": e.name}
-                      for sid, e in sorted(memory.seen_live.items())],
-        "missing": sorted(memory.missing),
-        "suspect_since": memory.suspect_since,
-        "backoffs": [{"set": name, "failures": b.failures, "until": b.until, "message": b.message,
-                      "spec_key": b.spec_key} for name, b in sorted(memory.backoffs.items())],
-        "creates_paused_until": memory.creates_paused_until,
-        "ended_reported": sorted(memory.ended_reported),
-        "conditions": [{"set": name, "type": kind, "status": mark.status, "since": mark.since}
-                       for name, marks in sorted(memory.conditions.items()) for kind, mark in sorted(marks.items())],
-        "progress": [{"set": name, "fingerprint": fingerprint, "since": since}
-                     for name, (fingerprint, since) in sorted(memory.progress.items())],
-        "pending_since": dict(sorted(memory.pending_since.items())),
-        "unschedulable_reported": sorted(memory.unschedulable_reported),
-        "renew_failures": dict(sorted(memory.renew_failures.items())),
-        "notes": [{"set": name, "last_failure": note.last_failure, "unschedulable": note.unschedulable}
-                  for name, note in sorted(memory.notes.items())],
-        "autoscale": [{"set": name, "count": state.count, "history": [list(entry) for entry in state.history],
-                       "failures": state.failures, "error": state.error}
-                      for name, state in sorted(memory.autoscale.items())],
-    }
-
-
-def from_document(document: MemoryDocument) -> Memory:
-    return Memory(
-        creates={(e.set, e.slot): ExpectedCreate(e.name, e.at, e.session_id, tuple(e.prior_ids), e.misses)
-                 for e in document.creates},
-        destroys=dict(document.destroys),
-        orphans_seen=frozenset(document.orphans_seen),
-        restarts={(r.set, r.slot): SlotHistory(r.count, r.last_end, r.last_session, tuple(r.early_ends))
-                  for r in document.restarts},
-        finished={(f.set, f.slot, f.template_hash) for f in document.finished},
-        seen_live={e.id: SeenSession(e.set, e.slot, e.name) for e in document.seen_live},
-        missing=frozenset(document.missing),
-        suspect_since=document.suspect_since,
-        backoffs={b.set: CreateBackoff(b.failures, b.until, b.message, b.spec_key) for b in document.backoffs},
-        creates_paused_until=document.creates_paused_until,
-        ended_reported=set(document.ended_reported),
-        conditions=_conditions(document.conditions),
-        progress={p.set: (p.fingerprint, p.since) for p in document.progress},
-        pending_since=dict(document.pending_since),
-        unschedulable_reported=set(document.unschedulable_reported),
-        renew_failures=dict(document.renew_failures),
-        notes={n.set: SetNotes(n.last_failure, n.unschedulable) for n in document.notes},
-        autoscale={a.set: ScaleState(a.count, tuple(a.history), a.failures, a.error) for a in document.autoscale},
-    )
-
-
-def _conditions(entries: list[ConditionEntry]) -> dict[str, dict[str, ConditionMark]]:
-    conditions: dict[str, dict[str, ConditionMark]] = {}
-    for entry in entries:
-        conditions.setdefault(entry.set, {})[entry.type] = ConditionMark(entry.status, entry.since)
-    return conditions
-
+from controller.memorydoc import VERSION, MemoryDocument, from_document, to_document
+from controller.plan.memory import Confirm, Destroyed, Expect, ExpectedCreate, Memory, Operation, Settle
 
 _SEE_CHECK = ("`canfar-controller memory check` says what it holds and what a repair keeps; to start without it, "
               "copy it aside (cp, not mv) and remove it (creates in flight are then no longer known)")
@@ -321,21 +142,14 @@ class Ledger:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def write_ahead(self, creates: Iterable[tuple[SlotKey, ExpectedCreate]]) -> None:
+    def write_ahead(self, creates: Iterable[Expect]) -> None:
         """Durably record creates that are about to be sent: one write and one fsync for all of them."""
-        self._append([{"op": "intent", "set": s, "slot": n, "name": e.name, "at": e.at,
-                       "prior_ids": list(e.prior_ids)} for (s, n), e in creates])
+        self._append([_record(operation) for operation in creates])
         self._flush(sync=True)
 
-    def note_created(self, key: SlotKey, name: str, session_id: str) -> None:
-        self._append([{"op": "created", "set": key[0], "slot": key[1], "name": name, "id": session_id}])
-
-    def note_settled(self, key: SlotKey, name: str) -> None:
-        """A create that surely did not happen (refused, or never sent): its slot is free again."""
-        self._append([{"op": "settled", "set": key[0], "slot": key[1], "name": name}])
-
-    def note_destroyed(self, session_id: str, at: float) -> None:
-        self._append([{"op": "destroyed", "id": session_id, "at": at}])
+    def record(self, operation: Operation) -> None:
+        """Record what happened to a create or a destroy; it is written with the next write."""
+        self._append([_record(operation)])
 
     def save(self, memory: Memory, *, force: bool = False) -> None:
         """Replace the snapshot with ``memory`` (if it changed, or ``force``) and start an empty journal."""
@@ -370,20 +184,42 @@ class Ledger:
         self._pending.clear()
 
 
-def _replay(memory: Memory, entry: dict[str, Any]) -> None:
+def _record(operation: Operation) -> dict[str, Any]:
+    """A journal record (version 1) of a memory operation."""
+    match operation:
+        case Expect(key=(set_name, slot), expected=expected):
+            return {"op": "intent", "set": set_name, "slot": slot, "name": expected.name, "at": expected.at,
+                    "prior_ids": list(expected.prior_ids)}
+        case Confirm(key=(set_name, slot), name=name, session_id=session_id):
+            return {"op": "created", "set": set_name, "slot": slot, "name": name, "id": session_id}
+        case Settle(key=(set_name, slot), name=name):
+            return {"op": "settled", "set": set_name, "slot": slot, "name": name}
+        case Destroyed(session_id=session_id, at=at):
+            return {"op": "destroyed", "id": session_id, "at": at}
+    raise TypeError(f"not a journal operation: {operation!r}")
+
+
+def _operation(entry: dict[str, Any]) -> Operation | None:
+    """The memory operation a journal record (version 1) holds; ``None`` for an unknown one."""
     op = entry.get("op")
     if op == "destroyed":
-        memory.destroys[str(entry["id"])] = float(entry["at"])
-        return
+        return Destroyed(str(entry["id"]), float(entry["at"]))
     key = (str(entry["set"]), int(entry["slot"]))
     name = str(entry["name"])
-    existing = memory.creates.get(key)
     if op == "intent":
-        memory.creates[key] = ExpectedCreate(name, float(entry["at"]), None, tuple(entry.get("prior_ids", ())))
-    elif op == "created" and existing is not None and existing.name == name:
-        memory.creates[key] = replace(existing, session_id=str(entry["id"]))
-    elif op == "settled" and existing is not None and existing.name == name:
-        del memory.creates[key]
+        return Expect(key, ExpectedCreate(name, float(entry["at"]), None, tuple(entry.get("prior_ids", ()))))
+    if op == "created":
+        return Confirm(key, name, str(entry["id"]))
+    if op == "settled":
+        return Settle(key, name)
+    return None
+
+
+def _replay(memory: Memory, entry: dict[str, Any]) -> None:
+    """Apply a journal record to ``memory`` through the very method that changed it live."""
+    operation = _operation(entry)
+    if operation is not None:
+        operation.apply(memory)
 
 
 def write_durably(path: Path, text: str, ops: FileOps | None = None) -> None:

@@ -48,7 +48,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -71,11 +71,11 @@ from controller.plan import (
     Plan,
     PlanOptions,
     Renew,
-    SetNotes,
     Unschedulable,
     plan,
 )
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
+from controller.plan.memory import Confirm, Destroyed, Expect, Operation, Settle
 from controller.rules import SessionSpec
 from controller.signals import SignalReader
 from controller.spec import DesiredState
@@ -184,7 +184,7 @@ class Reconciler:
         self._stopping = asyncio.Event()
         self._bound = asyncio.Semaphore(concurrency)
         self._pass_ids = itertools.count(1)
-        self._intents: list[tuple[tuple[str, int], ExpectedCreate, asyncio.Future[None]]] = []
+        self._intents: list[tuple[Expect, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
@@ -259,8 +259,7 @@ class Reconciler:
 
     def reset_backoffs(self) -> None:
         """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
-        self.memory.backoffs.clear()
-        self.memory.creates_paused_until = 0.0
+        self.memory.reset_backoffs()
 
     # -- one pass --------------------------------------------------------------------------------
 
@@ -377,7 +376,7 @@ class Reconciler:
             if action.report_end:
                 found = await self._evidence(action) if action.collect_evidence else {}
                 self._audit.event("Ended", sessionset=action.set_name, log=log, phase=action.phase, **found)
-                self.memory.ended_reported.add(action.session_id)
+                self.memory.reported_end(action.session_id)
             try:
                 await self.client.destroy(action.session_id)
             except ControllerError as exc:
@@ -387,10 +386,7 @@ class Reconciler:
                 self._audit.event("FailedDestroy", sessionset=action.set_name, log=log, message=message,
                                   cause=action.reason)
                 return
-            at = self.clock()
-            self.memory.destroys[action.session_id] = at
-            if self.ledger is not None:
-                self.ledger.note_destroyed(action.session_id, at)
+            self._apply(Destroyed(action.session_id, self.clock()))
             outcome.destroyed[(action.set_name, action.reason)] += 1
             reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
             self._audit.event(reason, sessionset=action.set_name, log=log, cause=action.reason,
@@ -420,7 +416,7 @@ class Reconciler:
 
     def _note(self, set_name: str, **notes: str) -> None:
         """Keep what was learnt about a set for its condition messages."""
-        self.memory.notes[set_name] = replace(self.memory.notes.get(set_name, SetNotes()), **notes)
+        self.memory.note(set_name, **notes)
 
     # -- renewing and reporting --------------------------------------------------------------------
 
@@ -433,11 +429,11 @@ class Reconciler:
             try:
                 await self.client.renew(action.session_id)
             except ControllerError as exc:
-                self.memory.renew_failures[action.session_id] = self.clock()
+                self.memory.renew_refused(action.session_id, self.clock())
                 outcome.renew_failures[action.set_name] += 1
                 self._audit.event("FailedRenew", sessionset=action.set_name, log=log, message=str(exc))
                 return
-            self.memory.renew_failures.pop(action.session_id, None)
+            self.memory.renewed(action.session_id)
             outcome.renewed[action.set_name] += 1
             self._audit.event("Renewed", sessionset=action.set_name, log=log, expired_at=action.expires)
 
@@ -449,7 +445,7 @@ class Reconciler:
             log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
             problems: dict[str, str] = {}
             events = await self._events(action.session_id, problems)
-            self.memory.unschedulable_reported.add(action.session_id)
+            self.memory.reported_unschedulable(action.session_id)
             self._note(action.set_name, unschedulable=summary(action.session_id, "", events))
             self._audit.event("Unschedulable", sessionset=action.set_name, log=log,
                               pending_seconds=round(self.clock() - action.pending_since),
@@ -514,13 +510,13 @@ class Reconciler:
 
     async def _write_ahead(self, action: Create) -> None:
         """Record the create as expected, durably, before it is sent (group commit across creates)."""
-        key = (action.set_name, action.slot)
-        expected = ExpectedCreate(action.name, self.clock(), None, action.prior_ids)
-        self.memory.creates[key] = expected
+        intent = Expect((action.set_name, action.slot), ExpectedCreate(action.name, self.clock(), None,
+                                                                       action.prior_ids))
+        intent.apply(self.memory)
         if self.ledger is None:
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._intents.append((key, expected, waiter))
+        self._intents.append((intent, waiter))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.ensure_future(self._commit_intents())
         await asyncio.shield(waiter)
@@ -537,16 +533,16 @@ class Reconciler:
             await asyncio.sleep(0)
             batch, self._intents = self._intents, []
             try:
-                self.ledger.write_ahead([(key, expected) for key, expected, _ in batch])
+                self.ledger.write_ahead([intent for intent, _ in batch])
             except BaseException as exc:
-                for _, _, waiter in batch:
+                for _, waiter in batch:
                     if not waiter.done():
                         waiter.set_exception(exc)
                 if isinstance(exc, OSError):  # the waiters report it; nothing is sent for this turn
                     self._memory_failed(exc, self.ledger.journal)
                     continue
                 raise
-            for _, _, waiter in batch:
+            for _, waiter in batch:
                 if not waiter.done():
                     waiter.set_result(None)
 
@@ -577,12 +573,8 @@ class Reconciler:
         if session_id is None:  # a 2xx without an id: it may or may not exist
             return self._create_failed(action, APIError("create", server_message="no session id in the answer"),
                                        outcome, log)
-        expected = self.memory.creates.get(key)
-        if expected is not None and expected.name == action.name:
-            self.memory.creates[key] = replace(expected, session_id=session_id)
-        if self.ledger is not None:
-            self.ledger.note_created(key, action.name, session_id)
-        self.memory.backoffs.pop(action.set_name, None)
+        self._apply(Confirm(key, action.name, session_id))
+        self.memory.created(action.set_name)
         self.last_errors.pop(action.set_name, None)
         outcome.created[action.set_name] += 1
         self._audit.event("SuccessfulCreate", sessionset=action.set_name, log=log, session_id=session_id,
@@ -598,7 +590,7 @@ class Reconciler:
         now = self.clock()
         if retry_after is not None or result == "throttled":
             pause = retry_after if retry_after is not None else DEFAULT_THROTTLE
-            self.memory.creates_paused_until = max(self.memory.creates_paused_until, now + pause)
+            self.memory.pause_creates(now + pause)
         if result == "uncertain":
             # It may have happened: the slot stays expected by name (the planner's rule *Expectations*).
             outcome.uncertain[action.set_name] += 1
@@ -620,16 +612,16 @@ class Reconciler:
         failures = previous.failures + 1 if previous is not None and previous.spec_key == action.spec_key else 1
         delay = min(CREATE_BACKOFF_BASE * 2 ** (failures - 1), CREATE_BACKOFF_CAP)
         delay *= 1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER)
-        self.memory.backoffs[action.set_name] = CreateBackoff(failures, now + delay, message, action.spec_key)
+        self.memory.back_off(action.set_name, CreateBackoff(failures, now + delay, message, action.spec_key))
 
     def _settle(self, action: Create) -> None:
         """This create surely did not happen: free its slot, in memory and in the journal."""
-        key = (action.set_name, action.slot)
-        expected = self.memory.creates.get(key)
-        if expected is not None and expected.name == action.name and expected.session_id is None:
-            del self.memory.creates[key]
-            if self.ledger is not None:
-                self.ledger.note_settled(key, action.name)
+        self._apply(Settle((action.set_name, action.slot), action.name))
+
+    def _apply(self, operation: Operation) -> None:
+        """Change the memory, and record the change in the journal (written with the next write)."""
+        if operation.apply(self.memory) and self.ledger is not None:
+            self.ledger.record(operation)
 
 
 def _server_text(exc: ControllerError) -> str:

@@ -95,9 +95,116 @@ class SeenSession:
     name: str
 
 
+class _Expectations:
+    """Creates and destroys not yet seen through in a list: what keeps a slot from being filled twice.
+
+    These transitions are the ones the ledger's journal records (``Expect``, ``Confirm``,
+    ``Settle``, ``Destroyed`` below), and replaying the journal calls them again.
+    """
+
+    creates: dict[SlotKey, ExpectedCreate]
+    destroys: dict[str, float]
+
+    def expect(self, key: SlotKey, expected: ExpectedCreate) -> bool:
+        """A create is about to be sent for ``key``: until a list shows it, the slot is taken."""
+        self.creates[key] = expected
+        return True
+
+    def confirm(self, key: SlotKey, name: str, session_id: str) -> bool:
+        """The service answered the create of ``name`` with an id: it happened."""
+        expected = self.creates.get(key)
+        if expected is None or expected.name != name:
+            return False
+        self.creates[key] = replace(expected, session_id=session_id)
+        return True
+
+    def settle(self, key: SlotKey, name: str) -> bool:
+        """The create of ``name`` surely did not happen (refused, or never sent): the slot is free again."""
+        expected = self.creates.get(key)
+        if expected is None or expected.name != name or expected.session_id is not None:
+            return False
+        del self.creates[key]
+        return True
+
+    def destroyed(self, session_id: str, at: float) -> bool:
+        """The service accepted the destroy of ``session_id``: a lagging list must not count it."""
+        self.destroys[session_id] = at
+        return True
+
+
+class _Backoffs:
+    """Why creates wait: a set's refused creates, a pause the service asked for, finished slots."""
+
+    restarts: dict[SlotKey, SlotHistory]
+    finished: set[tuple[str, int, str]]
+    backoffs: dict[str, CreateBackoff]
+    creates_paused_until: float
+    progress: dict[str, tuple[str, float]]
+    notes: dict[str, SetNotes]
+
+    def back_off(self, set_name: str, backoff: CreateBackoff) -> None:
+        """The service refused a create of ``set_name``: no create for it until ``backoff.until``."""
+        self.backoffs[set_name] = backoff
+
+    def created(self, set_name: str) -> None:
+        """A create of ``set_name`` succeeded: its back-off, if any, is over."""
+        self.backoffs.pop(set_name, None)
+
+    def pause_creates(self, until: float) -> None:
+        """The service asked for no create before ``until`` (429, or 503 with Retry-After)."""
+        self.creates_paused_until = max(self.creates_paused_until, until)
+
+    def reset_backoffs(self) -> None:
+        """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
+        self.backoffs.clear()
+        self.creates_paused_until = 0.0
+
+    def forget_set(self, name: str) -> None:
+        """Start a set afresh (``canfar-controller restart``): finished slots run again, histories reset."""
+        for entry in [entry for entry in self.finished if entry[0] == name]:
+            self.finished.discard(entry)
+        for key in [key for key in self.restarts if key[0] == name]:
+            del self.restarts[key]
+        self.backoffs.pop(name, None)
+        self.progress.pop(name, None)
+        self.notes.pop(name, None)
+
+
+class _Reports:
+    """What was already reported about a session, so that it is reported once, and what was learnt."""
+
+    ended_reported: set[str]
+    unschedulable_reported: set[str]
+    renew_failures: dict[str, float]
+    notes: dict[str, SetNotes]
+
+    def reported_end(self, session_id: str) -> None:
+        self.ended_reported.add(session_id)
+
+    def reported_unschedulable(self, session_id: str) -> None:
+        self.unschedulable_reported.add(session_id)
+
+    def renew_refused(self, session_id: str, at: float) -> None:
+        """The service refused to renew ``session_id``: it is retried only after a while."""
+        self.renew_failures[session_id] = at
+
+    def renewed(self, session_id: str) -> None:
+        self.renew_failures.pop(session_id, None)
+
+    def note(self, set_name: str, **notes: str) -> None:
+        """Keep what was learnt about a set (``SetNotes`` fields) for its condition messages."""
+        self.notes[set_name] = replace(self.notes.get(set_name, SetNotes()), **notes)
+
+
 @dataclass(slots=True)
-class Memory:
-    """Everything a pass needs from earlier passes. See the module docstring for who may change it."""
+class Memory(_Expectations, _Backoffs, _Reports):
+    """Everything a pass needs from earlier passes. See the module docstring for who may change it.
+
+    Its fields are grouped by concern: expectations (``creates``, ``destroys``), list trust
+    (``orphans_seen``, ``seen_live``, ``missing``, ``suspect_since``), back-offs and restarts, and
+    what was reported (conditions, notes). Outside the planner it changes only through the methods
+    of its parts.
+    """
 
     #: Creates not yet seen in a list, by slot.
     creates: dict[SlotKey, ExpectedCreate] = field(default_factory=dict)
@@ -147,10 +254,51 @@ class Memory:
                        renew_failures=dict(self.renew_failures), notes=dict(self.notes),
                        autoscale=dict(self.autoscale))
 
-    def forget_set(self, name: str) -> None:
-        """Start a set afresh (``canfar-controller restart``): finished slots run again, histories reset."""
-        self.finished = {entry for entry in self.finished if entry[0] != name}
-        self.restarts = {key: value for key, value in self.restarts.items() if key[0] != name}
-        self.backoffs.pop(name, None)
-        self.progress.pop(name, None)
-        self.notes.pop(name, None)
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Journal operation: a create is about to be sent (written ahead, before it leaves)."""
+
+    key: SlotKey
+    expected: ExpectedCreate
+
+    def apply(self, memory: Memory) -> bool:
+        return memory.expect(self.key, self.expected)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """Journal operation: a create was answered with an id."""
+
+    key: SlotKey
+    name: str
+    session_id: str
+
+    def apply(self, memory: Memory) -> bool:
+        return memory.confirm(self.key, self.name, self.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """Journal operation: a create surely did not happen."""
+
+    key: SlotKey
+    name: str
+
+    def apply(self, memory: Memory) -> bool:
+        return memory.settle(self.key, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Destroyed:
+    """Journal operation: a destroy was accepted."""
+
+    session_id: str
+    at: float
+
+    def apply(self, memory: Memory) -> bool:
+        return memory.destroyed(self.session_id, self.at)
+
+
+#: The transitions of the memory that the ledger's journal records; replay applies them again.
+Operation = Expect | Confirm | Settle | Destroyed

@@ -10,6 +10,7 @@ import pytest
 from controller.errors import LedgerError
 from controller.ledger import Ledger, MemoryDocument, ledger_paths
 from controller.plan import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SeenSession, SetNotes, SlotHistory
+from controller.plan.memory import Confirm, Destroyed, Expect, Settle
 
 NOW = 1_800_000_000.0
 
@@ -59,9 +60,9 @@ def test_intents_written_ahead_survive_a_kill(paths):
     """Creates recorded before sending are known to the next process although no snapshot followed."""
     ledger = Ledger(*paths)
     ledger.save(Memory())
-    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW, None, ("old",))),
-                        (("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
-    ledger.note_created(("w", 2), "cc-w-abcdef-2", "newid")
+    ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW, None, ("old",))),
+                        Expect(("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
+    ledger.record(Confirm(("w", 2), "cc-w-abcdef-2", "newid"))
     # kill -9: no save, no close. The id that came back was not written yet: the create stays
     # expected by name (the safe side), and the intents are there.
     memory = Ledger(*paths).load()
@@ -72,12 +73,12 @@ def test_intents_written_ahead_survive_a_kill(paths):
 def test_what_happened_to_a_create_is_written_with_the_next_write(paths):
     """An id, a refusal or a destroy rides along with the next write-ahead, or a clean close."""
     ledger = Ledger(*paths)
-    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW)),
-                        (("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
-    ledger.note_created(("w", 1), "cc-w-abcdef-1", "id1")
-    ledger.note_settled(("w", 2), "cc-w-abcdef-2")
-    ledger.write_ahead([(("w", 3), ExpectedCreate("cc-w-abcdef-3", NOW))])
-    ledger.note_destroyed("x", NOW)
+    ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW)),
+                        Expect(("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
+    ledger.record(Confirm(("w", 1), "cc-w-abcdef-1", "id1"))
+    ledger.record(Settle(("w", 2), "cc-w-abcdef-2"))
+    ledger.write_ahead([Expect(("w", 3), ExpectedCreate("cc-w-abcdef-3", NOW))])
+    ledger.record(Destroyed("x", NOW))
     ledger.close()
     memory = Ledger(*paths).load()
     assert memory.creates == {("w", 1): ExpectedCreate("cc-w-abcdef-1", NOW, "id1"),
@@ -88,7 +89,7 @@ def test_what_happened_to_a_create_is_written_with_the_next_write(paths):
 def test_a_line_torn_by_a_crash_is_ignored(paths):
     """A crash in the middle of an append leaves half a line: its fsync never completed, so it is skipped."""
     ledger = Ledger(*paths)
-    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
+    ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
     with paths[1].open("a") as journal:
         journal.write('{"seq": 2, "op": "intent", "set": "w", "sl')
     assert set(Ledger(*paths).load().creates) == {("w", 1)}
@@ -97,7 +98,7 @@ def test_a_line_torn_by_a_crash_is_ignored(paths):
 def test_journal_lines_already_in_the_snapshot_are_not_replayed(paths):
     """A kill between writing the snapshot and removing the journal replays nothing twice."""
     ledger = Ledger(*paths)
-    ledger.write_ahead([(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
+    ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
     journal = paths[1].read_bytes()
     memory = ledger.load()
     del memory.creates[("w", 1)]  # settled by a list in the meantime
@@ -148,3 +149,18 @@ def test_an_unchanged_memory_is_not_rewritten(paths):
     memory.destroys["another"] = NOW
     ledger.save(memory)
     assert paths[0].exists()
+
+
+def test_replay_gives_the_memory_the_live_operations_gave(paths):
+    """The journal records memory operations; replaying them applies the same transitions again."""
+    live = full_memory()
+    ledger = Ledger(*paths)
+    ledger.save(live)
+    operations = [Expect(("w", 5), ExpectedCreate("cc-w-abcdef-5", NOW)), Confirm(("w", 5), "cc-w-abcdef-5", "id5"),
+                  Expect(("w", 6), ExpectedCreate("cc-w-abcdef-6", NOW)), Settle(("w", 6), "cc-w-abcdef-6"),
+                  Settle(("w", 2), "cc-w-abcdef-2"), Destroyed("id1", NOW + 1)]
+    for operation in operations:
+        if operation.apply(live):
+            ledger.record(operation)
+    ledger.close()
+    assert Ledger(*paths).load() == live
