@@ -38,8 +38,8 @@ from controller.errors import ControllerError, LockError
 from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics, failure_reason
 from controller.observability.repeats import repeat_fields
-from controller.outcome import OutcomeHandler
-from controller.reconcile import PassOutcome, Reconciler
+from controller.outcome import OutcomeHandler, PassReport, run_one_pass
+from controller.reconcile import Reconciler
 from controller.statedir import fingerprint
 
 WATCH_PERIOD = 0.5
@@ -103,7 +103,7 @@ class Daemon:
         self._log = structlog.get_logger("canfar_controller")
         self._stopped = asyncio.Event()
         self._fingerprint: Any = None
-        self._pass_task: asyncio.Task[PassOutcome] | None = None
+        self._pass_task: asyncio.Task[PassReport] | None = None
         self._wake_requested = False
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -115,11 +115,11 @@ class Daemon:
         scheduler = AsyncIOScheduler(event_loop=loop, job_defaults={"coalesce": True, "max_instances": 1,
                                                                      "misfire_grace_time": None})
         self._scheduler = scheduler
-        self._fingerprint = (fingerprint(self.state_dir), self._requests())
+        self._fingerprint = (fingerprint(self.state_dir), self.reconciler.requests.pending())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
         # Asked for now, so that the first pass's creates are checked against capacity; the pass waits
         # for them after its list call, which goes out meanwhile.
-        self.reconciler.prefetch_platform().add_done_callback(self._stats_fetched)
+        self.reconciler.platform.prefetch().add_done_callback(self._stats_fetched)
         self._later("stats", self._stats, self.schedule.stats_interval)
         self._later("reconcile", self._reconcile, 0.0)
         scheduler.start()
@@ -167,20 +167,15 @@ class Daemon:
         if self._stopped.is_set():
             return
         self._wake_requested = False
-        started = time.perf_counter()
-        self._pass_task = asyncio.ensure_future(self.reconciler.run_pass())
+        self._pass_task = asyncio.ensure_future(run_one_pass(self.reconciler, self.handler))
         try:
             # Shielded: a scheduler shutdown cancels this job, but the pass must finish its calls.
-            outcome = await asyncio.shield(self._pass_task)
+            report = await asyncio.shield(self._pass_task)
         except asyncio.CancelledError:
             return
-        except Exception as error:  # a bug must not kill the loop: report it, go on
-            delay = self.handler.crashed(error, time.perf_counter() - started)
-        else:
-            delay = self.handler.handle(outcome, self.reconciler)
         finally:
             self._pass_task = None
-        self._later("reconcile", self._reconcile, 0.0 if self._wake_requested else delay)
+        self._later("reconcile", self._reconcile, 0.0 if self._wake_requested else report.delay)
 
     async def _finish_pass(self) -> None:
         task = self._pass_task
@@ -196,7 +191,7 @@ class Daemon:
             pass
 
     async def _watch(self) -> None:
-        files, requests = fingerprint(self.state_dir), self._requests()
+        files, requests = fingerprint(self.state_dir), self.reconciler.requests.pending()
         if (files, requests) == self._fingerprint:
             return
         new = sorted(set(requests) - set(self._fingerprint[1]))
@@ -207,16 +202,6 @@ class Daemon:
         elif new:  # a request the pass consumed needs no pass of its own
             self.wake("restart of " + ", ".join(name.removeprefix("restart.") for name in new))
 
-    def _requests(self) -> tuple[str, ...]:
-        """Pending ``restart`` requests: a new one wakes the loop like a manifest change."""
-        directory = self.reconciler.requests_dir
-        if directory is None:
-            return ()
-        try:
-            return tuple(sorted(entry.name for entry in os.scandir(directory)))
-        except OSError:
-            return ()
-
     async def _stats(self) -> None:
         await self.fetch_stats()
         self._later("stats", self._stats, self.schedule.stats_interval)
@@ -224,7 +209,7 @@ class Daemon:
     async def fetch_stats(self) -> None:
         """One stats call: good figures reach the metrics; a failure or an unusable answer is counted."""
         try:
-            stats = await self.reconciler.refresh_platform()
+            stats = await self.reconciler.platform.refresh()
         except ControllerError as exc:  # the service failed, the credential could not be read, or garbage
             self._stats_failed(exc)
         else:

@@ -51,20 +51,6 @@ def ledger_paths(status_file: Path) -> tuple[Path, Path]:
     return status_file.with_name(f"{stem}.memory.json"), status_file.with_name(f"{stem}.memory.journal")
 
 
-def requests_dir(status_file: Path) -> Path:
-    """Where ``canfar-controller restart`` leaves requests for the controller of ``status_file``."""
-    return status_file.with_name(f"{status_file.name.removesuffix('.json')}.requests")
-
-
-def request_restart(status_file: Path, set_name: str) -> Path:
-    """Ask the controller of ``status_file`` to run ``set_name`` afresh at its next pass."""
-    directory = requests_dir(status_file)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"restart.{set_name}"
-    path.write_text(f"{set_name}\n")
-    return path
-
-
 class Ledger:
     """Reads and writes one controller's memory: snapshot plus write-ahead journal."""
 
@@ -182,6 +168,12 @@ class Ledger:
             return
         self._file.append(b"".join(self._pending), sync=sync)
         self._pending.clear()
+
+
+def apply(operation: Operation, memory: Memory, ledger: Ledger | None) -> None:
+    """Change ``memory`` and record the change in ``ledger``'s journal (written with its next write)."""
+    if operation.apply(memory) and ledger is not None:
+        ledger.record(operation)
 
 
 def _record(operation: Operation) -> dict[str, Any]:

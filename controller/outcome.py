@@ -2,13 +2,15 @@
 
 Modelled on controller-runtime's ``reconcileHandler``: the reconciler returns what happened as
 plain data (``PassOutcome``), or raises; ``OutcomeHandler`` turns either into every visible effect
-and decides when the next pass runs. The daemon and ``run --once`` both go through it, so a crash,
-a failed list and a clean pass are reported the same way wherever they happen.
+and decides when the next pass runs. ``run_one_pass`` is the one way to run and report a pass: the
+daemon, ``run --once`` and the test rig all use it, so a crash, a failed list and a clean pass are
+reported the same way wherever they happen.
 
 When the next pass runs, soonest first:
 
-- at once, when the planner held creates back (the per-pass cap) and nothing failed;
-- when an unsettled manifest may have settled, a create pause ends or a set's back-off ends;
+- when the pass asks (``requeue_after``): at once when the planner held creates back (the per-pass
+  cap) and nothing failed, or when an unsettled manifest may have settled, a create pause ends or a
+  set's back-off ends;
 - otherwise after the interval, with ±10% jitter so many controllers do not synchronise.
 """
 
@@ -18,6 +20,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,10 @@ from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics, SetSnapshot
 from controller.observability.repeats import Repeats, repeat_fields
 from controller.observability.utilisation import tally
+from controller.passoutcome import PassOutcome
 from controller.plan import SetStatus
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
-from controller.reconcile import PassOutcome, Reconciler
+from controller.reconcile import Reconciler
 from controller.spec import DesiredState
 from controller.statusfile import SetRow, StatusDocument, write_status
 
@@ -76,7 +80,7 @@ class OutcomeHandler:
         self._credential_problem: str | None = None
         self._status_failing = False
 
-    def handle(self, outcome: PassOutcome, reconciler: Reconciler) -> float:
+    def handle(self, outcome: PassOutcome) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
         now = self._clock()
         log = self._log.bind(pass_id=outcome.pass_id)
@@ -85,18 +89,18 @@ class OutcomeHandler:
         self._report_manifests(outcome.desired, log)
         quiet = not self._report_list(outcome, log)
         self._count(outcome, statuses)
-        self._tally(outcome, statuses, reconciler)
+        self._tally(outcome, statuses)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
         self.metrics.list_anomalies(outcome.list_anomalies.counts)
-        self.metrics.memory_unwritable(reconciler.unwritable is not None)
+        self.metrics.memory_unwritable(outcome.memory_unwritable is not None)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
-            self.health.memory_condition(reconciler.unwritable.line() if reconciler.unwritable else "")
+            self.health.memory_condition(outcome.memory_unwritable.line() if outcome.memory_unwritable else "")
             if outcome.desired.loaded:
                 self.health.manifests_loaded()
             if outcome.list_ok:
                 self.health.list_succeeded()
-        self._write_status(outcome, statuses, reconciler, now)
+        self._write_status(outcome, statuses, now)
         self._report_credential(now)
         decided = outcome.plan
         report = log.info if decided.changes or (outcome.result != "success" and not quiet) else log.debug
@@ -191,25 +195,24 @@ class OutcomeHandler:
              for name, s in statuses.items() if s.scaling is not None},
             count_failures=not (outcome.plan.blind or outcome.plan.suspect))
 
-    def _tally(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler) -> None:
+    def _tally(self, outcome: PassOutcome, statuses: dict[str, SetStatus]) -> None:
         """Resources per set and owner from the list answer; a list not used leaves the last figures."""
         decided = outcome.plan
         if outcome.observed is None or decided.blind or decided.suspect:
             return
-        prefix = reconciler.options.prefix
+        prefix = outcome.prefix
         if self._names is None or self._names.prefix != prefix:
             self._names = NameParser(prefix)
-        context = reconciler.context or PlatformContext()
+        context = outcome.context or PlatformContext()
         self.metrics.sync_utilisation(tally(
             outcome.observed, self._names, statuses,
             default_cores=context.default_cores or DEFAULT_CORES, default_ram=context.default_ram_bytes or DEFAULT_RAM,
         ))
 
-    def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], reconciler: Reconciler,
-                      now: float) -> None:
+    def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], now: float) -> None:
         if self.status_file is None:
             return
-        paused = outcome.plan.memory.creates_paused_until
+        paused = outcome.creates_paused_until
         document = StatusDocument(
             updated_at=now,
             pass_id=outcome.pass_id,
@@ -219,8 +222,8 @@ class OutcomeHandler:
             manifest_errors=[str(e) for e in outcome.desired.errors],
             unsettled=list(outcome.desired.unsettled),
             creates_paused_until=paused if paused > now else None,
-            memory_unwritable=dataclasses.asdict(reconciler.unwritable) if reconciler.unwritable else None,
-            sets={name: status_row(s, reconciler.last_errors.get(name)) for name, s in sorted(statuses.items())},
+            memory_unwritable=dataclasses.asdict(outcome.memory_unwritable) if outcome.memory_unwritable else None,
+            sets={name: status_row(s, outcome.set_errors.get(name)) for name, s in sorted(statuses.items())},
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),
         )
         try:
@@ -252,19 +255,30 @@ class OutcomeHandler:
     # -- scheduling -------------------------------------------------------------------------------
 
     def _next_run(self, outcome: PassOutcome, now: float) -> float:
-        if outcome.more_work:
-            return 0.0
-        soonest = now + self._jittered(self.interval)
-        memory = outcome.plan.memory
-        candidates = [outcome.desired.settles_at, memory.creates_paused_until,
-                      *(backoff.until for backoff in memory.backoffs.values())]
-        for when in candidates:
-            if when is not None and now < when < soonest:
-                soonest = when
-        return max(0.0, soonest - now)
+        regular = self._jittered(self.interval)
+        return regular if outcome.requeue_after is None else max(0.0, min(outcome.requeue_after, regular))
 
     def _jittered(self, seconds: float) -> float:
         return seconds * (1 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """A pass run and reported: its outcome (``None`` if it raised ``error``) and the seconds to the next."""
+
+    outcome: PassOutcome | None
+    delay: float
+    error: Exception | None = None
+
+
+async def run_one_pass(reconciler: Reconciler, handler: OutcomeHandler) -> PassReport:
+    """Run one pass and report it (or its crash) through ``handler``: the daemon, ``--once`` and tests."""
+    started = time.perf_counter()
+    try:
+        outcome = await reconciler.run_pass()
+    except Exception as error:  # a bug must not kill the loop: report it, the caller decides
+        return PassReport(None, handler.crashed(error, time.perf_counter() - started), error)
+    return PassReport(outcome, handler.handle(outcome))
 
 
 def _snapshot(status: SetStatus) -> SetSnapshot:

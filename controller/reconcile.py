@@ -8,139 +8,57 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - exactly one list call per pass, whatever the number of sets; a failed list means no action, and
   so does a list the planner finds suspect;
 - destroys go first (an ended or surplus session frees quota for the creates);
-- before any create is sent, its name is recorded in the ledger's journal and fsynced (creates
-  leaving at the same moment share one write and one fsync), so a crash at any instant never makes
-  a second session for a slot, and a create never sent blocks nothing;
-- a create ends in one of three ways: *created* (an id came back), *refused* (a 4xx: surely not
-  created; the set backs off), or *uncertain* (timeout, dropped connection, 5xx, an answer that is
-  not an id): then it stays expected by name until a list settles it;
-- creates run per set in a pipelined slow-start window (1, then two more for every success) that
-  stops at the set's first failure, with all sets concurrent under one bound;
-- a 429, or a 503 with Retry-After, pauses every create for as long as the service asked;
 - a memory that cannot be written (full or read-only directory) is the ``MemoryUnwritable``
   condition: no create is sent while it lasts, each pass tries the write again, and the controller
   goes on by itself once it succeeds (``controller.memoryhealth``);
-- creates are planned against the platform's free capacity from its statistics (fetched by the
-  daemon's stats job through ``refresh_platform``, never by the pass itself, so a steady pass
-  still costs one call); without statistics younger than ``stats_max_age`` creates go ahead
-  unchecked, and the plan says so;
+- creates go last, written ahead to the ledger's journal before they are sent, in a slow-start
+  window per set (``controller.creates``);
+- creates are planned against the capacity budget from the platform's statistics
+  (``controller.platform``), which the pass never fetches itself;
 - interactive sessions are renewed before they expire; a refused renew is reported and never
   becomes a destroy;
 - a session Pending too long is reported once, with its events; a failed session's evidence (log
   tail, events) is kept for the set's ``CrashLooping`` condition;
-- ``canfar-controller restart SET`` leaves a request file that the next pass consumes: the set's
-  finished slots, restart histories and back-off are forgotten, so it runs afresh;
+- ``canfar-controller restart SET`` requests are consumed at the start of a pass
+  (``controller.restarts``);
 - once a stop is requested nothing new starts; calls in flight finish (the daemon gives them a
   grace period, then cancels; a cancelled create stays expected by name).
 
-What a pass did is returned as a ``PassOutcome``; logging its summary, metrics, health, the status
-file and when to run next are ``controller.outcome``'s job. Audit events (one per action) are
-written here, as the actions happen.
+What a pass did is returned as a ``PassOutcome`` (with when it wants to run again); logging its
+summary, metrics, health and the status file are ``controller.outcome``'s job. Audit events (one
+per action) are written as the actions happen; ``pass_id`` and the action's ``sessionset`` ride
+along as structlog context variables.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import math
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
-from controller.errors import APIError, ClientError, ControllerError, StatsError, TooManyRequestsError
-from controller.ledger import Ledger
-from controller.listanswer import NO_ANOMALIES, ListAnomalies, anomalies_of
+from controller.creates import CreateRunner, server_text
+from controller.errors import ControllerError
+from controller.ledger import Ledger, apply
+from controller.listanswer import anomalies_of
 from controller.memoryhealth import MemoryUnwritable, unwritable
-from controller.models import Event, ObservedSession, PlatformContext, PlatformStats, stats_problem
+from controller.models import Event, ObservedSession
 from controller.observability.audit import AuditLog, AuditReason, evidence
-from controller.observability.metrics import failure_reason
-from controller.plan import (
-    Capacity,
-    Create,
-    CreateBackoff,
-    Destroy,
-    ExpectedCreate,
-    Memory,
-    Plan,
-    PlanOptions,
-    Renew,
-    Unschedulable,
-    plan,
-)
-from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
-from controller.plan.memory import Confirm, Destroyed, Expect, Operation, Settle
-from controller.rules import SessionSpec
+from controller.passoutcome import PassOutcome
+from controller.plan import Create, Destroy, Memory, Plan, PlanOptions, Renew, Unschedulable, plan
+from controller.plan.memory import Destroyed
+from controller.platform import PlatformView
+from controller.restarts import RestartRequests
+from controller.sessionapi import SessionAPI
 from controller.signals import SignalReader
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
-
-Result = Literal["success", "partial", "error"]
-CreateResult = Literal["created", "refused", "throttled", "uncertain", "not-sent"]
-
-#: Back-off of a set after the service refused a create: 5 s doubling to 15 min, ±10% jitter.
-CREATE_BACKOFF_BASE = 5.0
-CREATE_BACKOFF_CAP = 900.0
-CREATE_BACKOFF_JITTER = 0.1
-#: Slow start: a set's first create goes out alone; each success lets this many more go out, so the
-#: window triples every round trip (1, 3, 9, 27...) and one failure stops it (as ReplicaSet's
-#: batches do, but without waiting for a whole batch to finish).
-SLOW_START_GROWTH = 2
-#: How long creates pause after a 429 that carries no Retry-After.
-DEFAULT_THROTTLE = 5.0
-
-
-class SessionAPI(Protocol):
-    """The part of ``AsyncSession`` a pass uses (so tests and the CLI can share one wiring)."""
-
-    async def observe(self, kind: str | None = None) -> list[ObservedSession]: ...
-    async def create(self, spec: SessionSpec, *, replicas: int = 1) -> list[str]: ...
-    async def destroy(self, ids: str | list[str]) -> list[str]: ...
-    async def logs(self, ids: str | list[str]) -> dict[str, str]: ...
-    async def events(self, ids: str | list[str]) -> dict[str, list[Event]]: ...
-    async def stats(self) -> PlatformStats: ...
-    async def context(self) -> PlatformContext: ...
-    async def renew(self, ids: str | list[str]) -> list[str]: ...
-
-
-@dataclass
-class PassOutcome:
-    """What one pass saw and did: everything ``controller.outcome`` needs, as plain data."""
-
-    pass_id: int
-    result: Result
-    seconds: float
-    desired: DesiredState
-    #: The plan; its ``memory`` is the controller's memory at the end of the pass (updated in place).
-    plan: Plan
-    #: Why the list failed (or was not trusted), in one line; None when it was used.
-    list_error: str | None = None
-    errors: list[str] = field(default_factory=list)
-    created: Counter[str] = field(default_factory=Counter)
-    #: (set, reason) of each destroyed session.
-    destroyed: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: (set, reason label) of each create that failed or whose outcome is unknown.
-    create_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Creates whose outcome is unknown this pass, by set.
-    uncertain: Counter[str] = field(default_factory=Counter)
-    renewed: Counter[str] = field(default_factory=Counter)
-    renew_failures: Counter[str] = field(default_factory=Counter)
-    #: What broke one id, one session in the list answer (its rows by kind).
-    list_anomalies: ListAnomalies = NO_ANOMALIES
-    #: The planner held work back (cap) and nothing failed: run again at once.
-    more_work: bool = False
-    #: The list answer the pass planned with (None: the list failed); read for the utilisation metrics.
-    observed: list[ObservedSession] | None = None
-
-    @property
-    def list_ok(self) -> bool:
-        return self.list_error is None
 
 
 class Reconciler:
@@ -168,24 +86,15 @@ class Reconciler:
         self.dry_run = dry_run
         self.clock = clock
         self.memory = ledger.load() if ledger is not None else Memory()
-        self.requests_dir = requests_dir
-        self._applied_requests: dict[Path, int] = {}
-        self.stats_max_age = stats_max_age
+        self.requests = RestartRequests(requests_dir)
+        self.platform = PlatformView(client, max_age=stats_max_age, clock=clock)
         #: Reads autoscaled sets' signals (made when the first autoscaled set appears).
         self.signals = signals
-        #: The platform's last statistics and when they were fetched (clock seconds), and its context.
-        self.platform: PlatformStats | None = None
-        self.platform_at = -math.inf
-        self.context: PlatformContext | None = None
-        self._platform_task: asyncio.Task[PlatformStats] | None = None
         #: The service's last message per set (refused creates, failed destroys).
         self.last_errors: dict[str, str] = {}
-        self._rng = rng if rng is not None else random.Random()
         self._stopping = asyncio.Event()
         self._bound = asyncio.Semaphore(concurrency)
         self._pass_ids = itertools.count(1)
-        self._intents: list[tuple[Expect, asyncio.Future[None]]] = []
-        self._committer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
         #: Set while the memory cannot be written (no create is sent then).
@@ -193,6 +102,10 @@ class Reconciler:
         if ledger is not None and ledger.torn:
             self._log.warning("the journal had torn records: every complete one is kept", torn=len(ledger.torn),
                               copy=str(ledger.torn_copy or ""), journal=str(ledger.journal))
+        self.creates = CreateRunner(client=client, ledger=ledger, clock=clock, memory_failed=self._memory_failed,
+                                    writable=lambda: self.unwritable is None,
+                                    rng=rng if rng is not None else random.Random(), bound=self._bound,
+                                    stopping=self._stopping.is_set, audit=self._audit, set_errors=self.last_errors)
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -204,59 +117,6 @@ class Reconciler:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    async def refresh_platform(self) -> PlatformStats:
-        """Fetch the platform statistics (and, the first time, its context, at the same time).
-
-        Statistics that cannot be believed (``stats_problem``) raise ``StatsError`` and leave the
-        controller without statistics until a good answer comes.
-        """
-        if self.context is None:  # one round trip, not two, before the daemon's first pass
-            stats, self.context = await asyncio.gather(self.client.stats(), self._fetch_context())
-        else:
-            stats = await self.client.stats()
-        problem = stats_problem(stats)
-        if problem is not None:  # garbage: plan as without statistics (StatsUnavailable), never wait on it
-            self.platform, self.platform_at = None, -math.inf
-            raise StatsError(*problem)
-        self.platform, self.platform_at = stats, self.clock()
-        return stats
-
-    async def _fetch_context(self) -> PlatformContext:
-        try:
-            return await self.client.context()
-        except ControllerError as exc:  # the chart's defaults will do
-            self._log.warning("cannot read the platform context; assuming 1 core and 4 GiB for flexible "
-                              "sessions", error=str(exc))
-            return PlatformContext()
-
-    def prefetch_platform(self) -> asyncio.Task[PlatformStats]:
-        """Start fetching the statistics now; the next pass waits for them after its list call.
-
-        The first pass of a daemon then plans against capacity at the cost of one round trip
-        (statistics and list overlap), not two.
-        """
-        self._platform_task = asyncio.ensure_future(self.refresh_platform())
-        return self._platform_task
-
-    def capacity(self, now: float) -> Capacity | None:
-        """Free capacity from fresh statistics, or ``None`` when there are none."""
-        stats = self.platform
-        if stats is None or now - self.platform_at > self.stats_max_age:
-            return None
-        cores, cores_used = stats.cpu_cores_available, stats.cpu_cores_requested
-        ram, ram_used = stats.ram_available_bytes, stats.ram_requested_bytes
-        if cores is None or cores_used is None or ram is None or ram_used is None:
-            return None
-        context = self.context or PlatformContext()
-        return Capacity(
-            cores_free=cores - cores_used,
-            ram_free=ram - ram_used,
-            as_of=self.platform_at,
-            max_cores=stats.session_max_cpu_cores, max_ram=stats.session_max_ram_bytes,
-            default_cores=context.default_cores or DEFAULT_CORES,
-            default_ram=context.default_ram_bytes or DEFAULT_RAM,
-        )
-
     def reset_backoffs(self) -> None:
         """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
         self.memory.reset_backoffs()
@@ -265,11 +125,14 @@ class Reconciler:
 
     async def run_pass(self) -> PassOutcome:
         pass_id = next(self._pass_ids)
+        with bound_contextvars(pass_id=pass_id):
+            return await self._run_pass(pass_id)
+
+    async def _run_pass(self, pass_id: int) -> PassOutcome:
         started = time.perf_counter()
-        log = self._log.bind(pass_id=pass_id)
         now = self.clock()
         desired = self.loader.load(now)
-        self._take_requests(log)
+        self.requests.take(self.memory)
         if self.unwritable is not None:  # has space come back? (no create is sent until it has)
             self._save(force=True)
         reader = self._signal_reader(desired)
@@ -284,39 +147,49 @@ class Reconciler:
             observed = None
             list_error = f"list sessions: {exc}"
 
-        if self._platform_task is not None:  # statistics asked for before the pass: wait for them now
-            task, self._platform_task = self._platform_task, None
-            with contextlib.suppress(ControllerError):  # the stats job reports a failure; plan without
-                await task
+        await self.platform.settle_prefetch()
         anomalies = anomalies_of(observed or ())
         readings = await reader.collect(desired.sets) if reader is not None else None
-        decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.capacity(now),
+        decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.platform.budget(now),
                        anomalies=anomalies, signals=readings)
         self.memory = decided.memory
         if decided.suspect:
             list_error = (f"list answer suspect: it lost all {len(decided.left_out)} live owned sessions at once; "
                           "nothing is done until a second list confirms")
         outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed,
-                              list_anomalies=anomalies)
+                              list_anomalies=anomalies, prefix=self.options.prefix, context=self.platform.context)
         if anomalies.suspect:
             outcome.errors.append(anomalies.describe())
         try:
             if self.dry_run:
                 actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
                 for action in actions:
-                    log.info("dry-run: would act", action=describe(action))
+                    self._log.info("dry-run: would act", action=describe(action))
             elif observed is not None and not decided.suspect:
-                await self._destroy_all(decided.destroys, outcome, log)
-                await asyncio.gather(*(self._renew(r, outcome, log) for r in decided.renews),
-                                     *(self._report_unschedulable(u, log) for u in decided.unschedulable))
-                await self._create_all(decided.creates, outcome, log)
+                await asyncio.gather(*(self._destroy(d, outcome) for d in decided.destroys))
+                await asyncio.gather(*(self._renew(r, outcome) for r in decided.renews),
+                                     *(self._report_unschedulable(u) for u in decided.unschedulable))
+                await self.creates.run(decided.creates, self.memory, outcome)
         finally:
             # Also when cancelled at a stop: what was learnt so far is kept.
             self._save()
         self._forget_removed_sets(decided)
+        return self._finish(outcome, started)
+
+    def _finish(self, outcome: PassOutcome, started: float) -> PassOutcome:
+        """The pass's result, its errors, and when it wants to run again."""
+        decided, memory = outcome.plan, self.memory
         failed = bool(outcome.errors) or bool(outcome.uncertain)
-        outcome.result = "error" if list_error is not None else "partial" if failed else "success"
+        outcome.result = "error" if outcome.list_error is not None else "partial" if failed else "success"
         outcome.more_work = decided.deferred > 0 and not failed
+        outcome.set_errors = dict(self.last_errors)
+        outcome.creates_paused_until = memory.creates_paused_until
+        outcome.memory_unwritable = self.unwritable
+        now = self.clock()
+        wakes = [outcome.desired.settles_at, memory.creates_paused_until,
+                 *(backoff.until for backoff in memory.backoffs.values())]
+        soonest = min((when for when in wakes if when is not None and when > now), default=None)
+        outcome.requeue_after = 0.0 if outcome.more_work else None if soonest is None else soonest - now
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -365,32 +238,30 @@ class Reconciler:
 
     # -- destroying ------------------------------------------------------------------------------
 
-    async def _destroy_all(self, destroys: tuple[Destroy, ...], outcome: PassOutcome, log: Any) -> None:
-        await asyncio.gather(*(self._destroy(d, outcome, log) for d in destroys))
-
-    async def _destroy(self, action: Destroy, outcome: PassOutcome, log: Any) -> None:
+    async def _destroy(self, action: Destroy, outcome: PassOutcome) -> None:
         async with self._bound:
             if self.stopping:
                 return
-            log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
-            if action.report_end:
-                found = await self._evidence(action) if action.collect_evidence else {}
-                self._audit.event("Ended", sessionset=action.set_name, log=log, phase=action.phase, **found)
-                self.memory.reported_end(action.session_id)
-            try:
-                await self.client.destroy(action.session_id)
-            except ControllerError as exc:
-                message = str(exc)
-                self.last_errors[action.set_name] = _server_text(exc)
-                outcome.errors.append(f"destroy {action.session_id}: {message}")
-                self._audit.event("FailedDestroy", sessionset=action.set_name, log=log, message=message,
-                                  cause=action.reason)
-                return
-            self._apply(Destroyed(action.session_id, self.clock()))
-            outcome.destroyed[(action.set_name, action.reason)] += 1
-            reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
-            self._audit.event(reason, sessionset=action.set_name, log=log, cause=action.reason,
-                              phase=action.phase)
+            with bound_contextvars(sessionset=action.set_name, session_id=action.session_id, session=action.name):
+                await self._destroy_one(action, outcome)
+
+    async def _destroy_one(self, action: Destroy, outcome: PassOutcome) -> None:
+        if action.report_end:
+            found = await self._evidence(action) if action.collect_evidence else {}
+            self._audit.event("Ended", sessionset=action.set_name, phase=action.phase, **found)
+            self.memory.reported_end(action.session_id)
+        try:
+            await self.client.destroy(action.session_id)
+        except ControllerError as exc:
+            message = str(exc)
+            self.last_errors[action.set_name] = server_text(exc)
+            outcome.errors.append(f"destroy {action.session_id}: {message}")
+            self._audit.event("FailedDestroy", sessionset=action.set_name, message=message, cause=action.reason)
+            return
+        apply(Destroyed(action.session_id, self.clock()), self.memory, self.ledger)
+        outcome.destroyed[(action.set_name, action.reason)] += 1
+        reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
+        self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase)
 
     async def _evidence(self, action: Destroy) -> dict[str, Any]:
         """The tail of a failed session's logs and its events, before it is gone for good."""
@@ -403,7 +274,7 @@ class Reconciler:
             problems["logs_error"] = str(exc)
         events = await self._events(action.session_id, problems)
         found = evidence(logs, events)
-        self._note(action.set_name, last_failure=summary(action.session_id, found["logs_tail"], events))
+        self.memory.note(action.set_name, last_failure=summary(action.session_id, found["logs_tail"], events))
         return {**found, **problems}
 
     async def _events(self, session_id: str, problems: dict[str, str]) -> list[Event]:
@@ -414,219 +285,38 @@ class Reconciler:
             problems["events_error"] = str(exc)
             return []
 
-    def _note(self, set_name: str, **notes: str) -> None:
-        """Keep what was learnt about a set for its condition messages."""
-        self.memory.note(set_name, **notes)
-
     # -- renewing and reporting --------------------------------------------------------------------
 
-    async def _renew(self, action: Renew, outcome: PassOutcome, log: Any) -> None:
+    async def _renew(self, action: Renew, outcome: PassOutcome) -> None:
         """Extend an interactive session; a refusal is reported and retried later, never a destroy."""
         async with self._bound:
             if self.stopping:
                 return
-            log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
-            try:
-                await self.client.renew(action.session_id)
-            except ControllerError as exc:
-                self.memory.renew_refused(action.session_id, self.clock())
-                outcome.renew_failures[action.set_name] += 1
-                self._audit.event("FailedRenew", sessionset=action.set_name, log=log, message=str(exc))
-                return
-            self.memory.renewed(action.session_id)
-            outcome.renewed[action.set_name] += 1
-            self._audit.event("Renewed", sessionset=action.set_name, log=log, expired_at=action.expires)
+            with bound_contextvars(sessionset=action.set_name, session_id=action.session_id, session=action.name):
+                try:
+                    await self.client.renew(action.session_id)
+                except ControllerError as exc:
+                    self.memory.renew_refused(action.session_id, self.clock())
+                    outcome.renew_failures[action.set_name] += 1
+                    self._audit.event("FailedRenew", sessionset=action.set_name, message=str(exc))
+                    return
+                self.memory.renewed(action.session_id)
+                outcome.renewed[action.set_name] += 1
+                self._audit.event("Renewed", sessionset=action.set_name, expired_at=action.expires)
 
-    async def _report_unschedulable(self, action: Unschedulable, log: Any) -> None:
+    async def _report_unschedulable(self, action: Unschedulable) -> None:
         """Report a session Pending for too long, once, with its events."""
         async with self._bound:
             if self.stopping:
                 return
-            log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
-            problems: dict[str, str] = {}
-            events = await self._events(action.session_id, problems)
-            self.memory.reported_unschedulable(action.session_id)
-            self._note(action.set_name, unschedulable=summary(action.session_id, "", events))
-            self._audit.event("Unschedulable", sessionset=action.set_name, log=log,
-                              pending_seconds=round(self.clock() - action.pending_since),
-                              **evidence(None, events), **problems)
-
-    def _take_requests(self, log: Any) -> None:
-        """Carry out ``canfar-controller restart`` requests left in the requests directory."""
-        if self.requests_dir is None or not self.requests_dir.is_dir():
-            return
-        for path in sorted(self.requests_dir.glob("restart.*")):
-            try:
-                stamp = path.stat().st_mtime_ns
-            except OSError:
-                continue
-            if self._applied_requests.get(path) == stamp:
-                continue  # applied already; it could not be removed (see below)
-            name = path.name.removeprefix("restart.")
-            self.memory.forget_set(name)
-            log.info("restart requested: the set runs afresh", sessionset=name)
-            try:
-                path.unlink()
-            except OSError as exc:
-                # Applied once all the same; a request the controller cannot remove (written by
-                # another user) must not restart the set again on every pass.
-                self._applied_requests[path] = stamp
-                log.error("cannot remove a restart request after applying it; it is ignored until it changes",
-                          path=str(path), error=str(exc))
-
-    # -- creating --------------------------------------------------------------------------------
-
-    async def _create_all(self, creates: tuple[Create, ...], outcome: PassOutcome, log: Any) -> None:
-        if not creates or self.stopping:
-            return
-        by_set: dict[str, list[Create]] = {}
-        for create in creates:
-            by_set.setdefault(create.set_name, []).append(create)
-        await asyncio.gather(*(self._create_set(items, outcome, log) for items in by_set.values()))
-
-    async def _create_set(self, creates: list[Create], outcome: PassOutcome, log: Any) -> None:
-        """One set's creates in a pipelined slow-start window that closes at the first failure."""
-        queue = list(reversed(creates))
-        window, failed = 1, False
-        running: set[asyncio.Task[CreateResult]] = set()
-        try:
-            while queue or running:
-                while queue and len(running) < window and not failed and self._may_create():
-                    action = queue.pop()
-                    running.add(asyncio.ensure_future(self._create(action, outcome, log)))
-                if not running:
-                    break
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task.result() == "created":
-                        window += SLOW_START_GROWTH
-                    else:
-                        failed = True
-        finally:
-            for task in running:  # only when cancelled: the requests stay expected by name
-                task.cancel()
-            for action in queue:  # never sent: the slot is free again
-                self._settle(action)
-
-    async def _write_ahead(self, action: Create) -> None:
-        """Record the create as expected, durably, before it is sent (group commit across creates)."""
-        intent = Expect((action.set_name, action.slot), ExpectedCreate(action.name, self.clock(), None,
-                                                                       action.prior_ids))
-        intent.apply(self.memory)
-        if self.ledger is None:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._intents.append((intent, waiter))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.ensure_future(self._commit_intents())
-        await asyncio.shield(waiter)
-
-    async def _commit_intents(self) -> None:
-        """Write every intent queued so far in one append and one fsync, until none is left.
-
-        It first yields once, so that every create getting ready in the same turn of the event loop
-        joins the batch (group commit). The fsync then runs in the loop itself: it takes about a
-        tenth of a millisecond on a local disk, less than handing the work to a thread and back.
-        """
-        assert self.ledger is not None
-        while self._intents:
-            await asyncio.sleep(0)
-            batch, self._intents = self._intents, []
-            try:
-                self.ledger.write_ahead([intent for intent, _ in batch])
-            except BaseException as exc:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                if isinstance(exc, OSError):  # the waiters report it; nothing is sent for this turn
-                    self._memory_failed(exc, self.ledger.journal)
-                    continue
-                raise
-            for _, waiter in batch:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _may_create(self) -> bool:
-        return (not self.stopping and self.unwritable is None
-                and self.clock() >= self.memory.creates_paused_until)
-
-    async def _create(self, action: Create, outcome: PassOutcome, log: Any) -> CreateResult:
-        async with self._bound:
-            if not self._may_create():
-                return "not-sent"
-            try:
-                await self._write_ahead(action)
-            except OSError as exc:  # without the record on disk the create must not leave
-                outcome.errors.append(f"create {action.name}: not sent, the ledger cannot be written: {exc}")
-                self._settle(action)
-                return "not-sent"
-            if not self._may_create():
-                self._settle(action)
-                return "not-sent"
-            log = log.bind(sessionset=action.set_name, slot=action.slot, session=action.name)
-            try:
-                ids = await self.client.create(action.template.session_spec(action.name, action.env()))
-            except ControllerError as exc:
-                return self._create_failed(action, exc, outcome, log)
-        key = (action.set_name, action.slot)
-        session_id = ids[0] if ids else None
-        if session_id is None:  # a 2xx without an id: it may or may not exist
-            return self._create_failed(action, APIError("create", server_message="no session id in the answer"),
-                                       outcome, log)
-        self._apply(Confirm(key, action.name, session_id))
-        self.memory.created(action.set_name)
-        self.last_errors.pop(action.set_name, None)
-        outcome.created[action.set_name] += 1
-        self._audit.event("SuccessfulCreate", sessionset=action.set_name, log=log, session_id=session_id,
-                          cause=action.reason)
-        return "created"
-
-    def _create_failed(self, action: Create, exc: ControllerError, outcome: PassOutcome, log: Any) -> CreateResult:
-        """Sort a failed create into refused, throttled, uncertain or not sent, and remember it."""
-        message = str(exc)
-        server_message = _server_text(exc)
-        retry_after = exc.retry_after if isinstance(exc, APIError) else None
-        result = create_result(exc)
-        now = self.clock()
-        if retry_after is not None or result == "throttled":
-            pause = retry_after if retry_after is not None else DEFAULT_THROTTLE
-            self.memory.pause_creates(now + pause)
-        if result == "uncertain":
-            # It may have happened: the slot stays expected by name (the planner's rule *Expectations*).
-            outcome.uncertain[action.set_name] += 1
-            outcome.create_failures[(action.set_name, failure_reason(exc))] += 1
-            self._audit.event("CreateUncertain", sessionset=action.set_name, log=log, message=message)
-            return result
-        self._settle(action)
-        if result == "refused":
-            self._back_off(action, server_message, now)
-        if result != "not-sent":
-            outcome.create_failures[(action.set_name, failure_reason(exc))] += 1
-        self.last_errors[action.set_name] = server_message
-        outcome.errors.append(f"create {action.name}: {message}")
-        self._audit.event("FailedCreate", sessionset=action.set_name, log=log, message=message)
-        return result
-
-    def _back_off(self, action: Create, message: str, now: float) -> None:
-        previous = self.memory.backoffs.get(action.set_name)
-        failures = previous.failures + 1 if previous is not None and previous.spec_key == action.spec_key else 1
-        delay = min(CREATE_BACKOFF_BASE * 2 ** (failures - 1), CREATE_BACKOFF_CAP)
-        delay *= 1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER)
-        self.memory.back_off(action.set_name, CreateBackoff(failures, now + delay, message, action.spec_key))
-
-    def _settle(self, action: Create) -> None:
-        """This create surely did not happen: free its slot, in memory and in the journal."""
-        self._apply(Settle((action.set_name, action.slot), action.name))
-
-    def _apply(self, operation: Operation) -> None:
-        """Change the memory, and record the change in the journal (written with the next write)."""
-        if operation.apply(self.memory) and self.ledger is not None:
-            self.ledger.record(operation)
-
-
-def _server_text(exc: ControllerError) -> str:
-    """What the service said, when it said something; else the whole error."""
-    return (exc.server_message if isinstance(exc, APIError) else "") or str(exc)
+            with bound_contextvars(sessionset=action.set_name, session_id=action.session_id, session=action.name):
+                problems: dict[str, str] = {}
+                events = await self._events(action.session_id, problems)
+                self.memory.reported_unschedulable(action.session_id)
+                self.memory.note(action.set_name, unschedulable=summary(action.session_id, "", events))
+                self._audit.event("Unschedulable", sessionset=action.set_name,
+                                  pending_seconds=round(self.clock() - action.pending_since),
+                                  **evidence(None, events), **problems)
 
 
 def summary(session_id: str, logs_tail: str, events: list[Event]) -> str:
@@ -639,17 +329,6 @@ def summary(session_id: str, logs_tail: str, events: list[Event]) -> str:
         parts.append("events: " + "; ".join(f"{e.reason}: {e.message}" for e in events[-3:]))
     text = ", ".join(parts)
     return text if len(text) <= 1000 else text[:999] + "…"
-
-
-def create_result(exc: ControllerError) -> CreateResult:
-    """What a failed create proves. Only a 4xx proves "not created"; skaha has no idempotency key."""
-    if isinstance(exc, TooManyRequestsError):
-        return "throttled"
-    if isinstance(exc, ClientError):
-        return "refused"
-    if isinstance(exc, APIError):
-        return "uncertain"  # no answer, a 5xx, or an answer that is not an id
-    return "not-sent"  # refused before sending: a bad credential file, an invalid request
 
 
 def describe(action: Create | Destroy) -> str:

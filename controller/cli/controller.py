@@ -33,14 +33,14 @@ from controller.client import AsyncSession, ClientSettings
 from controller.client.credentials import CredentialStatus
 from controller.daemon import Daemon, Schedule, lock_state_dir
 from controller.errors import ConfigError
-from controller.ledger import Ledger, ledger_paths, request_restart, requests_dir
+from controller.ledger import Ledger, ledger_paths
 from controller.listanswer import anomalies_of
 from controller.models import ObservedSession
 from controller.observability.health import HealthState, MetricsServer, serve
 from controller.observability.logs import configure_logging, register_secret
 from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import RepeatFilter
-from controller.outcome import REPEAT_AFTER, OutcomeHandler, describe_credential
+from controller.outcome import REPEAT_AFTER, OutcomeHandler, describe_credential, run_one_pass
 from controller.plan import (
     MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
@@ -53,6 +53,7 @@ from controller.plan import (
 )
 from controller.plan.autoscale import Reading
 from controller.reconcile import Reconciler, describe
+from controller.restarts import request_restart, requests_dir
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.statedir import SETTLE_WINDOW, StateLoader
 from controller.statusfile import SetRow, StatusDocument, read_status
@@ -382,15 +383,12 @@ async def _serve(args: argparse.Namespace, settings: ControllerSettings, client_
 
 async def _once(reconciler: Reconciler, handler: OutcomeHandler, settings: ControllerSettings) -> int:
     if settings.capacity:
-        reconciler.prefetch_platform()  # alongside the pass's list call; a failure plans without
-    started = time.perf_counter()
-    try:
-        outcome = await reconciler.run_pass()
-    except Exception as error:
-        handler.crashed(error, time.perf_counter() - started)
-        raise
-    handler.handle(outcome, reconciler)
-    return 0 if outcome.result == "success" else 1
+        reconciler.platform.prefetch()  # alongside the pass's list call; a failure plans without
+    report = await run_one_pass(reconciler, handler)
+    if report.error is not None:
+        raise report.error
+    assert report.outcome is not None
+    return 0 if report.outcome.result == "success" else 1
 
 
 def plan_options(settings: ControllerSettings) -> PlanOptions:

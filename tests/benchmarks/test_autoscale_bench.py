@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.reconcile import PassOutcome
+from controller.passoutcome import PassOutcome
 from controller.signals import SignalReader
 from tests.benchmarks.support import CORES, MANIFEST_AGE, RAM_GB, simulator_process, write_sets
 from tests.benchmarks.test_pass_cpu_bench import _converge, _Daemon

@@ -31,8 +31,9 @@ from controller.client import AsyncSession
 from controller.ledger import Ledger
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
+from controller.passoutcome import PassOutcome
 from controller.plan import PlanOptions
-from controller.reconcile import PassOutcome, Reconciler
+from controller.reconcile import Reconciler
 from controller.statedir import SETTLE_WINDOW, StateLoader
 from tests.benchmarks.support import CORES, RAM_GB, TOKEN, simulator_process, write_sets
 
@@ -67,7 +68,7 @@ class _Daemon:
 
     def refresh_platform(self) -> None:
         """What the daemon's stats job does before the first pass and every minute after."""
-        self.loop.run_until_complete(self.reconciler.refresh_platform())
+        self.loop.run_until_complete(self.reconciler.platform.refresh())
 
     def run_pass(self) -> PassOutcome:
         return self.loop.run_until_complete(self.reconciler.run_pass())
@@ -109,7 +110,7 @@ def test_steady_state_pass_cpu(benchmark, simulator_url: str, tmp_path: Path) ->
 
     def report() -> None:
         started = time.process_time()
-        daemon.handler.handle(outcomes[-1], daemon.reconciler)
+        daemon.handler.handle(outcomes[-1])
         reporting.append(time.process_time() - started)
 
     try:

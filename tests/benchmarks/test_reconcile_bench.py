@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from controller.client import AsyncSession
+from controller.passoutcome import PassOutcome
 from controller.plan import PlanOptions
-from controller.reconcile import PassOutcome, Reconciler
+from controller.reconcile import Reconciler
 from controller.simulator import Simulator, SimulatorConfig, SimulatorServer
 from controller.statedir import StateLoader
 from tests.benchmarks.support import write_sets

@@ -26,12 +26,14 @@ from typing import Any
 from controller.client import AsyncSession
 from controller.errors import ControllerError
 from controller.journalfile import FileOps
-from controller.ledger import Ledger, ledger_paths, requests_dir
+from controller.ledger import Ledger, ledger_paths
 from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics
-from controller.outcome import OutcomeHandler
+from controller.outcome import OutcomeHandler, run_one_pass
+from controller.passoutcome import PassOutcome
 from controller.plan import PlanOptions
-from controller.reconcile import PassOutcome, Reconciler
+from controller.reconcile import Reconciler
+from controller.restarts import requests_dir
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.simulator import ManualClock, RecordedRequest, Simulator, SimulatorConfig
 from controller.simulator.wire import Request
@@ -124,12 +126,14 @@ class Rig:
 
     def run_pass(self) -> PassOutcome:
         """One pass, reported through the outcome handler as the daemon does (stats refreshed as its job would)."""
-        if self.clock() - self.reconciler.platform_at >= STATS_INTERVAL:
+        if self.clock() - self.reconciler.platform.at >= STATS_INTERVAL:
             with contextlib.suppress(ControllerError):
-                self.loop.run_until_complete(self.reconciler.refresh_platform())
-        outcome = self.loop.run_until_complete(self.reconciler.run_pass())
-        self.handler.handle(outcome, self.reconciler)
-        return outcome
+                self.loop.run_until_complete(self.reconciler.platform.refresh())
+        report = self.loop.run_until_complete(run_one_pass(self.reconciler, self.handler))
+        if report.error is not None:
+            raise report.error
+        assert report.outcome is not None
+        return report.outcome
 
     def passes(self, count: int, *, every: float = 5.0) -> PassOutcome:
         outcome = self.run_pass()

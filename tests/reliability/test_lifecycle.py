@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from controller.ledger import request_restart
+from controller.restarts import request_restart
 from tests.reliability.rig import IMAGE, LIVE, Rig
 
 SETTLE = 1.0
@@ -77,7 +77,7 @@ def test_restart_runs_a_complete_set_afresh_without_touching_its_manifest(rig: R
     request_restart(rig.status_file, "batch")
     rig.passes(2, every=10)
     assert len(list(rig.requests("POST"))) == 4
-    assert not rig.reconciler.requests_dir or not list(rig.reconciler.requests_dir.glob("restart.*"))
+    assert not rig.reconciler.requests.directory or not list(rig.reconciler.requests.directory.glob("restart.*"))
 
 
 def test_a_set_whose_sessions_fail_at_once_is_crash_looping_with_the_evidence(rig: Rig) -> None:
@@ -115,7 +115,7 @@ def test_creates_wait_for_capacity_instead_of_piling_up_pending_sessions() -> No
 
 
 def test_without_statistics_creates_go_ahead_and_the_status_says_so(rig: Rig) -> None:
-    rig.reconciler.stats_max_age = -1  # statistics are never fresh enough to plan with
+    rig.reconciler.platform.max_age = -1  # statistics are never fresh enough to plan with
     start(rig, "w", sessionset("w", 2, cmd="sleep", args="100000"))
     rig.passes(3)
     assert rig.live_by_slot("w").total() == 2
@@ -245,8 +245,21 @@ def test_a_restart_request_that_cannot_be_removed_is_applied_once(rig: Rig) -> N
     start(rig, "batch", sessionset("batch", 1, cmd="true", policy="Never"))
     rig.passes(3, every=10)
     assert status(rig, "batch")["complete"]
-    requests = rig.reconciler.requests_dir
+    requests = rig.reconciler.requests.directory
     assert requests is not None
     (requests / "restart.batch").mkdir(parents=True)  # a directory: it cannot be unlinked
     rig.passes(6, every=10)
     assert len(list(rig.requests("POST"))) == 2  # one restart, not one per pass
+
+
+def test_audit_events_carry_the_pass_and_the_set_they_belong_to(rig: Rig) -> None:
+    """``jq 'select(.pass_id == 3 and .sessionset == "w")'`` finds a pass's actions on a set."""
+    from structlog.contextvars import merge_contextvars
+
+    start(rig, "w", sessionset("w", 2, cmd="sleep", args="100000"))
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        rig.run_pass()
+    created = [e for e in logs if e.get("reason") == "SuccessfulCreate"]
+    assert len(created) == 2
+    assert all(e["sessionset"] == "w" and e["session"].startswith("cc-w-") and e["pass_id"] >= 1 for e in created)
+    assert not [e for e in logs if e.get("event") == "pass done" and "session" in e]  # bound per action only

@@ -26,16 +26,16 @@ def _kinds(rig: Rig) -> list[str]:
 def test_the_first_fetch_asks_for_stats_and_context_at_once(rig: Rig) -> None:
     """A slow stats answer does not hold up the context call: the daemon's first pass waits one round trip, not two."""
     rig.simulator.inject_delay("GET", "/session", seconds=0.2)  # the stats call: the only list-path read here
-    stats = rig.loop.run_until_complete(rig.reconciler.refresh_platform())
+    stats = rig.loop.run_until_complete(rig.reconciler.platform.refresh())
     assert _kinds(rig) == ["context", "stats"]
     assert stats.cpu_cores_available is not None
-    assert rig.reconciler.capacity(rig.clock()) is not None
+    assert rig.reconciler.platform.budget(rig.clock()) is not None
 
 
 def test_later_fetches_ask_for_stats_only(rig: Rig) -> None:
     """The context is read once; every later refresh is one stats call."""
-    rig.loop.run_until_complete(rig.reconciler.refresh_platform())
-    rig.loop.run_until_complete(rig.reconciler.refresh_platform())
+    rig.loop.run_until_complete(rig.reconciler.platform.refresh())
+    rig.loop.run_until_complete(rig.reconciler.platform.refresh())
     assert Counter(_kinds(rig)) == {"stats": 2, "context": 1}
 
 
@@ -64,13 +64,13 @@ def test_garbage_stats_neither_stall_creates_nor_reach_the_metrics(rig: Rig, rea
     rig.loop.run_until_complete(daemon.fetch_stats())
     assert registry.get_sample_value("canfar_platform_stats_failures_total", {"reason": reason}) == 1.0
     assert registry.get_sample_value("canfar_platform_cpu_cores_available") == 64.0  # the last good value
-    assert rig.reconciler.capacity(rig.clock()) is None
+    assert rig.reconciler.platform.budget(rig.clock()) is None
     rig.write("a", manifest("a", 5))
     for _ in range(4):
         rig.clock.advance(5.0)
         rig.loop.run_until_complete(daemon.fetch_stats())
         outcome = rig.loop.run_until_complete(rig.reconciler.run_pass())
-        rig.handler.handle(outcome, rig.reconciler)
+        rig.handler.handle(outcome)
     assert sum(rig.live_by_slot("a").values()) == 5  # created, unchecked: never a wait on garbage
     conditions = {c.type: c.reason for c in outcome.plan.statuses["a"].conditions}
     assert conditions.get("WaitingForCapacity") == "StatsUnavailable"

@@ -15,6 +15,7 @@ import pytest
 from controller.journalfile import frame, scan
 from controller.ledger import Ledger, ledger_paths
 from controller.plan import ExpectedCreate
+from controller.plan.memory import Confirm, Destroyed, Expect
 from tests.faultfs import FullDisk
 
 NOW = 1_800_000_000.0
@@ -25,8 +26,8 @@ def paths(tmp_path: Path) -> tuple[Path, Path]:
     return ledger_paths(tmp_path / "state" / "status.json")
 
 
-def intent(slot: int) -> tuple[tuple[str, int], ExpectedCreate]:
-    return ("a", slot), ExpectedCreate(f"cc-a-abcdef-{slot}", NOW)
+def intent(slot: int) -> Expect:
+    return Expect(("a", slot), ExpectedCreate(f"cc-a-abcdef-{slot}", NOW))
 
 
 @pytest.mark.parametrize("fault", ["short", "write", "fsync"])
@@ -49,7 +50,7 @@ def test_the_records_of_a_failed_append_go_out_with_the_next_one_once_space_retu
     disk = FullDisk()
     ledger = Ledger(*paths, ops=disk)
     ledger.write_ahead([intent(1)])
-    ledger.note_destroyed("x1", NOW)
+    ledger.record(Destroyed("x1", NOW))
     disk.fault, disk.room = "short", 17
     with pytest.raises(OSError):
         ledger.write_ahead([intent(2)])
@@ -151,7 +152,7 @@ def test_memory_check_says_what_is_held_and_what_a_repair_keeps_and_changes_noth
     snapshot, journal = ledger_paths(status_file)
     ledger = Ledger(snapshot, journal)
     ledger.write_ahead([intent(1), intent(2)])
-    ledger.note_created(("a", 1), "cc-a-abcdef-1", "id1")
+    ledger.record(Confirm(("a", 1), "cc-a-abcdef-1", "id1"))
     ledger.write_ahead([intent(3)])
     ledger.close()
     with journal.open("ab") as stream:
