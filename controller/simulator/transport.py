@@ -18,14 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 
+from controller.simulator.config import SimulatorConfig
 from controller.simulator.wire import Request, Response
 
-if TYPE_CHECKING:  # the simulator module builds transports, so this import would be circular at run time
-    from controller.simulator.simulator import Simulator
+
+class Flight(Protocol):
+    """A request the service has received and not yet answered (``simulator.InFlight``)."""
+
+    @property
+    def delay(self) -> float: ...
+    def answer(self) -> Response | None: ...
+    def abandon(self) -> None: ...
+
+
+class Service(Protocol):
+    """What a transport needs of the service it serves (``Simulator`` has it; the simulator module
+    builds transports, so the transport does not import it)."""
+
+    config: SimulatorConfig
+
+    def serve(self, request: Request) -> Response | None: ...
+    def receive(self, request: Request) -> Flight: ...
+
 
 #: What httpx (through httpcore) says when a server closes the connection without answering.
 DISCONNECTED = "Server disconnected without sending a response."
@@ -34,7 +52,7 @@ DISCONNECTED = "Server disconnected without sending a response."
 class SimulatorTransport(httpx.BaseTransport):
     """Serves an ``httpx.Client`` from a ``Simulator`` in the calling thread."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Service) -> None:
         self.simulator = simulator
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -54,7 +72,7 @@ class AsyncSimulatorTransport(httpx.AsyncBaseTransport):
     arrival), the request was never sent.
     """
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Service) -> None:
         self.simulator = simulator
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
