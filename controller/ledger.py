@@ -25,9 +25,7 @@ The version-1 journal (plain JSON lines) is still read; records are always writt
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -36,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.atomicfile import replace_file
 from controller.errors import LedgerError
 from controller.journalfile import FileOps, JournalFile, Torn, frame
 from controller.memorydoc import VERSION, MemoryDocument, from_document, to_document
@@ -142,7 +141,7 @@ class Ledger:
         if memory == self._saved and not force and not self._file.opened and not self._pending:
             return
         text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
-        write_durably(self.snapshot, text + "\n", self._file.ops)
+        replace_file(self.snapshot, text + "\n", durable=True, ops=self._file.ops)
         self._saved = memory.copy()
         self._pending.clear()  # the snapshot holds what they said
         self._file.remove()
@@ -212,33 +211,3 @@ def _replay(memory: Memory, entry: dict[str, Any]) -> None:
     operation = _operation(entry)
     if operation is not None:
         operation.apply(memory)
-
-
-def write_durably(path: Path, text: str, ops: FileOps | None = None) -> None:
-    """Replace ``path`` with ``text`` atomically and durably: temporary file, fsync, rename, fsync dir.
-
-    A short write (a full disk) raises ``OSError`` and leaves ``path`` as it was.
-    """
-    ops = ops if ops is not None else FileOps()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = text.encode()
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            written = ops.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)", str(path))
-            ops.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(OSError):
-            temporary.unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -32,7 +32,7 @@ from controller.models import PlatformContext
 from controller.names import NameParser
 from controller.observability.autoscale import AutoscaleSnapshot
 from controller.observability.health import HealthState
-from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import Repeats, repeat_fields
 from controller.observability.utilisation import tally
 from controller.passoutcome import PassOutcome
@@ -40,7 +40,7 @@ from controller.plan import SetStatus
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.reconcile import Reconciler
 from controller.spec import DesiredState
-from controller.statusfile import SetRow, StatusDocument, write_status
+from controller.statusfile import ConditionRow, SetRow, StatusDocument, write_status
 
 JITTER_FRACTION = 0.1
 #: An unchanged error (a 401 every pass) is logged once, then again after this long, with a count.
@@ -189,7 +189,7 @@ class OutcomeHandler:
             self.metrics.renewed(name, count)
         for name, count in outcome.renew_failures.items():
             self.metrics.renew_failed(name, count)
-        self.metrics.sync_sets({name: _snapshot(s) for name, s in statuses.items()})
+        self.metrics.sync_sets(statuses)
         self.metrics.autoscale.sync(
             {name: AutoscaleSnapshot(dict(s.scaling.values), s.scaling.recommendation)
              for name, s in statuses.items() if s.scaling is not None},
@@ -281,14 +281,6 @@ async def run_one_pass(reconciler: Reconciler, handler: OutcomeHandler) -> PassR
     return PassReport(outcome, handler.handle(outcome))
 
 
-def _snapshot(status: SetStatus) -> SetSnapshot:
-    return SetSnapshot(desired=status.desired or 0, counts=status.counts(), suspended=status.suspended,
-                       backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held,
-                       conditions={c.type: c.status for c in status.conditions},
-                       reasons={c.type: c.reason for c in status.conditions}, next_expiry=status.next_expiry,
-                       unschedulable=status.unschedulable)
-
-
 def status_row(status: SetStatus, last_error: str | None) -> SetRow:
     """One set's row of the status file and of ``status -o json``."""
     fields = dataclasses.asdict(status)
@@ -300,8 +292,7 @@ def status_row(status: SetStatus, last_error: str | None) -> SetRow:
             "replicas": status.desired, "draining": status.draining, "why": status.scaling_why(),
             "error": status.scaling.state.error or None,
         }
-    fields["conditions"] = [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
-                             "lastTransitionTime": c.last_transition} for c in status.conditions]
+    fields["conditions"] = [ConditionRow(**condition) for condition in fields["conditions"]]
     return SetRow(**fields, ended=status.ended, last_error=last_error)
 
 

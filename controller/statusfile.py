@@ -8,20 +8,31 @@ document is versioned; ``read_status`` checks the version and names the file in 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from controller.atomicfile import replace_file
 from controller.errors import ConfigError
 
 VERSION = 1
 
 
+class ConditionRow(BaseModel):
+    """One condition of a set, with Kubernetes' field names."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_transition: float | None = Field(default=None, alias="lastTransitionTime")
+
+
 class SetRow(BaseModel):
-    """One SessionSet's line of the status file."""
+    """One SessionSet's line of the status file: its ``SetStatus`` (``controller.outcome.status_row``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -47,8 +58,7 @@ class SetRow(BaseModel):
     complete: bool = False
     unschedulable: int = 0
     next_expiry: float | None = None
-    #: Kubernetes-style: type, status, reason, message, lastTransitionTime.
-    conditions: list[dict[str, Any]] = []
+    conditions: list[ConditionRow] = []
     last_error: str | None = None
     #: Autoscaled sets: signal values, recommendation, the count in force and why it differs.
     autoscale: dict[str, Any] | None = None
@@ -80,7 +90,7 @@ class StatusDocument(BaseModel):
 def write_status(path: Path, document: StatusDocument) -> None:
     """Replace the status file atomically (a reader never sees half of it)."""
     # Compact: with hundreds of sets it is rewritten every pass (``status`` shows it readably).
-    write_atomically(path, document.model_dump_json() + "\n")
+    replace_file(path, document.model_dump_json() + "\n")
 
 
 def read_status(path: Path) -> StatusDocument:
@@ -99,15 +109,3 @@ def read_status(path: Path) -> StatusDocument:
         return StatusDocument.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"status file {path} is damaged: {exc.errors()[0]['msg']}") from None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

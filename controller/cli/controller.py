@@ -500,15 +500,15 @@ _NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "
 def _conditions(row: SetRow) -> str:
     shown = []
     for condition in row.conditions:
-        kind, status = condition.get("type"), condition.get("status")
+        kind, status = condition.type, condition.status
         if kind == "Ready" and status == "True":
             shown.append("Ready")
         elif kind == "Progressing" and status == "True":
             shown.append("Progressing")
-        elif kind == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+        elif kind == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
             shown.append("Stalled")
         elif kind in _NOTABLE and status == "True":
-            shown.append(str(kind))
+            shown.append(kind)
         elif kind == "ScalingActive" and status == "False":
             shown.append("ScalingInactive")
         elif kind == "ScalingLimited" and status == "True":
@@ -527,11 +527,11 @@ def _autoscale_line(name: str, autoscale: dict[str, Any]) -> str:
 
 
 def _state_of(row: SetRow) -> str:
-    notable = [c for c in row.conditions if c.get("status") == "True" and c.get("type") in _NOTABLE[1:5]]
+    notable = [c for c in row.conditions if c.status == "True" and c.type in _NOTABLE[1:5]]
     if row.invalid:
         return f"invalid: {row.invalid}"
     if notable:
-        return f"{notable[0].get('type')}: {notable[0].get('message')}"
+        return f"{notable[0].type}: {notable[0].message}"
     if row.complete:
         return "complete: every slot has ended and will not run again"
     if row.suspended:

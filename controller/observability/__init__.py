@@ -26,7 +26,6 @@ from controller.observability.metrics import (
     DESTROY_REASONS,
     RECONCILE_RESULTS,
     ControllerMetrics,
-    SetSnapshot,
     failure_reason,
 )
 
@@ -47,7 +46,6 @@ __all__ = [
     "HealthState",
     "MetricsServer",
     "SecretRedactor",
-    "SetSnapshot",
     "configure_logging",
     "evidence",
     "failure_reason",

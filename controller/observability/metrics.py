@@ -48,7 +48,7 @@ from controller.models import Phase, PlatformStats
 from controller.observability.autoscale import AutoscaleMetrics
 from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
-from controller.plan import CONDITION_TYPES, DestroyReason
+from controller.plan import CONDITION_TYPES, DestroyReason, SetStatus
 from controller.plan.conditions import AUTOSCALE_CONDITIONS
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
     "STATS_FAILURE_REASONS",
     "TRANSPORT_CODE",
     "ControllerMetrics",
-    "SetSnapshot",
     "failure_reason",
 ]
 
@@ -117,33 +116,9 @@ def failure_reason(error: BaseException) -> str:
     return "Unknown"
 
 
-@dataclass(frozen=True)
-class SetSnapshot:
-    """What one SessionSet looks like after a pass: the metrics layer's whole view of a set."""
-
-    desired: int
-    #: Sessions of the set by phase (``Running``, ``Pending``...); missing phases count 0.
-    counts: Mapping[str, int] = field(default_factory=dict)
-    suspended: bool = False
-    #: Creates back off until then (epoch seconds) after the service refused one; None: no back-off.
-    backoff_until: float | None = None
-    #: Creates whose outcome is unknown, blocking their slots.
-    uncertain: int = 0
-    #: Slots whose session one list left out, waiting for a second list.
-    held: int = 0
-    #: Each condition's status (``True``, ``False``, ``Unknown``) by type.
-    conditions: Mapping[str, str] = field(default_factory=dict)
-    #: Each condition's one-word reason by type (``ProgressDeadlineExceeded``, ``InsufficientCapacity``...).
-    reasons: Mapping[str, str] = field(default_factory=dict)
-    #: The soonest deadline of a live session (epoch seconds), if any.
-    next_expiry: float | None = None
-    #: Sessions Pending for longer than the limit.
-    unschedulable: int = 0
-
-
 @dataclass
 class _SetState:
-    snapshot: SetSnapshot | None = None  # None: an action was recorded before the set was synced
+    snapshot: SetStatus | None = None  # None: an action was recorded before the set was synced
     created: int = 0
     destroyed: Tally[str] = field(default_factory=Tally)
     create_failures: Tally[str] = field(default_factory=Tally)
@@ -248,8 +223,9 @@ class ControllerMetrics:
     def memory_unwritable(self, unwritable: bool) -> None:
         self._memory_unwritable.set(1 if unwritable else 0)
 
-    def sync_sets(self, sets: Mapping[str, SetSnapshot]) -> None:
-        """Replace the view of all SessionSets: new sets start at 0, sets not given are removed."""
+    def sync_sets(self, sets: Mapping[str, SetStatus]) -> None:
+        """Replace the view of all SessionSets (each as the planner reported it): new sets start at 0, sets
+        not given are removed."""
         with self._lock:
             for name in list(self._sets):
                 if name not in sets:
@@ -371,14 +347,15 @@ class ControllerMetrics:
         now = self._clock()
         for name, (snapshot, n_created, n_destroyed, n_failures) in sets.items():
             if snapshot is not None:
-                desired.add_metric([name], snapshot.desired)
+                desired.add_metric([name], snapshot.desired or 0)
                 suspended.add_metric([name], 1 if snapshot.suspended else 0)
                 until = snapshot.backoff_until
                 backoff.add_metric([name], max(0.0, until - now) if until is not None else 0.0)
                 uncertain.add_metric([name], snapshot.uncertain)
                 held.add_metric([name], snapshot.held)
-                for status in _with_defaults(SESSION_STATUSES, snapshot.counts):
-                    sessions.add_metric([name, status], snapshot.counts.get(status, 0))
+                counts = snapshot.counts()
+                for status in _with_defaults(SESSION_STATUSES, counts):
+                    sessions.add_metric([name, status], counts.get(status, 0))
             created.add_metric([name], n_created)
             for reason in _with_defaults(DESTROY_REASONS, n_destroyed):
                 destroyed.add_metric([name, reason], n_destroyed[reason])
@@ -426,7 +403,7 @@ def _platform_families(stats: PlatformStats | None, success: float) -> Iterable[
     )
 
 
-def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
+def _lifecycle_families(snapshots: Mapping[str, SetStatus | None],
                         renewals: Mapping[str, tuple[int, int]]) -> Iterable[Metric]:
     """Conditions, renewals, deadlines and unschedulable sessions per set."""
     condition = GaugeMetricFamily(
@@ -462,14 +439,15 @@ def _lifecycle_families(snapshots: Mapping[str, SetSnapshot | None],
     )
     for name, snapshot in snapshots.items():
         if snapshot is not None:
+            by_type = {c.type: c for c in snapshot.conditions}
             for kind in CONDITION_TYPES:
-                status = snapshot.conditions.get(kind)
-                if status is None and kind in AUTOSCALE_CONDITIONS:
+                found = by_type.get(kind)
+                if found is None and kind in AUTOSCALE_CONDITIONS:
                     continue  # only autoscaled sets have them
                 for value in CONDITION_STATUSES:
-                    condition.add_metric([name, kind, value], 1 if status == value else 0)
-                if kind in snapshot.reasons:
-                    reason.add_metric([name, kind, snapshot.reasons[kind]], 1)
+                    condition.add_metric([name, kind, value], 1 if found is not None and found.status == value else 0)
+                if found is not None:
+                    reason.add_metric([name, kind, found.reason], 1)
             if snapshot.next_expiry is not None:
                 expiry.add_metric([name], snapshot.next_expiry)
             unschedulable.add_metric([name], snapshot.unschedulable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +15,20 @@ from controller.models import ObservedSession, PlatformStats
 from controller.names import NameParser
 from controller.observability.autoscale import AutoscaleSnapshot
 from controller.observability.health import HealthState, MetricsServer, serve
-from controller.observability.metrics import ControllerMetrics, SetSnapshot
+from controller.observability.metrics import ControllerMetrics
 from controller.observability.utilisation import tally
+from controller.plan import Condition, SetStatus
+
+
+def set_status(desired: int, *, counts: dict[str, int] | None = None, conditions: dict[str, str] | None = None,
+               reasons: dict[str, str] | None = None, **fields: Any) -> SetStatus:
+    """A set's status as the planner reports it, from sessions by phase and conditions by type."""
+    phases = {phase.lower(): count for phase, count in (counts or {}).items()}
+    kinds = [*(conditions or {}), *(kind for kind in reasons or {} if kind not in (conditions or {}))]
+    rows = tuple(Condition(kind, (conditions or {}).get(kind, "Unknown"), (reasons or {}).get(kind, ""), "", 0.0)
+                 for kind in kinds)
+    return SetStatus("set", desired, **phases, conditions=rows, **fields)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "manifests" / "prometheus"
@@ -77,7 +90,7 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     metrics.stats_failed("ServerError")
     metrics.sync_sets(
         {
-            "workers": SetSnapshot(
+            "workers": set_status(
                 desired=3,
                 counts={"Running": 2, "Pending": 1},
                 backoff_until=1_700_000_100.0,
@@ -91,7 +104,7 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
                 next_expiry=1_700_345_600.0,
                 unschedulable=1,
             ),
-            "paused": SetSnapshot(desired=2, counts={}, suspended=True),
+            "paused": set_status(desired=2, counts={}, suspended=True),
         }
     )
     metrics.sync_utilisation(tally(LISTED, NameParser("cc"), ["workers", "paused"], default_cores=1.0,

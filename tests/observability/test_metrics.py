@@ -26,11 +26,10 @@ from controller.observability.metrics import (
     DESTROY_REASONS,
     SESSION_STATUSES,
     ControllerMetrics,
-    SetSnapshot,
     failure_reason,
 )
 from controller.plan import CONDITION_TYPES
-from tests.observability.conftest import STATS_WIRE, FakeClock
+from tests.observability.conftest import STATS_WIRE, FakeClock, set_status
 
 GiB = 2**30
 
@@ -179,7 +178,7 @@ def test_failed_stats_keep_last_values(metrics: ControllerMetrics, registry: Col
 
 def test_new_set_series_start_at_zero(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A set that appears gets all its series at once, counters and unseen statuses at 0."""
-    metrics.sync_sets({"workers": SetSnapshot(desired=2, counts={"Running": 1})})
+    metrics.sync_sets({"workers": set_status(desired=2, counts={"Running": 1})})
     assert value(registry, "canfar_controller_sessionset_desired_replicas", sessionset="workers") == 2.0
     assert value(registry, "canfar_controller_sessionset_suspended", sessionset="workers") == 0.0
     assert {
@@ -199,27 +198,27 @@ def test_new_set_series_start_at_zero(metrics: ControllerMetrics, registry: Coll
 
 def test_removed_set_loses_all_series(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A set missing from the next sync has no series left; the other sets keep theirs."""
-    metrics.sync_sets({"gone": SetSnapshot(desired=1), "kept": SetSnapshot(desired=1)})
+    metrics.sync_sets({"gone": set_status(desired=1), "kept": set_status(desired=1)})
     metrics.created("gone")
     metrics.destroyed("gone", "scaled-down")
     metrics.create_failed("gone", "Transport")
-    metrics.sync_sets({"kept": SetSnapshot(desired=1)})
+    metrics.sync_sets({"kept": set_status(desired=1)})
     assert series_of(registry, "gone") == []
     assert series_of(registry, "kept") != []
 
 
 def test_reappearing_set_restarts_at_zero(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A set removed and added again starts its counters afresh (a counter reset, as rate() expects)."""
-    metrics.sync_sets({"workers": SetSnapshot(desired=1)})
+    metrics.sync_sets({"workers": set_status(desired=1)})
     metrics.created("workers")
     metrics.sync_sets({})
-    metrics.sync_sets({"workers": SetSnapshot(desired=1)})
+    metrics.sync_sets({"workers": set_status(desired=1)})
     assert value(registry, "canfar_controller_sessions_created_total", sessionset="workers") == 0.0
 
 
 def test_action_counters_count(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """Creates, destroys and create failures add up per set and reason."""
-    metrics.sync_sets({"workers": SetSnapshot(desired=3)})
+    metrics.sync_sets({"workers": set_status(desired=3)})
     metrics.created("workers")
     metrics.created("workers")
     metrics.destroyed("workers", "ended")
@@ -237,7 +236,7 @@ def test_action_counters_count(metrics: ControllerMetrics, registry: CollectorRe
 
 def test_unlisted_reason_gets_its_own_series(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A reason outside the defaults is still counted, next to the defaults."""
-    metrics.sync_sets({"workers": SetSnapshot(desired=1)})
+    metrics.sync_sets({"workers": set_status(desired=1)})
     metrics.destroyed("workers", "manual")
     assert (
         value(registry, "canfar_controller_sessions_destroyed_total", sessionset="workers", reason="manual")
@@ -248,13 +247,13 @@ def test_unlisted_reason_gets_its_own_series(metrics: ControllerMetrics, registr
 def test_action_before_sync_is_kept(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A create recorded before the pass syncs the sets (the first pass) is not lost."""
     metrics.created("workers")
-    metrics.sync_sets({"workers": SetSnapshot(desired=1, counts={"Pending": 1})})
+    metrics.sync_sets({"workers": set_status(desired=1, counts={"Pending": 1})})
     assert value(registry, "canfar_controller_sessions_created_total", sessionset="workers") == 1.0
 
 
 def test_suspended_set(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """A suspended set reports 1 in the suspended gauge."""
-    metrics.sync_sets({"paused": SetSnapshot(desired=0, suspended=True)})
+    metrics.sync_sets({"paused": set_status(desired=0, suspended=True)})
     assert value(registry, "canfar_controller_sessionset_suspended", sessionset="paused") == 1.0
 
 
@@ -326,7 +325,7 @@ def test_failure_reason(error: BaseException, reason: str) -> None:
 
 def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """Every condition of a set is exported for True, False and Unknown: 1 for its status, 0 for the others."""
-    metrics.sync_sets({"batch": SetSnapshot(desired=2, conditions={"Complete": "True", "WaitingForCapacity": "Unknown"})})
+    metrics.sync_sets({"batch": set_status(desired=2, conditions={"Complete": "True", "WaitingForCapacity": "Unknown"})})
     exported = {
         (kind, status): value(registry, "canfar_controller_sessionset_condition", sessionset="batch",
                               condition=kind, status=status)
@@ -345,10 +344,10 @@ def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, re
 def test_condition_reason_is_one_series_per_condition(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """The reason is a 1-valued series of its own; when it changes, the old reason's series is gone."""
     stalled = {"Progressing": "ProgressDeadlineExceeded", "Ready": "NotAllRunning"}
-    metrics.sync_sets({"workers": SetSnapshot(desired=3, conditions={"Progressing": "False"}, reasons=stalled)})
+    metrics.sync_sets({"workers": set_status(desired=3, conditions={"Progressing": "False"}, reasons=stalled)})
     name = "canfar_controller_sessionset_condition_reason"
     assert value(registry, name, sessionset="workers", condition="Progressing", reason="ProgressDeadlineExceeded") == 1.0
-    metrics.sync_sets({"workers": SetSnapshot(desired=3, reasons={"Progressing": "RollingUpdate"})})
+    metrics.sync_sets({"workers": set_status(desired=3, reasons={"Progressing": "RollingUpdate"})})
     assert value(registry, name, sessionset="workers", condition="Progressing", reason="ProgressDeadlineExceeded") is None
     assert value(registry, name, sessionset="workers", condition="Progressing", reason="RollingUpdate") == 1.0
     assert value(registry, name, sessionset="workers", condition="Ready", reason="NotAllRunning") is None
@@ -357,7 +356,7 @@ def test_condition_reason_is_one_series_per_condition(metrics: ControllerMetrics
 def test_backoff_is_seconds_left_at_scrape_time(registry: CollectorRegistry, clock: FakeClock) -> None:
     """The back-off gauge counts down with the clock and rests at 0 once the back-off is over."""
     metrics = ControllerMetrics(registry, clock=clock)
-    metrics.sync_sets({"bad": SetSnapshot(desired=1, backoff_until=clock.now + 40), "ok": SetSnapshot(desired=1)})
+    metrics.sync_sets({"bad": set_status(desired=1, backoff_until=clock.now + 40), "ok": set_status(desired=1)})
     assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="bad") == 40.0
     assert value(registry, "canfar_controller_sessionset_backoff_seconds", sessionset="ok") == 0.0
     clock.advance(30)
@@ -370,7 +369,7 @@ def test_uncertain_creates_held_slots_and_unschedulable_sessions(
     metrics: ControllerMetrics, registry: CollectorRegistry
 ) -> None:
     """The per-set gauges of doubt: uncertain creates, held slots, sessions Pending too long."""
-    metrics.sync_sets({"workers": SetSnapshot(desired=4, uncertain=2, held=1, unschedulable=3)})
+    metrics.sync_sets({"workers": set_status(desired=4, uncertain=2, held=1, unschedulable=3)})
     assert value(registry, "canfar_controller_sessionset_uncertain_creates", sessionset="workers") == 2.0
     assert value(registry, "canfar_controller_sessionset_held_slots", sessionset="workers") == 1.0
     assert value(registry, "canfar_controller_sessionset_unschedulable_sessions", sessionset="workers") == 3.0
@@ -378,7 +377,7 @@ def test_uncertain_creates_held_slots_and_unschedulable_sessions(
 
 def test_next_expiry_only_when_a_session_has_a_deadline(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """The soonest deadline is exported as a timestamp; a set with no live session has no series, not 0."""
-    metrics.sync_sets({"notebook": SetSnapshot(desired=1, next_expiry=1_700_345_600.0), "empty": SetSnapshot(desired=0)})
+    metrics.sync_sets({"notebook": set_status(desired=1, next_expiry=1_700_345_600.0), "empty": set_status(desired=0)})
     name = "canfar_controller_sessionset_next_expiry_timestamp_seconds"
     assert value(registry, name, sessionset="notebook") == 1_700_345_600.0
     assert value(registry, name, sessionset="empty") is None
@@ -386,7 +385,7 @@ def test_next_expiry_only_when_a_session_has_a_deadline(metrics: ControllerMetri
 
 def test_renewals_and_refusals_are_counted_per_set(metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
     """Both renewal counters start at 0 with the set and count separately."""
-    metrics.sync_sets({"notebook": SetSnapshot(desired=1)})
+    metrics.sync_sets({"notebook": set_status(desired=1)})
     assert value(registry, "canfar_controller_sessions_renewed_total", sessionset="notebook") == 0.0
     assert value(registry, "canfar_controller_renew_failures_total", sessionset="notebook") == 0.0
     metrics.renewed("notebook", 2)
