@@ -27,15 +27,14 @@ from controller.observability.audit import AuditLog
 from controller.observability.metrics import failure_reason
 from controller.passoutcome import PassOutcome
 from controller.plan import Create, CreateBackoff, ExpectedCreate, Memory
+from controller.plan.backoff import Backoff
 from controller.plan.memory import Confirm, Expect, Settle
 from controller.sessionapi import SessionAPI
 
 CreateResult = Literal["created", "refused", "throttled", "uncertain", "not-sent"]
 
 #: Back-off of a set after the service refused a create: 5 s doubling to 15 min, ±10% jitter.
-CREATE_BACKOFF_BASE = 5.0
-CREATE_BACKOFF_CAP = 900.0
-CREATE_BACKOFF_JITTER = 0.1
+CREATE_BACKOFF = Backoff(base=5.0, cap=900.0, jitter=0.1)
 #: Slow start: a set's first create goes out alone; each success lets this many more go out, so the
 #: window triples every round trip (1, 3, 9, 27...) and one failure stops it (as ReplicaSet's
 #: batches do, but without waiting for a whole batch to finish).
@@ -203,8 +202,7 @@ class CreateRunner:
     def _back_off(self, action: Create, message: str, now: float) -> None:
         previous = self.memory.backoffs.get(action.set_name)
         failures = previous.failures + 1 if previous is not None and previous.spec_key == action.spec_key else 1
-        delay = min(CREATE_BACKOFF_BASE * 2 ** (failures - 1), CREATE_BACKOFF_CAP)
-        delay *= 1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER)
+        delay = CREATE_BACKOFF.delay(failures, self._rng)
         self.memory.back_off(action.set_name, CreateBackoff(failures, now + delay, message, action.spec_key))
 
     def _withdraw(self, action: Create) -> None:

@@ -37,11 +37,13 @@ from controller.observability.repeats import Repeats, repeat_fields
 from controller.observability.utilisation import tally
 from controller.passoutcome import PassOutcome
 from controller.plan import SetStatus
+from controller.plan.backoff import Backoff
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.reconcile import Reconciler
 from controller.spec import DesiredState
 from controller.statusfile import ConditionRow, SetRow, StatusDocument, write_status
 
+#: The pass interval's jitter: ±10%, so that many controllers do not synchronise.
 JITTER_FRACTION = 0.1
 #: An unchanged error (a 401 every pass) is logged once, then again after this long, with a count.
 REPEAT_AFTER = 600.0
@@ -259,7 +261,7 @@ class OutcomeHandler:
         return regular if outcome.requeue_after is None else max(0.0, min(outcome.requeue_after, regular))
 
     def _jittered(self, seconds: float) -> float:
-        return seconds * (1 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))
+        return Backoff.steady(seconds, JITTER_FRACTION).delay(1, self._rng)
 
 
 @dataclass(frozen=True)

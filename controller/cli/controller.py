@@ -45,6 +45,8 @@ from controller.plan import (
     MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
     RENEW_WHEN_REMAINING,
+    RESTART_BACKOFF_BASE,
+    RESTART_BACKOFF_CAP,
     SESSION_EXPIRY,
     Create,
     Destroy,
@@ -52,6 +54,7 @@ from controller.plan import (
     plan,
 )
 from controller.plan.autoscale import Reading
+from controller.plan.durations import duration
 from controller.reconcile import Reconciler, describe
 from controller.restarts import request_restart, requests_dir
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
@@ -89,7 +92,8 @@ class ControllerSettings(BaseSettings):
     concurrency: int = Field(32, ge=1, le=128,
                              description="API calls in flight at once, and connections kept alive")
     allow_empty: bool = False
-    restart_backoff: float = Field(10.0, ge=0, description="first wait before a slot runs again; doubles to 300 s")
+    restart_backoff: float = Field(RESTART_BACKOFF_BASE, ge=0, description="first wait before a slot runs again; "
+                                   f"doubles to {duration(RESTART_BACKOFF_CAP)}")
     session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime")
     renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
                                         description="renew once less than this part of the lifetime remains")

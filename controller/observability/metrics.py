@@ -48,8 +48,9 @@ from controller.models import Phase, PlatformStats
 from controller.observability.autoscale import AutoscaleMetrics
 from controller.observability.credentials import CredentialMetrics
 from controller.observability.utilisation import Utilisation, UtilisationMetrics
-from controller.plan import CONDITION_TYPES, DestroyReason, SetStatus
+from controller.plan import CONDITION_TYPES, PENDING_LIMIT, DestroyReason, SetStatus
 from controller.plan.conditions import AUTOSCALE_CONDITIONS
+from controller.plan.durations import duration
 
 __all__ = [
     "CONDITION_STATUSES",
@@ -427,7 +428,7 @@ def _lifecycle_families(snapshots: Mapping[str, SetStatus | None],
     )
     unschedulable = GaugeMetricFamily(
         "canfar_controller_sessionset_unschedulable_sessions",
-        "Sessions of a SessionSet Pending for longer than the limit (10 min by default).",
+        f"Sessions of a SessionSet Pending for longer than the limit ({duration(PENDING_LIMIT)} by default).",
         labels=["sessionset"],
     )
     renewed = CounterMetricFamily(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from controller.plan.autoscale import Decision
+from controller.plan.backoff import Backoff
 from controller.plan.conditions import Condition
 from controller.plan.memory import Memory
 from controller.spec import Template
@@ -205,4 +206,4 @@ def spec_key(template_hash: str, replicas: int) -> str:
 
 def restart_delay(count: int, base: float = RESTART_BACKOFF_BASE, cap: float = RESTART_BACKOFF_CAP) -> float:
     """Seconds to wait before the ``count``-th consecutive restart of a slot."""
-    return min(base * 2 ** max(count - 1, 0), cap)
+    return Backoff(base, cap).delay(count)

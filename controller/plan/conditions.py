@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from controller.plan.durations import duration
 from controller.plan.memory import ConditionMark
 
 ConditionType = Literal[
@@ -74,6 +75,8 @@ class SetFacts:
     crash_loop: str | None
     create_failing: tuple[str, str] | None  # (reason, message)
     capacity: tuple[Status, str, str] | None  # (status, reason, message) when capacity matters
+    #: How long a set may make no progress before it is reported as stalled (for the message).
+    stall_after: float
     #: Autoscaled sets: ``ScalingActive`` and ``ScalingLimited`` as (status, reason, message).
     scaling: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None
 
@@ -90,7 +93,7 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
 
     if facts.stalled:
         result["Progressing"] = ("False", "ProgressDeadlineExceeded",
-                                 "no progress for 10 minutes: " + _progress(facts))
+                                 f"no progress for {duration(facts.stall_after)}: " + _progress(facts))
     elif facts.progressing:
         reason = facts.strategy if facts.outdated else "Creating"
         result["Progressing"] = ("True", reason, _progress(facts))

@@ -7,10 +7,11 @@ stalled) and the conditions' transition times are remembered in the run's ``Deci
 from __future__ import annotations
 
 from controller.plan import context as ctx
-from controller.plan.actions import CRASH_LOOP_ENDS, SetStatus
+from controller.plan.actions import CRASH_LOOP_ENDS, CRASH_LOOP_WINDOW, RESTART_RESET_AFTER, SetStatus
 from controller.plan.autoscaled import count_in_force
 from controller.plan.conditions import SetFacts, Status, evaluate, stamp
 from controller.plan.context import Decisions, PassContext
+from controller.plan.durations import duration
 from controller.plan.memory import CreateBackoff, Memory
 from controller.plan.sets import SetPlan
 from controller.spec import DesiredState, SessionSet
@@ -42,7 +43,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
     facts = SetFacts(
         replicas=replicas, wanted=wanted, ready=ready, complete=complete, suspended=spec.suspend,
         invalid=invalid, strategy=spec.update_strategy.type, outdated=outdated,
-        progressing=progressing, stalled=stalled,
+        progressing=progressing, stalled=stalled, stall_after=context.options.progress_deadline,
         crash_loop=_crash_message(p.crash_slots, notes.last_failure if notes else ""),
         create_failing=_create_failing(p.refused, p.paused),
         capacity=_capacity_condition(context, capacity_wait, kept.unschedulable,
@@ -71,7 +72,7 @@ def invalid_status(context: PassContext, decisions: Decisions, name: str) -> Set
     invalid = context.desired.invalid[name]
     facts = SetFacts(replicas=0, wanted=0, ready=0, complete=False, suspended=False, invalid=invalid,
                      strategy="RollingUpdate", outdated=0, progressing=False, stalled=False, crash_loop=None,
-                     create_failing=None, capacity=None)
+                     create_failing=None, capacity=None, stall_after=context.options.progress_deadline)
     raw = evaluate(facts)
     raw["Ready"] = ("Unknown", "ManifestInvalid", "the set has no valid spec yet")
     conditions, marks = stamp(raw, decisions.conditions.get(name, {}), context.now)
@@ -97,8 +98,8 @@ def _crash_message(crash_slots: list[tuple[int, int]], evidence: str) -> str | N
     if not crash_slots:
         return None
     slots = ", ".join(f"slot {slot} ({ends} times)" for slot, ends in crash_slots)
-    message = (f"sessions ended within 10 min of starting {CRASH_LOOP_ENDS}+ times in 30 min: {slots}; "
-               "restarts continue with back-off")
+    message = (f"sessions ended within {duration(RESTART_RESET_AFTER)} of starting {CRASH_LOOP_ENDS}+ times in "
+               f"{duration(CRASH_LOOP_WINDOW)}: {slots}; restarts continue with back-off")
     return f"{message}. Last failure: {evidence}" if evidence else message
 
 
@@ -115,8 +116,7 @@ def _capacity_condition(context: PassContext, wait: str | None, unschedulable: i
     if wait is not None:
         return "True", "InsufficientCapacity", wait
     if unschedulable:
-        minutes = context.options.pending_limit / 60
-        message = f"{unschedulable} session(s) Pending for more than {minutes:g} min"
+        message = f"{unschedulable} session(s) Pending for more than {duration(context.options.pending_limit)}"
         return "True", "Unschedulable", f"{message}: {events}" if events else message
     if not context.options.check_capacity:
         return "Unknown", "NotChecked", "creates are not checked against the platform's capacity (--no-capacity)"
