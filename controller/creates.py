@@ -5,7 +5,7 @@
   never makes a second session for a slot, and a create never sent blocks nothing.
 - A create ends in one of three ways: *created* (an id came back), *refused* (a 4xx: surely not
   created; the set backs off), or *uncertain* (timeout, dropped connection, 5xx, an answer that is
-  not an id): then it stays expected by name until a list settles it.
+  not an id): then it stays expected by name until a list shows it or the uncertain window ends.
 - Creates run per set in a pipelined slow-start window (1, then ``SLOW_START_GROWTH`` more for
   every success) that closes at the set's first failure, with all sets concurrent under one bound.
 - A 429, or a 503 with Retry-After, pauses every create for as long as the service asked.
@@ -28,7 +28,7 @@ from controller.observability.metrics import failure_reason
 from controller.passoutcome import PassOutcome
 from controller.plan import Create, CreateBackoff, ExpectedCreate, Memory
 from controller.plan.backoff import Backoff
-from controller.plan.memory import Confirm, Expect, Settle
+from controller.plan.memory import Confirm, Expect, Withdraw
 from controller.sessionapi import SessionAPI
 
 CreateResult = Literal["created", "refused", "throttled", "uncertain", "not-sent"]
@@ -207,7 +207,7 @@ class CreateRunner:
 
     def _withdraw(self, action: Create) -> None:
         """This create surely did not happen: free its slot, in memory and in the journal."""
-        apply(Settle((action.set_name, action.slot), action.name), self.memory, self.ledger)
+        apply(Withdraw((action.set_name, action.slot), action.name), self.memory, self.ledger)
 
 
 def server_text(exc: ControllerError) -> str:

@@ -12,7 +12,7 @@ Two files next to each other:
   creates may have happened: it looks for them by name and never makes a second session for their
   slots. What happens next (an id came back, the service refused, the create was never sent) is
   kept in memory and appended with the next write: losing such a line only errs on the safe side
-  (the create stays expected by name until a list settles it).
+  (the create stays expected by name until a list shows it or the uncertain window ends).
 
 Loading reads the snapshot, then replays the journal records written after it. A torn record
 (a crash in the middle of an append, a short write on a full disk), wherever it lies, is skipped:
@@ -38,7 +38,7 @@ from controller.atomicfile import replace_file
 from controller.errors import LedgerError
 from controller.journalfile import FileOps, JournalFile, Torn, frame
 from controller.memorydoc import VERSION, MemoryDocument, from_document, to_document
-from controller.plan.memory import Confirm, Destroyed, Expect, ExpectedCreate, Memory, Operation, Settle
+from controller.plan.memory import Confirm, Destroyed, Expect, ExpectedCreate, Memory, Transition, Withdraw
 
 _SEE_CHECK = ("`canfar-controller memory check` says what it holds and what a repair keeps; to start without it, "
               "copy it aside (cp, not mv) and remove it (creates in flight are then no longer known)")
@@ -129,12 +129,12 @@ class Ledger:
 
     def write_ahead(self, creates: Iterable[Expect]) -> None:
         """Durably record creates that are about to be sent: one write and one fsync for all of them."""
-        self._append([_record(operation) for operation in creates])
+        self._append([_record(intent) for intent in creates])
         self._flush(sync=True)
 
-    def record(self, operation: Operation) -> None:
+    def record(self, transition: Transition) -> None:
         """Record what happened to a create or a destroy; it is written with the next write."""
-        self._append([_record(operation)])
+        self._append([_record(transition)])
 
     def save(self, memory: Memory, *, force: bool = False) -> None:
         """Replace the snapshot with ``memory`` (if it changed, or ``force``) and start an empty journal."""
@@ -169,29 +169,29 @@ class Ledger:
         self._pending.clear()
 
 
-def apply(operation: Operation, memory: Memory, ledger: Ledger | None) -> None:
+def apply(transition: Transition, memory: Memory, ledger: Ledger | None) -> None:
     """Change ``memory`` and record the change in ``ledger``'s journal (written with its next write)."""
-    if operation.apply(memory) and ledger is not None:
-        ledger.record(operation)
+    if transition.apply(memory) and ledger is not None:
+        ledger.record(transition)
 
 
-def _record(operation: Operation) -> dict[str, Any]:
-    """A journal record (version 1) of a memory operation."""
-    match operation:
+def _record(transition: Transition) -> dict[str, Any]:
+    """A journal record (version 1) of a memory transition."""
+    match transition:
         case Expect(key=(set_name, slot), expected=expected):
             return {"op": "intent", "set": set_name, "slot": slot, "name": expected.name, "at": expected.at,
                     "prior_ids": list(expected.prior_ids)}
         case Confirm(key=(set_name, slot), name=name, session_id=session_id):
             return {"op": "created", "set": set_name, "slot": slot, "name": name, "id": session_id}
-        case Settle(key=(set_name, slot), name=name):
+        case Withdraw(key=(set_name, slot), name=name):  # "settled": the version-1 name of a withdrawal
             return {"op": "settled", "set": set_name, "slot": slot, "name": name}
         case Destroyed(session_id=session_id, at=at):
             return {"op": "destroyed", "id": session_id, "at": at}
-    raise TypeError(f"not a journal operation: {operation!r}")
+    raise TypeError(f"not a journal transition: {transition!r}")
 
 
-def _operation(entry: dict[str, Any]) -> Operation | None:
-    """The memory operation a journal record (version 1) holds; ``None`` for an unknown one."""
+def _transition(entry: dict[str, Any]) -> Transition | None:
+    """The memory transition a journal record (version 1) holds; ``None`` for an unknown one."""
     op = entry.get("op")
     if op == "destroyed":
         return Destroyed(str(entry["id"]), float(entry["at"]))
@@ -202,12 +202,12 @@ def _operation(entry: dict[str, Any]) -> Operation | None:
     if op == "created":
         return Confirm(key, name, str(entry["id"]))
     if op == "settled":
-        return Settle(key, name)
+        return Withdraw(key, name)
     return None
 
 
 def _replay(memory: Memory, entry: dict[str, Any]) -> None:
     """Apply a journal record to ``memory`` through the very method that changed it live."""
-    operation = _operation(entry)
-    if operation is not None:
-        operation.apply(memory)
+    transition = _transition(entry)
+    if transition is not None:
+        transition.apply(memory)

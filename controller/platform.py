@@ -2,7 +2,7 @@
 
 The daemon's stats job refreshes it (``refresh``) on its own interval, never the pass itself, so a
 steady pass still costs one call; before the first pass the daemon asks at once (``prefetch``) and
-the pass waits for that answer after its list call (``settle_prefetch``), so the first creates
+the pass waits for that answer after its list call (``await_prefetch``), so the first creates
 are checked against capacity at the cost of one round trip, not two. Without statistics younger
 than ``max_age`` there is no budget: creates go ahead unchecked, and the plan says so.
 """
@@ -68,7 +68,7 @@ class PlatformView:
         self._prefetch = asyncio.ensure_future(self.refresh())
         return self._prefetch
 
-    async def settle_prefetch(self) -> None:
+    async def await_prefetch(self) -> None:
         """Wait for statistics asked for before the pass; a failure is the stats job's to report."""
         if self._prefetch is not None:
             task, self._prefetch = self._prefetch, None

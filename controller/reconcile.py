@@ -147,7 +147,7 @@ class Reconciler:
             observed = None
             list_error = f"list sessions: {exc}"
 
-        await self.platform.settle_prefetch()
+        await self.platform.await_prefetch()
         anomalies = anomalies_of(observed or ())
         readings = await reader.collect(desired.sets) if reader is not None else None
         decided = plan(desired, observed, self.memory, now, options=self.options, capacity=self.platform.budget(now),

@@ -1,6 +1,6 @@
 """Every session operation, written once, with no I/O: what to send and how to read the answer.
 
-An operation is a *plan*: a generator that yields a batch of calls (``{key: Call}``), receives
+An operation is a generator that yields a batch of calls (``{key: Call}``), receives
 each key's outcome (the parsed result, or the ``APIError`` it failed with) and finally returns
 the operation's result or raises. ``Session`` and ``AsyncSession`` only execute the batches
 (in a loop, or concurrently), so sync and async can never drift apart::
@@ -49,7 +49,8 @@ Ids = str | Sequence[str]
 #: A batch of calls by key, and the outcome of each key: its result or its error.
 Batch = Mapping[str, Call[Any]]
 Outcomes = Mapping[str, Any]
-Plan = Generator[Batch, Outcomes, R]
+#: An operation: a generator that yields batches of calls and gets back their outcomes (run by the session).
+Operation = Generator[Batch, Outcomes, R]
 
 
 # -- parsers ------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def parse_nothing(text: str) -> None:
 _ONE = "-"  # the key of a batch with a single call
 
 
-def _single(call: Call[T]) -> Plan[T]:
+def _single(call: Call[T]) -> Operation[T]:
     outcomes = yield {_ONE: call}
     outcome = outcomes[_ONE]
     if isinstance(outcome, APIError):
@@ -140,7 +141,7 @@ def collect(operation: str, ids: Ids, outcomes: Outcomes) -> dict[str, Any]:
     return results
 
 
-def _for_each(operation: str, ids: Ids, make: Callable[[str], Call[Any]]) -> Plan[dict[str, Any]]:
+def _for_each(operation: str, ids: Ids, make: Callable[[str], Call[Any]]) -> Operation[dict[str, Any]]:
     keys = id_list(ids)
     if not keys:
         return {}
@@ -154,7 +155,7 @@ def _for_each(operation: str, ids: Ids, make: Callable[[str], Call[Any]]) -> Pla
 
 def fetch(
     kind: str | None = None, status: str | None = None, view: str | None = None
-) -> Plan[list[SessionInfo]]:
+) -> Operation[list[SessionInfo]]:
     """The caller's sessions, optionally filtered by kind and status (server-side)."""
     if view == "stats":
         raise InvalidRequestError("view='stats' returns statistics, not sessions: use stats()")
@@ -162,7 +163,7 @@ def fetch(
     return (yield from _single(Call(Request("fetch", "GET", "session", tuple(params)), parse_sessions)))
 
 
-def observe(kind: str | None = None) -> Plan[list[ObservedSession]]:
+def observe(kind: str | None = None) -> Operation[list[ObservedSession]]:
     """The caller's sessions as the controller reads them: only the fields of ``ObservedSession``.
 
     About three times cheaper than ``fetch`` for a long list. An answer that is not an array of
@@ -173,12 +174,12 @@ def observe(kind: str | None = None) -> Plan[list[ObservedSession]]:
     return (yield from _single(Call(Request("list", "GET", "session", params), parse_observed, raw=True)))
 
 
-def stats() -> Plan[PlatformStats]:
+def stats() -> Operation[PlatformStats]:
     """Platform capacity and usage."""
     return (yield from _single(Call(Request("stats", "GET", "session", (("view", "stats"),)), parse_stats)))
 
 
-def info(ids: Ids) -> Plan[list[SessionInfo]]:
+def info(ids: Ids) -> Operation[list[SessionInfo]]:
     """One ``SessionInfo`` per id, in the order given."""
     results = yield from _for_each(
         "info", ids, lambda key: Call(Request("info", "GET", session_path(key)), parse_session)
@@ -186,7 +187,7 @@ def info(ids: Ids) -> Plan[list[SessionInfo]]:
     return list(results.values())
 
 
-def logs(ids: Ids) -> Plan[dict[str, str]]:
+def logs(ids: Ids) -> Operation[dict[str, str]]:
     """Each session's log text (empty when the service has none)."""
     return (yield from _for_each(
         "logs", ids,
@@ -194,7 +195,7 @@ def logs(ids: Ids) -> Plan[dict[str, str]]:
     ))
 
 
-def events(ids: Ids) -> Plan[dict[str, list[Event]]]:
+def events(ids: Ids) -> Operation[dict[str, list[Event]]]:
     """Each session's Kubernetes events, parsed from the service's table."""
     return (yield from _for_each(
         "events", ids,
@@ -202,7 +203,7 @@ def events(ids: Ids) -> Plan[dict[str, list[Event]]]:
     ))
 
 
-def destroy(ids: Ids) -> Plan[list[str]]:
+def destroy(ids: Ids) -> Operation[list[str]]:
     """Delete sessions; returns the ids the service accepted (it accepts unknown ids too).
 
     DELETE is idempotent (deleting twice is deleting once), so it is retried like a read.
@@ -213,12 +214,12 @@ def destroy(ids: Ids) -> Plan[list[str]]:
     return list(results)
 
 
-def context() -> Plan[PlatformContext]:
+def context() -> Operation[PlatformContext]:
     """The platform's session resource options and defaults (``/context``)."""
     return (yield from _single(Call(Request("context", "GET", "context"), parse_context)))
 
 
-def renew(ids: Ids) -> Plan[list[str]]:
+def renew(ids: Ids) -> Operation[list[str]]:
     """Extend each session's lifetime; returns the renewed ids.
 
     A POST, but idempotent (the deadline becomes "now + expiry" however often it is sent), so it
@@ -245,7 +246,7 @@ def name_pattern(prefix: str) -> re.Pattern[str]:
 
 def destroy_with(
     prefix: str, kind: str | None = "headless", status: str | None = "Completed"
-) -> Plan[list[str]]:
+) -> Operation[list[str]]:
     """Delete the sessions of ``kind`` whose name matches ``prefix`` and whose status is ``status``.
 
     The status is compared by phase, so ``Completed`` also matches the ``Succeeded`` of old
@@ -261,7 +262,7 @@ def destroy_with(
     return (yield from destroy(ids))
 
 
-def connect(ids: Ids) -> Plan[list[str]]:
+def connect(ids: Ids) -> Operation[list[str]]:
     """Open each running session's ``connectURL`` in a browser; warn about and skip the others."""
     sessions = yield from info(ids)
     opened = []
@@ -310,7 +311,7 @@ def create_calls(spec: SessionSpec, replicas: int = 1) -> dict[str, Call[str]]:
     return calls
 
 
-def create(spec: SessionSpec, replicas: int = 1) -> Plan[list[str]]:
+def create(spec: SessionSpec, replicas: int = 1) -> Operation[list[str]]:
     """Create ``replicas`` sessions of ``spec`` (one request each); returns the new ids in replica order.
 
     If some replicas fail, the ``BatchError`` holds the ids of those that were created under

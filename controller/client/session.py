@@ -1,4 +1,4 @@
-"""``Session`` and ``AsyncSession``: thin drivers that execute the plans of ``operations``.
+"""``Session`` and ``AsyncSession``: thin drivers that execute the operations of ``operations``.
 
 All request building, parsing, error mapping and retry decisions live in ``operations``; the two
 classes here only move bytes. The sync driver runs a batch's calls one after another (it serves
@@ -33,7 +33,7 @@ from controller.client.exchange import (
     exchange,
 )
 from controller.client.oidc import OidcLogin, RefreshHook
-from controller.client.operations import Batch, Ids, Outcomes, Plan
+from controller.client.operations import Batch, Ids, Operation, Outcomes
 from controller.client.settings import ClientSettings, load_settings
 from controller.client.transport import pooled_transport
 from controller.errors import APIError, AuthenticationError
@@ -200,11 +200,11 @@ class Session(_Base):
 
     # -- driver --
 
-    def _run(self, plan: Plan[R]) -> R:
+    def _run(self, operation: Operation[R]) -> R:
         try:
-            batch = next(plan)
+            batch = next(operation)
             while True:
-                batch = plan.send(self._execute(batch))
+                batch = operation.send(self._execute(batch))
         except StopIteration as stop:
             return stop.value
 
@@ -252,7 +252,7 @@ class Session(_Base):
         except StopIteration as stop:
             return stop.value
 
-    # -- operations (each one line: the plan is in ``operations``) --
+    # -- operations (each one line: the operation is in ``operations``) --
 
     def fetch(self, kind: str | None = None, status: str | None = None, view: str | None = None
               ) -> list[SessionInfo]:
@@ -336,11 +336,11 @@ class AsyncSession(_Base):
 
     # -- driver --
 
-    async def _run(self, plan: Plan[R]) -> R:
+    async def _run(self, operation: Operation[R]) -> R:
         try:
-            batch = next(plan)
+            batch = next(operation)
             while True:
-                batch = plan.send(await self._execute(batch))
+                batch = operation.send(await self._execute(batch))
         except StopIteration as stop:
             return stop.value
 

@@ -99,7 +99,7 @@ class _Expectations:
     """Creates and destroys not yet seen through in a list: what keeps a slot from being filled twice.
 
     These transitions are the ones the ledger's journal records (``Expect``, ``Confirm``,
-    ``Settle``, ``Destroyed`` below), and replaying the journal calls them again.
+    ``Withdraw``, ``Destroyed`` below), and replaying the journal calls them again.
     """
 
     creates: dict[SlotKey, ExpectedCreate]
@@ -118,7 +118,7 @@ class _Expectations:
         self.creates[key] = replace(expected, session_id=session_id)
         return True
 
-    def settle(self, key: SlotKey, name: str) -> bool:
+    def withdraw(self, key: SlotKey, name: str) -> bool:
         """The create of ``name`` surely did not happen (refused, or never sent): the slot is free again."""
         expected = self.creates.get(key)
         if expected is None or expected.name != name or expected.session_id is not None:
@@ -257,7 +257,7 @@ class Memory(_Expectations, _Backoffs, _Reports):
 
 @dataclass(frozen=True, slots=True)
 class Expect:
-    """Journal operation: a create is about to be sent (written ahead, before it leaves)."""
+    """Journaled transition: a create is about to be sent (written ahead, before it leaves)."""
 
     key: SlotKey
     expected: ExpectedCreate
@@ -268,7 +268,7 @@ class Expect:
 
 @dataclass(frozen=True, slots=True)
 class Confirm:
-    """Journal operation: a create was answered with an id."""
+    """Journaled transition: a create was answered with an id."""
 
     key: SlotKey
     name: str
@@ -279,19 +279,19 @@ class Confirm:
 
 
 @dataclass(frozen=True, slots=True)
-class Settle:
-    """Journal operation: a create surely did not happen."""
+class Withdraw:
+    """Journaled transition: a create surely did not happen."""
 
     key: SlotKey
     name: str
 
     def apply(self, memory: Memory) -> bool:
-        return memory.settle(self.key, self.name)
+        return memory.withdraw(self.key, self.name)
 
 
 @dataclass(frozen=True, slots=True)
 class Destroyed:
-    """Journal operation: a destroy was accepted."""
+    """Journaled transition: a destroy was accepted."""
 
     session_id: str
     at: float
@@ -301,4 +301,4 @@ class Destroyed:
 
 
 #: The transitions of the memory that the ledger's journal records; replay applies them again.
-Operation = Expect | Confirm | Settle | Destroyed
+Transition = Expect | Confirm | Withdraw | Destroyed

@@ -10,7 +10,7 @@ import pytest
 from controller.errors import LedgerError
 from controller.ledger import Ledger, MemoryDocument, ledger_paths
 from controller.plan import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SeenSession, SetNotes, SlotHistory
-from controller.plan.memory import Confirm, Destroyed, Expect, Settle
+from controller.plan.memory import Confirm, Destroyed, Expect, Withdraw
 
 NOW = 1_800_000_000.0
 
@@ -76,7 +76,7 @@ def test_what_happened_to_a_create_is_written_with_the_next_write(paths):
     ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW)),
                         Expect(("w", 2), ExpectedCreate("cc-w-abcdef-2", NOW))])
     ledger.record(Confirm(("w", 1), "cc-w-abcdef-1", "id1"))
-    ledger.record(Settle(("w", 2), "cc-w-abcdef-2"))
+    ledger.record(Withdraw(("w", 2), "cc-w-abcdef-2"))
     ledger.write_ahead([Expect(("w", 3), ExpectedCreate("cc-w-abcdef-3", NOW))])
     ledger.record(Destroyed("x", NOW))
     ledger.close()
@@ -101,7 +101,7 @@ def test_journal_lines_already_in_the_snapshot_are_not_replayed(paths):
     ledger.write_ahead([Expect(("w", 1), ExpectedCreate("cc-w-abcdef-1", NOW))])
     journal = paths[1].read_bytes()
     memory = ledger.load()
-    del memory.creates[("w", 1)]  # settled by a list in the meantime
+    del memory.creates[("w", 1)]  # seen in a list in the meantime
     ledger.save(memory)
     paths[1].write_bytes(journal)  # as if the process died before removing it
     assert Ledger(*paths).load().creates == {}
@@ -157,8 +157,8 @@ def test_replay_gives_the_memory_the_live_operations_gave(paths):
     ledger = Ledger(*paths)
     ledger.save(live)
     operations = [Expect(("w", 5), ExpectedCreate("cc-w-abcdef-5", NOW)), Confirm(("w", 5), "cc-w-abcdef-5", "id5"),
-                  Expect(("w", 6), ExpectedCreate("cc-w-abcdef-6", NOW)), Settle(("w", 6), "cc-w-abcdef-6"),
-                  Settle(("w", 2), "cc-w-abcdef-2"), Destroyed("id1", NOW + 1)]
+                  Expect(("w", 6), ExpectedCreate("cc-w-abcdef-6", NOW)), Withdraw(("w", 6), "cc-w-abcdef-6"),
+                  Withdraw(("w", 2), "cc-w-abcdef-2"), Destroyed("id1", NOW + 1)]
     for operation in operations:
         if operation.apply(live):
             ledger.record(operation)
