@@ -10,25 +10,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller import rules
 from controller.cli.common import add_client_options, client_settings, describe_source, print_error
+from controller.cli.config import ControllerSettings, plan_options, settings_from, status_file_of
 from controller.cli.demo import embedded_simulator, refuse_foreign_service
+from controller.cli.statustable import table
 from controller.client import AsyncSession, ClientSettings
 from controller.client.credentials import CredentialStatus
 from controller.daemon import Daemon, Schedule, lock_state_dir
@@ -42,15 +38,12 @@ from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER, OutcomeHandler, describe_credential, run_one_pass
 from controller.plan import (
-    MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
-    RENEW_WHEN_REMAINING,
     RESTART_BACKOFF_BASE,
     RESTART_BACKOFF_CAP,
     SESSION_EXPIRY,
     Create,
     Destroy,
-    PlanOptions,
     plan,
 )
 from controller.plan.autoscale import Reading
@@ -59,13 +52,10 @@ from controller.reconcile import Reconciler, describe
 from controller.restarts import request_restart, requests_dir
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.statedir import SETTLE_WINDOW, StateLoader
-from controller.statusfile import SetRow, StatusDocument, read_status
+from controller.statusfile import read_status
 
-MAX_PREFIX_LENGTH = 16
 #: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
 SIMULATOR_DEFAULTS = {"interval": 5.0, "stats_interval": 15.0}
-#: Stands for the server in the status-file key of a ``run --simulator`` demo (never a real URL).
-DEMO_SERVER_KEY = "simulator"
 PLAN_EXIT_CODES = """\
 exit status:
   0  nothing to do: the service already matches the manifests
@@ -75,77 +65,12 @@ exit status:
 """
 
 
-class ControllerSettings(BaseSettings):
-    """Daemon settings from ``CANFAR_CONTROLLER_*``; command-line flags override them."""
-
-    model_config = SettingsConfigDict(env_prefix="CANFAR_CONTROLLER_", extra="ignore")
-
-    state: Path | None = None
-    interval: float = Field(30.0, gt=0, description="seconds between passes (±10% jitter)")
-    stats_interval: float = Field(60.0, gt=0, description="seconds between platform stats calls")
-    prefix: str = Field("cc", description="ownership tag at the start of every managed session name")
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(8080, ge=0, le=65535)
-    status_file: Path | None = None
-    log_level: str = "info"
-    max_creates_per_pass: int = Field(MAX_CREATES_PER_PASS, ge=1)
-    concurrency: int = Field(32, ge=1, le=128,
-                             description="API calls in flight at once, and connections kept alive")
-    allow_empty: bool = False
-    restart_backoff: float = Field(RESTART_BACKOFF_BASE, ge=0, description="first wait before a slot runs again; "
-                                   f"doubles to {duration(RESTART_BACKOFF_CAP)}")
-    session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime")
-    renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
-                                        description="renew once less than this part of the lifetime remains")
-    pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")
-    capacity: bool = Field(True, description="plan creates against the platform's free capacity")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        problem = rules.name_problem(value)
-        if problem is None and len(value) > MAX_PREFIX_LENGTH:
-            problem = f"must be at most {MAX_PREFIX_LENGTH} characters"
-        if problem is not None:
-            raise ValueError(f"prefix {value!r} {problem}")
-        return value
-
-
-def default_status_file(state: Path, server: str, prefix: str) -> Path:
-    """Where ``run`` keeps its status when no ``--status-file`` is given.
-
-    ``$XDG_STATE_HOME/canfar-controller/<state-dir-name>-<8 hex>/status.json``, the hex being
-    SHA-256 of the resolved state directory, the server URL and the prefix: two controllers (or
-    a demo and a real run) never share a memory, and ``status`` and ``plan`` find the daemon's
-    file by computing the same path from the same three settings.
-    """
-    resolved = state.resolve()
-    digest = hashlib.sha256(f"{resolved}\n{server}\n{prefix}".encode()).hexdigest()[:8]
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.name) or "root"
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "canfar-controller" / f"{name}-{digest}" / "status.json"
-
-
-def status_file_of(settings: ControllerSettings, server: str | None, *, demo: bool = False) -> Path:
-    """The explicit ``--status-file``, or the default one for this state directory, server and prefix.
-
-    A ``run --simulator`` demo (``demo``) is keyed by its state directory and prefix alone: its
-    server's port is random, and one demo of a directory keeps one status directory across runs.
-    """
-    if settings.status_file is not None:
-        return settings.status_file
-    assert settings.state is not None
-    if demo:
-        return default_status_file(settings.state, DEMO_SERVER_KEY, settings.prefix)
-    if server is None:
-        raise ConfigError(
-            "cannot find the status file: pass --status-file FILE, or --server URL (or CANFAR_URL), "
-            "which with --state and --prefix locates the file `run` writes (or --simulator for a demo's)"
-        )
-    return default_status_file(settings.state, server, settings.prefix)
-
-
 def register(subparsers: Any) -> None:
+    _register_run(subparsers)
+    _register_reports(subparsers)
+
+
+def _register_run(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="run the controller daemon", description="Run the controller daemon.")
     _add_state_options(run, positional=False)
     add_client_options(run)
@@ -170,14 +95,16 @@ def register(subparsers: Any) -> None:
                           "client; env CANFAR_CONTROLLER_CONCURRENCY)")
     run.add_argument("--restart-backoff", type=float,
                      help="seconds before an ended slot runs again; doubles per consecutive end, "
-                          "up to 300 (default 10)")
+                          f"up to {RESTART_BACKOFF_CAP:g} (default {RESTART_BACKOFF_BASE:g})")
     run.add_argument("--session-expiry", type=float, metavar="SECONDS",
-                     help="how long the platform lets an interactive session live (default 345600, 4 days)")
+                     help="how long the platform lets an interactive session live "
+                          f"(default {SESSION_EXPIRY:g}, {duration(SESSION_EXPIRY)})")
     run.add_argument("--renew-when-remaining", type=float, metavar="FRACTION",
                      help="renew an interactive session once less than this part of its lifetime remains "
                           "(default 0.75: once a day with 4-day sessions); spec.renew: false turns it off per set")
     run.add_argument("--pending-limit", type=float, metavar="SECONDS",
-                     help="report a session Pending this long as unschedulable, with its events (default 600)")
+                     help="report a session Pending this long as unschedulable, with its events "
+                          f"(default {PENDING_LIMIT:g})")
     run.add_argument("--no-capacity", dest="capacity", action="store_false", default=None,
                      help="create without checking the platform's free capacity (by default creates that "
                           "do not fit wait, instead of piling up Pending sessions)")
@@ -195,6 +122,8 @@ def register(subparsers: Any) -> None:
                           "run ahead of the wall clock")
     run.set_defaults(func=cmd_run)
 
+
+def _register_reports(subparsers: Any) -> None:
     plan_parser = subparsers.add_parser(
         "plan", help="show what the next pass would do (exit 2 if anything, 1 on errors)",
         description="List the sessions once and show what the next pass would create and destroy.",
@@ -261,31 +190,6 @@ def _add_status_file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulator", action="store_true",
                         help="the daemon is a `run --simulator` demo: find its files by state directory and "
                              "prefix alone (its server's port changes from run to run)")
-
-
-def settings_from(args: argparse.Namespace) -> ControllerSettings:
-    """Environment first, flags on top; errors name the setting. The state directory must be readable."""
-    overrides = {key: value for key, value in vars(args).items()
-                 if key in ControllerSettings.model_fields and value is not None}
-    try:
-        settings = ControllerSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid settings: {problems}") from None
-    if settings.state is None:
-        raise ConfigError("no state directory: pass --state DIR or set CANFAR_CONTROLLER_STATE")
-    check_state_dir(settings.state)
-    return settings
-
-
-def check_state_dir(state: Path) -> None:
-    """A ``ConfigError`` in one line unless ``state`` is a directory we can list and read."""
-    if not state.exists():
-        raise ConfigError(f"state directory {state} does not exist")
-    if not state.is_dir():
-        raise ConfigError(f"state directory {state} is not a directory")
-    if not os.access(state, os.R_OK | os.X_OK):
-        raise ConfigError(f"state directory {state} cannot be read (permission denied)")
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -395,13 +299,6 @@ async def _once(reconciler: Reconciler, handler: OutcomeHandler, settings: Contr
     return 0 if report.outcome.result == "success" else 1
 
 
-def plan_options(settings: ControllerSettings) -> PlanOptions:
-    return PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
-                       max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
-                       session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
-                       pending_limit=settings.pending_limit, check_capacity=settings.capacity)
-
-
 # -- plan, status, restart, validate ------------------------------------------------------------
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -476,81 +373,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(document.model_dump_json(indent=2))
         return 0
-    print(f"{'SESSIONSET':<20} {'DESIRED':>7} {'READY':>5} {'RUNNING':>7} {'PENDING':>7} {'ENDED':>5}  "
-          f"{'CONDITIONS':<28} STATE")
-    for name, row in sorted(document.sets.items()):
-        desired = "-" if row.desired is None else str(row.desired)
-        print(f"{name:<20} {desired:>7} {row.ready:>5} {row.running:>7} {row.pending:>7} {row.ended:>5}  "
-              f"{_conditions(row):<28} {_state_of(row)}")
-    for name, row in sorted(document.sets.items()):
-        if row.autoscale is not None:
-            print(_autoscale_line(name, row.autoscale))
-    for error in document.manifest_errors:
-        print(f"invalid: {error}")
-    if document.credential is not None:
-        print("credential: " + describe_credential(CredentialStatus(**document.credential), time.time()))
-    if document.memory_unwritable:
-        problem = document.memory_unwritable
-        print(f"MemoryUnwritable ({problem.get('reason')}): {problem.get('path')}: {problem.get('message')}; "
-              "no session is created until the memory can be written")
-    print(_last_pass(document, path))
+    credential = (None if document.credential is None
+                  else describe_credential(CredentialStatus(**document.credential), time.time()))
+    print(table(document, path, credential))
     return 0
-
-
-#: Conditions shown in the table when true (Ready and Progressing are the normal states, shown when false).
-_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended")
-
-
-def _conditions(row: SetRow) -> str:
-    shown = []
-    for condition in row.conditions:
-        kind, status = condition.type, condition.status
-        if kind == "Ready" and status == "True":
-            shown.append("Ready")
-        elif kind == "Progressing" and status == "True":
-            shown.append("Progressing")
-        elif kind == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
-            shown.append("Stalled")
-        elif kind in _NOTABLE and status == "True":
-            shown.append(kind)
-        elif kind == "ScalingActive" and status == "False":
-            shown.append("ScalingInactive")
-        elif kind == "ScalingLimited" and status == "True":
-            shown.append("ScalingLimited")
-    return ",".join(shown) or "-"
-
-
-def _autoscale_line(name: str, autoscale: dict[str, Any]) -> str:
-    """``autoscale workers: file /q = 40; recommends 8, runs 3 (step limit: at most +3 per pass)``."""
-    signals = "; ".join(f"{label} = {'unreadable' if value is None else f'{value:g}'}"
-                        for label, value in autoscale.get("signals", {}).items())
-    recommendation = autoscale.get("recommendation")
-    line = (f"autoscale {name}: {signals}; recommends {'-' if recommendation is None else recommendation}, "
-            f"runs {autoscale.get('replicas')}")
-    return f"{line} ({autoscale['why']})" if autoscale.get("why") else line
-
-
-def _state_of(row: SetRow) -> str:
-    notable = [c for c in row.conditions if c.status == "True" and c.type in _NOTABLE[1:5]]
-    if row.invalid:
-        return f"invalid: {row.invalid}"
-    if notable:
-        return f"{notable[0].type}: {notable[0].message}"
-    if row.complete:
-        return "complete: every slot has ended and will not run again"
-    if row.suspended:
-        return "suspended"
-    if row.last_error:
-        return f"error: {row.last_error}"
-    return row.waiting or "ok"
-
-
-def _last_pass(document: StatusDocument, path: Path) -> str:
-    stamp = datetime.fromtimestamp(document.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    age = max(0, round(time.time() - document.updated_at))
-    errors = "; ".join(document.errors)
-    return (f"last pass {document.pass_id} at {stamp} ({age} s ago): {document.result}"
-            f"{': ' + errors if errors else ''} ({path})")
 
 
 def cmd_restart(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli.common import client_settings
-from controller.cli.controller import settings_from, status_file_of
+from controller.cli.config import settings_from, status_file_of
 from controller.memorycheck import check
 
 EXIT_CODES = """\

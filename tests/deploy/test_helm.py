@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from controller.cli import build_parser
-from controller.cli.controller import ControllerSettings
+from controller.cli.config import ControllerSettings
 from controller.spec import API_VERSION, SessionSet
 from controller.statedir import parse_file
 from tests.deploy import generated
