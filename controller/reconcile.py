@@ -23,7 +23,9 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - creates are planned against the platform's free capacity from its statistics (fetched by the
   daemon's stats job through ``refresh_platform``, never by the pass itself, so a steady pass
   still costs one call); without statistics younger than ``stats_max_age`` creates go ahead
-  unchecked, and the plan says so;
+  unchecked, and the plan says so (``StatsUnavailable``). A stats call never delays a pass for
+  long: it has its own short timeout (``STATS_TIMEOUT``), and the first one runs beside the
+  first pass's list;
 - interactive sessions are renewed before they expire; a refused renew is reported and never
   becomes a destroy;
 - a session Pending too long is reported once, with its events; a failed session's evidence (log
@@ -54,7 +56,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from controller.errors import APIError, ClientError, ControllerError, StatsError, TooManyRequestsError
+from controller.errors import APIError, ClientError, ControllerError, StatsError, TooManyRequestsError, TransportError
 from controller.ledger import Ledger
 from controller.listanswer import NO_ANOMALIES, ListAnomalies, anomalies_of
 from controller.memoryhealth import MemoryUnwritable, unwritable
@@ -94,6 +96,8 @@ CREATE_BACKOFF_JITTER = 0.1
 SLOW_START_GROWTH = 2
 #: How long creates pause after a 429 that carries no Retry-After.
 DEFAULT_THROTTLE = 5.0
+#: The most a statistics call may take: a pass that would wait longer goes ahead without them.
+STATS_TIMEOUT = 5.0
 
 
 class SessionAPI(Protocol):
@@ -160,6 +164,7 @@ class Reconciler:
         requests_dir: Path | None = None,
         stats_max_age: float = 180.0,
         signals: SignalReader | None = None,
+        stats_timeout: float = STATS_TIMEOUT,
     ) -> None:
         self.loader = loader
         self.client = client
@@ -173,6 +178,7 @@ class Reconciler:
         self.stats_max_age = stats_max_age
         #: Reads autoscaled sets' signals (made when the first autoscaled set appears).
         self.signals = signals
+        self.stats_timeout = stats_timeout
         #: The platform's last statistics and when they were fetched (clock seconds), and its context.
         self.platform: PlatformStats | None = None
         self.platform_at = -math.inf
@@ -207,13 +213,20 @@ class Reconciler:
     async def refresh_platform(self) -> PlatformStats:
         """Fetch the platform statistics (and, the first time, its context, at the same time).
 
-        Statistics that cannot be believed (``stats_problem``) raise ``StatsError`` and leave the
-        controller without statistics until a good answer comes.
+        Within ``stats_timeout`` or not at all (a ``TransportError``): a hanging stats endpoint must
+        not hold up the pass that waits for it. Statistics that cannot be believed (``stats_problem``)
+        raise ``StatsError`` and leave the controller without statistics until a good answer comes.
         """
-        if self.context is None:  # one round trip, not two, before the daemon's first pass
-            stats, self.context = await asyncio.gather(self.client.stats(), self._fetch_context())
-        else:
-            stats = await self.client.stats()
+        try:
+            async with asyncio.timeout(self.stats_timeout):
+                if self.context is None:  # one round trip, not two, before the daemon's first pass
+                    stats, context = await asyncio.gather(self.client.stats(), self._fetch_context())
+                    self.context = context
+                else:
+                    stats = await self.client.stats()
+        except TimeoutError:
+            raise TransportError("platform stats", server_message=(
+                f"no answer within {self.stats_timeout:g} s; planning without them")) from None
         problem = stats_problem(stats)
         if problem is not None:  # garbage: plan as without statistics (StatsUnavailable), never wait on it
             self.platform, self.platform_at = None, -math.inf
@@ -233,7 +246,8 @@ class Reconciler:
         """Start fetching the statistics now; the next pass waits for them after its list call.
 
         The first pass of a daemon then plans against capacity at the cost of one round trip
-        (statistics and list overlap), not two.
+        (statistics and list overlap), not two; a stats call that hangs holds it up for
+        ``stats_timeout`` at most, and the pass goes ahead as ``StatsUnavailable``.
         """
         self._platform_task = asyncio.ensure_future(self.refresh_platform())
         return self._platform_task

@@ -31,7 +31,7 @@ from controller.observability.health import HealthState
 from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler
 from controller.plan import PlanOptions
-from controller.reconcile import PassOutcome, Reconciler
+from controller.reconcile import STATS_TIMEOUT, PassOutcome, Reconciler
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
 from controller.simulator import ManualClock, RecordedRequest, Simulator, SimulatorConfig
 from controller.simulator.wire import Request
@@ -87,6 +87,10 @@ class Rig:
     service: dict[str, Any] = field(default_factory=dict)
     #: The ledger's file layer (a disk that fills up on demand); ``None``: the real one.
     file_ops: FileOps | None = None
+    #: Real seconds a stats call may take (the daemon's 5 s; shorter keeps a hanging-stats test quick).
+    stats_timeout: float = STATS_TIMEOUT
+    #: Extra ``PlanOptions`` fields.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -114,12 +118,13 @@ class Rig:
             # Every file looks freshly written (wall clock 0), so settling is decided on the manual clock.
             loader=StateLoader(self.state, prefix="cc", settle_window=SETTLE_WINDOW, wall_clock=lambda: 0.0),
             client=self.client,
-            options=PlanOptions(prefix="cc"),
+            options=PlanOptions(prefix="cc", **self.options),
             ledger=Ledger(*ledger_paths(self.status_file), ops=self.file_ops),
             clock=self.clock,
             requests_dir=requests_dir(self.status_file),
             # Autoscale signals are waited for in full: a pass's readings do not depend on the machine's speed.
             signals=SignalReader(grace=SIGNAL_TIMEOUT),
+            stats_timeout=self.stats_timeout,
         )
 
     def run_pass(self) -> PassOutcome:
