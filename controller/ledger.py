@@ -43,7 +43,9 @@ from controller.plan.autoscale import ScaleState
 from controller.plan.memory import (
     ConditionMark,
     CreateBackoff,
+    DestroyRetry,
     ExpectedCreate,
+    Lingering,
     Memory,
     SeenSession,
     SetNotes,
@@ -125,6 +127,25 @@ class AutoscaleEntry(_Strict):
     error: str = ""
 
 
+class RetryEntry(_Strict):
+    attempts: int
+    retry_at: float
+    lists: int = 0
+    set: str = ""
+    slot: int = 0
+    template: str = ""
+    misses: int = 0
+
+
+class LingeringEntry(_Strict):
+    """``Memory.lingering``: destroys the service ignored, sessions stuck Terminating or Unknown."""
+
+    retries: dict[str, RetryEntry] = {}
+    since: dict[str, float] = {}
+    reported: list[str] = []
+    evidence: dict[str, str] = {}
+
+
 class MemoryDocument(_Strict):
     """The snapshot file, version 1. Field meanings are those of ``controller.plan.memory.Memory``."""
 
@@ -149,6 +170,7 @@ class MemoryDocument(_Strict):
     renew_failures: dict[str, float] = {}
     notes: list[NotesEntry] = []
     autoscale: list[AutoscaleEntry] = []
+    lingering: LingeringEntry = LingeringEntry()
 
 
 def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
@@ -185,6 +207,18 @@ def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
         "autoscale": [{"set": name, "count": state.count, "history": [list(entry) for entry in state.history],
                        "failures": state.failures, "error": state.error}
                       for name, state in sorted(memory.autoscale.items())],
+        "lingering": _lingering_document(memory.lingering),
+    }
+
+
+def _lingering_document(lingering: Lingering) -> dict[str, Any]:
+    return {
+        "retries": {sid: {"attempts": r.attempts, "retry_at": r.retry_at, "lists": r.lists, "set": r.set_name,
+                          "slot": r.slot, "template": r.template, "misses": r.misses}
+                    for sid, r in sorted(lingering.retries.items())},
+        "since": dict(sorted(lingering.since.items())),
+        "reported": sorted(lingering.reported),
+        "evidence": dict(sorted(lingering.evidence.items())),
     }
 
 
@@ -210,6 +244,11 @@ def from_document(document: MemoryDocument) -> Memory:
         renew_failures=dict(document.renew_failures),
         notes={n.set: SetNotes(n.last_failure, n.unschedulable) for n in document.notes},
         autoscale={a.set: ScaleState(a.count, tuple(a.history), a.failures, a.error) for a in document.autoscale},
+        lingering=Lingering(
+            retries={sid: DestroyRetry(r.attempts, r.retry_at, r.lists, r.set, r.slot, r.template, r.misses)
+                     for sid, r in document.lingering.retries.items()},
+            since=dict(document.lingering.since), reported=set(document.lingering.reported),
+            evidence=dict(document.lingering.evidence)),
     )
 
 

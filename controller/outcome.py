@@ -272,7 +272,7 @@ def _snapshot(status: SetStatus) -> SetSnapshot:
                        backoff_until=status.backoff_until, uncertain=status.uncertain, held=status.held,
                        conditions={c.type: c.status for c in status.conditions},
                        reasons={c.type: c.reason for c in status.conditions}, next_expiry=status.next_expiry,
-                       unschedulable=status.unschedulable)
+                       unschedulable=status.unschedulable, stuck=status.stuck)
 
 
 def status_row(status: SetStatus, last_error: str | None) -> SetRow:

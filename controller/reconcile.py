@@ -74,10 +74,13 @@ from controller.plan import (
     PlanOptions,
     Renew,
     SetNotes,
+    Stuck,
     Unschedulable,
     plan,
+    restart_delay,
 )
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
+from controller.plan.lingering import destroy_sent
 from controller.rules import SessionSpec
 from controller.signals import SignalReader
 from controller.spec import DesiredState
@@ -86,7 +89,8 @@ from controller.statedir import StateLoader
 Result = Literal["success", "partial", "error"]
 CreateResult = Literal["created", "refused", "throttled", "uncertain", "not-sent"]
 
-#: Back-off of a set after the service refused a create: 5 s doubling to 15 min, ±10% jitter.
+#: Back-off of a set after the service refused a create: 5 s doubling to 15 min, ±10% jitter (the
+#: jitter also spreads the retries of destroys the service ignored).
 CREATE_BACKOFF_BASE = 5.0
 CREATE_BACKOFF_CAP = 900.0
 CREATE_BACKOFF_JITTER = 0.1
@@ -323,7 +327,8 @@ class Reconciler:
             elif observed is not None and not decided.suspect:
                 await self._destroy_all(decided.destroys, outcome, log)
                 await asyncio.gather(*(self._renew(r, outcome, log) for r in decided.renews),
-                                     *(self._report_unschedulable(u, log) for u in decided.unschedulable))
+                                     *(self._report(u, log) for u in decided.unschedulable),
+                                     *(self._report(s, log) for s in decided.stuck))
                 await self._create_all(decided.creates, outcome, log)
         finally:
             # Also when cancelled at a stop: what was learnt so far is kept.
@@ -392,6 +397,11 @@ class Reconciler:
                 found = await self._evidence(action) if action.collect_evidence else {}
                 self._audit.event("Ended", sessionset=action.set_name, log=log, phase=action.phase, **found)
                 self.memory.ended_reported.add(action.session_id)
+            if action.reason == "retry":
+                retry = self.memory.lingering.retries.get(action.session_id)
+                self._audit.event("DestroyIgnored", sessionset=action.set_name, log=log, phase=action.phase,
+                                  message="answered but still listed: destroying it again",
+                                  attempts=retry.attempts if retry is not None else 0)
             try:
                 await self.client.destroy(action.session_id)
             except ControllerError as exc:
@@ -403,10 +413,12 @@ class Reconciler:
                 return
             at = self.clock()
             self.memory.destroys[action.session_id] = at
+            destroy_sent(self.memory.lingering, action.session_id, at,
+                         1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER))
             if self.ledger is not None:
                 self.ledger.note_destroyed(action.session_id, at)
             outcome.destroyed[(action.set_name, action.reason)] += 1
-            reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
+            reason: AuditReason = "SuccessfulDestroy" if action.reason in ("ended", "retry") else "Pruned"
             self._audit.event(reason, sessionset=action.set_name, log=log, cause=action.reason,
                               phase=action.phase)
 
@@ -455,16 +467,24 @@ class Reconciler:
             outcome.renewed[action.set_name] += 1
             self._audit.event("Renewed", sessionset=action.set_name, log=log, expired_at=action.expires)
 
-    async def _report_unschedulable(self, action: Unschedulable, log: Any) -> None:
-        """Report a session Pending for too long, once, with its events."""
+    async def _report(self, action: Unschedulable | Stuck, log: Any) -> None:
+        """Report a session Pending, or Terminating or Unknown, for too long: once, with its events."""
         async with self._bound:
             if self.stopping:
                 return
             log = log.bind(sessionset=action.set_name, session_id=action.session_id, session=action.name)
             problems: dict[str, str] = {}
             events = await self._events(action.session_id, problems)
+            found = summary(action.session_id, "", events)
+            if isinstance(action, Stuck):
+                self.memory.lingering.reported.add(action.session_id)
+                self.memory.lingering.evidence[action.set_name] = found
+                self._audit.event("Stuck", sessionset=action.set_name, log=log, phase=action.phase,
+                                  stuck_seconds=round(self.clock() - action.since),
+                                  **evidence(None, events), **problems)
+                return
             self.memory.unschedulable_reported.add(action.session_id)
-            self._note(action.set_name, unschedulable=summary(action.session_id, "", events))
+            self._note(action.set_name, unschedulable=found)
             self._audit.event("Unschedulable", sessionset=action.set_name, log=log,
                               pending_seconds=round(self.clock() - action.pending_since),
                               **evidence(None, events), **problems)
@@ -632,7 +652,7 @@ class Reconciler:
     def _back_off(self, action: Create, message: str, now: float) -> None:
         previous = self.memory.backoffs.get(action.set_name)
         failures = previous.failures + 1 if previous is not None and previous.spec_key == action.spec_key else 1
-        delay = min(CREATE_BACKOFF_BASE * 2 ** (failures - 1), CREATE_BACKOFF_CAP)
+        delay = restart_delay(failures, CREATE_BACKOFF_BASE, CREATE_BACKOFF_CAP)
         delay *= 1 + self._rng.uniform(-CREATE_BACKOFF_JITTER, CREATE_BACKOFF_JITTER)
         self.memory.backoffs[action.set_name] = CreateBackoff(failures, now + delay, message, action.spec_key)
 

@@ -46,6 +46,7 @@ class SetRow(BaseModel):
     ready: int = 0
     complete: bool = False
     unschedulable: int = 0
+    stuck: int = 0
     next_expiry: float | None = None
     #: Kubernetes-style: type, status, reason, message, lastTransitionTime.
     conditions: list[dict[str, Any]] = []
