@@ -46,6 +46,7 @@ from controller.plan import (
     PENDING_LIMIT,
     RENEW_WHEN_REMAINING,
     SESSION_EXPIRY,
+    TERMINATING_LIMIT,
     Create,
     Destroy,
     PlanOptions,
@@ -93,6 +94,8 @@ class ControllerSettings(BaseSettings):
     renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
                                         description="renew once less than this part of the lifetime remains")
     pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")
+    terminating_limit: float = Field(TERMINATING_LIMIT, gt=0,
+                                     description="seconds Terminating or Unknown before a session is stuck")
     capacity: bool = Field(True, description="plan creates against the platform's free capacity")
 
     @field_validator("prefix")
@@ -173,6 +176,9 @@ def register(subparsers: Any) -> None:
                           "(default 0.75: once a day with 4-day sessions); spec.renew: false turns it off per set")
     run.add_argument("--pending-limit", type=float, metavar="SECONDS",
                      help="report a session Pending this long as unschedulable, with its events (default 600)")
+    run.add_argument("--terminating-limit", type=float, metavar="SECONDS",
+                     help="report a session Terminating or Unknown this long as stuck, with its events "
+                          "(default 600)")
     run.add_argument("--no-capacity", dest="capacity", action="store_false", default=None,
                      help="create without checking the platform's free capacity (by default creates that "
                           "do not fit wait, instead of piling up Pending sessions)")
@@ -397,7 +403,8 @@ def plan_options(settings: ControllerSettings) -> PlanOptions:
     return PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
                        max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
                        session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
-                       pending_limit=settings.pending_limit, check_capacity=settings.capacity)
+                       pending_limit=settings.pending_limit, terminating_limit=settings.terminating_limit,
+                       check_capacity=settings.capacity)
 
 
 # -- plan, status, restart, validate ------------------------------------------------------------
