@@ -80,7 +80,7 @@ from controller.plan import (
     restart_delay,
 )
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
-from controller.plan.lingering import destroy_sent
+from controller.plan.lingering import destroy_sent, retry_now
 from controller.rules import SessionSpec
 from controller.signals import SignalReader
 from controller.spec import DesiredState
@@ -276,9 +276,11 @@ class Reconciler:
         )
 
     def reset_backoffs(self) -> None:
-        """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
+        """Forget every create back-off and pause, and retry ignored destroys at once (SIGHUP: the user
+        says the cause is fixed)."""
         self.memory.backoffs.clear()
         self.memory.creates_paused_until = 0.0
+        retry_now(self.memory.lingering)
 
     # -- one pass --------------------------------------------------------------------------------
 

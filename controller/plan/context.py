@@ -115,10 +115,10 @@ def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: De
 
     Nothing is destroyed from an answer that broke *One id, one session*.
     """
+    if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
+        context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
     if not context.destroys_allowed:
         return
-    if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*)
-        context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,
                                       collect_evidence=report and seen.phase == "Failed"))

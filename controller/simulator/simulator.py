@@ -230,7 +230,8 @@ class Simulator:
             self.cluster.stick(record, status)
 
     def unstick(self, session_id: str | None = None) -> None:
-        """Let one stuck session (or all of them) go on as the service normally would."""
+        """Let one stuck session (or all of them) go: one stuck Terminating (or deleted) is gone, one
+        stuck Unknown carries on."""
         with self._lock:
             now = self._advance(self.now())
             for record in list(self.cluster):

@@ -16,8 +16,8 @@ Life of a session (times in simulated seconds)::
     with its logs and events readable; queued or ended sessions leave nothing behind.
 
 A *stuck* session (a fault: ``Cluster.stick``) is listed as ``Terminating`` or ``Unknown`` whatever
-happens to it, a DELETE included, and holds its capacity until ``unstick``; then it carries on
-(or, if deleted meanwhile, is gone).
+happens to it, a DELETE included, and holds its capacity until ``unstick``; then one stuck
+Terminating (or deleted meanwhile) is gone, one stuck Unknown carries on.
 
 Queued sessions are like Kueue-suspended Jobs: no ``startTime`` yet and the deadline starts at
 admission. Admission is best-effort FIFO: a big session at the head does not block small ones.
@@ -215,8 +215,11 @@ class Cluster:
         record.stuck = status
 
     def unstick(self, record: SessionRecord, now: float) -> None:
-        """The service lets go: a session deleted while stuck is gone now, any other carries on."""
-        record.stuck = None
+        """The service lets go: a session stuck Terminating, or deleted while stuck, is gone now; a session
+        stuck Unknown and never deleted carries on (its node came back)."""
+        was, record.stuck = record.stuck, None
+        if was == "Terminating" and record.deleted is None:
+            record.deleted = now - self.config.terminating_seconds  # it was stopping all along
         if record.deleted is not None and record.deleted + self.config.terminating_seconds <= now:
             freed = self._release(record)
             self._remove(record)

@@ -264,11 +264,11 @@ class FaultMirror:
     def __init__(self, fired: Counter[str], *, refused: str) -> None:
         self.fired = fired
         self.refused = refused  # the name prefix of the always-refused set: its rule comes first, forever
-        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining]
+        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining, stats_only]
 
-    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False) -> bool:
+    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False, stats_only: bool = False) -> bool:
         """Mirror a rule just added; it counts as fired only once a request takes it (so: False now)."""
-        self.rules.append([kind, method, list_only, count])
+        self.rules.append([kind, method, list_only, count, stats_only])
         return False
 
     def credit(self, records: list[RecordedRequest]) -> None:
@@ -278,8 +278,9 @@ class FaultMirror:
             if record.method == "POST" and (record.param("name") or "").startswith(self.refused):
                 continue
             for rule in self.rules:
-                kind, method, list_only, _ = rule
-                if method == record.method and not (list_only and record.param("view") == "stats"):
+                kind, method, list_only, _, stats_only = rule
+                stats = record.param("view") == "stats"
+                if method == record.method and not (list_only and stats) and not (stats_only and not stats):
                     self.fired[kind] += 1
                     rule[3] -= 1
                     if not rule[3]:

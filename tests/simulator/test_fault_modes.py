@@ -382,3 +382,15 @@ def test_a_hanging_stats_call_answers_late_with_the_fault_while_lists_answer_at_
     assert wire.get("/session", params={"view": "stats"}).status_code == 504
     assert time.monotonic() - started >= 0.2
     assert wire.get("/session", params={"view": "stats"}).status_code == 200
+
+
+@pytest.mark.parametrize(("status", "after"), [("Terminating", []), ("Unknown", ["Running"])])
+def test_a_stuck_session_never_deleted_is_gone_or_back_once_let_go(
+        simulator: Simulator, sim_clock: ManualClock, wire: httpx.Client, status: str, after: list[str]) -> None:
+    """Stuck Terminating, it was stopping all along: gone once let go. Stuck Unknown: its node came back."""
+    session_id = create(wire, "stuck")
+    sim_clock.advance(60)
+    simulator.stick(session_id, status)
+    sim_clock.advance(600)
+    simulator.unstick()
+    assert [row["status"] for row in wire.get("/session").json()] == after
