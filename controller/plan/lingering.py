@@ -16,8 +16,9 @@ names it while it lasts. Nothing is created beside it that the other rules would
 anyway: a ``Recreate`` set keeps waiting for its outdated sessions, and its status says which
 stuck session it waits for.
 
-Pure like the rest of the planner: the planner feeds each such session to ``LingeringView``
-during its scan and asks it for slots, actions, messages and the memory to keep.
+Pure like the rest of the planner: the scan (``listing``) collects such sessions, ``view`` turns
+them into the run's ``LingeringView`` (``PassContext.lingering``), which the set planning, the
+statuses and the next memory ask for held slots, retries, reports and messages.
 """
 
 from __future__ import annotations
