@@ -5,9 +5,12 @@
   overlaps another, and a long pass does not make the scheduler skip ticks (and log it every tick).
 - A cheap watch polls the state directory's fingerprint twice a second; a change, or SIGHUP,
   pulls the next pass forward to now. Polling rather than inotify also sees Kubernetes ConfigMap
-  updates, which swap a symlink. SIGHUP also ends every create back-off (the cause may be fixed).
-- Platform stats are their own job on their own interval (the first call before the first pass,
-  so creates are checked against capacity from the start); a failure there is counted and logged
+  updates, which swap a symlink. SIGHUP also ends every create back-off and sends ignored destroys
+  again at once (the cause may be fixed).
+- Platform stats are their own job on their own interval (the first call beside the first pass's
+  list, so creates are checked against capacity from the start); each call has its own short
+  timeout (``STATS_TIMEOUT``, 5 s), so a hanging stats endpoint delays the first pass by that
+  much at most, and it goes ahead as ``StatsUnavailable``; a failure there is counted and logged
   and never touches the reconcile loop.
 - SIGTERM/SIGINT: nothing new starts, calls in flight get ``STOP_GRACE`` seconds to finish, then
   the pass is cancelled (a create cancelled mid-flight stays expected by name in the ledger), and

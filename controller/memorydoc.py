@@ -24,7 +24,9 @@ from controller.plan.autoscale import ScaleState
 from controller.plan.memory import (
     ConditionMark,
     CreateBackoff,
+    DestroyRetry,
     ExpectedCreate,
+    Lingering,
     Memory,
     SeenSession,
     SetNotes,
@@ -150,8 +152,58 @@ class _Rows:
 
 _SET, _SLOT = ("set", str), ("slot", int)
 
+class RetryEntry(_Strict):
+    """One destroy retry (``DestroyRetry``), keyed by session id; ``set`` is its ``set_name``."""
+
+    attempts: int
+    retry_at: float
+    lists: int = 0
+    set: str = ""
+    slot: int = 0
+    template: str = ""
+    misses: int = 0
+
+
+class LingeringEntry(_Strict):
+    """``Memory.lingering``: destroys the service ignored, sessions stuck Terminating or Unknown."""
+
+    retries: dict[str, RetryEntry] = {}
+    since: dict[str, float] = {}
+    reported: list[str] = []
+    evidence: dict[str, str] = {}
+
+
+_RETRY_COLUMNS = (("set_name", "set"),)
+
+
+@dataclass(frozen=True)
+class _Lingering:
+    """Sessions the service will not let go (``Lingering``), written as one nested object."""
+
+    name: str
+    annotation: Any = LingeringEntry
+
+    @property
+    def default(self) -> Any:
+        return LingeringEntry()
+
+    def dump(self, value: Lingering) -> dict[str, Any]:
+        renamed = dict(_RETRY_COLUMNS)
+        retries = {sid: {renamed.get(k, k): v for k, v in dataclasses.asdict(retry).items()}
+                   for sid, retry in sorted(value.retries.items())}
+        return {"retries": retries, "since": dict(sorted(value.since.items())),
+                "reported": sorted(value.reported), "evidence": dict(sorted(value.evidence.items()))}
+
+    def load(self, value: Any) -> Any:
+        back = {column: attribute for attribute, column in _RETRY_COLUMNS}
+        retries = {sid: DestroyRetry(**{back.get(k, k): v for k, v in entry.model_dump().items()})
+                   for sid, entry in value.retries.items()}
+        return Lingering(retries=retries, since=dict(value.since),
+                         reported=set(value.reported), evidence=dict(value.evidence))
+
+
 #: Every field of ``Memory``, in the document's order, and how it is written.
-FIELDS: tuple[_Value | _Ids | _Rows, ...] = (
+FIELDS: tuple[_Value | _Ids | _Rows | _Lingering, ...] = (
     _Rows("creates", (_SET, _SLOT), ExpectedCreate),
     _Value("destroys", dict[str, float], {}),
     _Ids("orphans_seen", frozenset),
@@ -170,6 +222,7 @@ FIELDS: tuple[_Value | _Ids | _Rows, ...] = (
     _Value("renew_failures", dict[str, float], {}),
     _Rows("notes", (_SET,), SetNotes),
     _Rows("autoscale", (_SET,), ScaleState),
+    _Lingering("lingering"),
 )
 
 if [f.name for f in FIELDS] != [f.name for f in dataclasses.fields(Memory)]:

@@ -17,19 +17,23 @@ from collections.abc import Callable
 
 import structlog
 
-from controller.errors import ControllerError, StatsError
+from controller.errors import ControllerError, StatsError, TransportError
 from controller.models import PlatformContext, PlatformStats, stats_problem
 from controller.plan import Capacity
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.sessionapi import SessionAPI
+
+#: The most a statistics call may take: a pass that would wait longer goes ahead without them.
+STATS_TIMEOUT = 5.0
 
 
 class PlatformView:
     """The last statistics (and when they were fetched, clock seconds) and the platform's context."""
 
     def __init__(self, client: SessionAPI, *, max_age: float = 180.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, timeout: float = STATS_TIMEOUT) -> None:
         self.client = client
+        self.timeout = timeout
         self.max_age = max_age
         self.clock = clock
         self.stats: PlatformStats | None = None
@@ -41,13 +45,20 @@ class PlatformView:
     async def refresh(self) -> PlatformStats:
         """Fetch the platform statistics (and, the first time, its context, at the same time).
 
-        Statistics that cannot be believed (``stats_problem``) raise ``StatsError`` and leave the
-        controller without statistics until a good answer comes.
+        Within ``timeout`` or not at all (a ``TransportError``): a hanging stats endpoint must not hold
+        up the pass that waits for it. Statistics that cannot be believed (``stats_problem``) raise
+        ``StatsError`` and leave the controller without statistics until a good answer comes.
         """
-        if self.context is None:  # one round trip, not two, before the daemon's first pass
-            stats, self.context = await asyncio.gather(self.client.stats(), self._fetch_context())
-        else:
-            stats = await self.client.stats()
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self.context is None:  # one round trip, not two, before the daemon's first pass
+                    stats, context = await asyncio.gather(self.client.stats(), self._fetch_context())
+                    self.context = context
+                else:
+                    stats = await self.client.stats()
+        except TimeoutError:
+            raise TransportError("platform stats", server_message=(
+                f"no answer within {self.timeout:g} s; planning without them")) from None
         problem = stats_problem(stats)
         if problem is not None:  # garbage: plan as without statistics (StatsUnavailable), never wait on it
             self.stats, self.at = None, -math.inf
@@ -64,7 +75,11 @@ class PlatformView:
             return PlatformContext()
 
     def prefetch(self) -> asyncio.Task[PlatformStats]:
-        """Start fetching the statistics now; the next pass waits for them after its list call."""
+        """Start fetching the statistics now; the next pass waits for them after its list call.
+
+        A stats call that hangs holds that pass up for ``timeout`` at most, and it goes ahead as
+        ``StatsUnavailable``.
+        """
         self._prefetch = asyncio.ensure_future(self.refresh())
         return self._prefetch
 

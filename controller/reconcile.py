@@ -14,11 +14,13 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - creates go last, written ahead to the ledger's journal before they are sent, in a slow-start
   window per set (``controller.creates``);
 - creates are planned against the capacity budget from the platform's statistics
-  (``controller.platform``), which the pass never fetches itself;
+  (``controller.platform``), which the pass never fetches itself; a stats call has its own short
+  timeout (``STATS_TIMEOUT``), so statistics never delay a pass for long (``StatsUnavailable``);
 - interactive sessions are renewed before they expire; a refused renew is reported and never
   becomes a destroy;
-- a session Pending too long is reported once, with its events; a failed session's evidence (log
-  tail, events) is kept for the set's ``CrashLooping`` condition;
+- a session Pending too long, or Terminating or Unknown too long (stuck), is reported once, with
+  its events; a destroy the service answered but ignored is retried with the destroy back-off; a
+  failed session's evidence (log tail, events) is kept for the set's ``CrashLooping`` condition;
 - ``canfar-controller restart SET`` requests are consumed at the start of a pass
   (``controller.restarts``);
 - once a stop is requested nothing new starts; calls in flight finish (the daemon gives them a
@@ -51,14 +53,18 @@ from controller.memoryhealth import MemoryUnwritable, unwritable
 from controller.models import Event, ObservedSession
 from controller.observability.audit import AuditLog, AuditReason, evidence
 from controller.passoutcome import PassOutcome
-from controller.plan import Create, Destroy, Memory, Plan, PlanOptions, Renew, Unschedulable, plan
+from controller.plan import Create, Destroy, Memory, Plan, PlanOptions, Renew, Stuck, Unschedulable, plan
+from controller.plan.lingering import destroy_sent, retry_now
 from controller.plan.memory import Destroyed
-from controller.platform import PlatformView
+from controller.platform import STATS_TIMEOUT, PlatformView
 from controller.restarts import RestartRequests
 from controller.sessionapi import SessionAPI
 from controller.signals import SignalReader
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
+
+#: Spread of the retries of destroys the service ignored (the planner reads no randomness).
+DESTROY_RETRY_JITTER = 0.1
 
 
 class Reconciler:
@@ -78,6 +84,7 @@ class Reconciler:
         requests_dir: Path | None = None,
         stats_max_age: float = 180.0,
         signals: SignalReader | None = None,
+        stats_timeout: float = STATS_TIMEOUT,
     ) -> None:
         self.loader = loader
         self.client = client
@@ -87,7 +94,8 @@ class Reconciler:
         self.clock = clock
         self.memory = ledger.load() if ledger is not None else Memory()
         self.requests = RestartRequests(requests_dir)
-        self.platform = PlatformView(client, max_age=stats_max_age, clock=clock)
+        self.platform = PlatformView(client, max_age=stats_max_age, clock=clock, timeout=stats_timeout)
+        self._rng = rng if rng is not None else random.Random()
         #: Reads autoscaled sets' signals (made when the first autoscaled set appears).
         self.signals = signals
         #: The service's last message per set (refused creates, failed destroys).
@@ -104,7 +112,7 @@ class Reconciler:
                               copy=str(ledger.torn_copy or ""), journal=str(ledger.journal))
         self.creates = CreateRunner(client=client, ledger=ledger, clock=clock, memory_failed=self._memory_failed,
                                     writable=lambda: self.unwritable is None,
-                                    rng=rng if rng is not None else random.Random(), bound=self._bound,
+                                    rng=self._rng, bound=self._bound,
                                     stopping=self._stopping.is_set, audit=self._audit, set_errors=self.last_errors)
 
     # -- control ---------------------------------------------------------------------------------
@@ -118,8 +126,10 @@ class Reconciler:
         return self._stopping.is_set()
 
     def reset_backoffs(self) -> None:
-        """Forget every create back-off and pause (SIGHUP: the user says the cause is fixed)."""
+        """Forget every create back-off and pause, and retry ignored destroys at once (SIGHUP: the user
+        says the cause is fixed)."""
         self.memory.reset_backoffs()
+        retry_now(self.memory.lingering)
 
     # -- one pass --------------------------------------------------------------------------------
 
@@ -168,7 +178,8 @@ class Reconciler:
             elif observed is not None and not decided.suspect:
                 await asyncio.gather(*(self._destroy(d, outcome) for d in decided.destroys))
                 await asyncio.gather(*(self._renew(r, outcome) for r in decided.renews),
-                                     *(self._report_unschedulable(u) for u in decided.unschedulable))
+                                     *(self._report(u) for u in decided.unschedulable),
+                                     *(self._report(s) for s in decided.stuck))
                 await self.creates.run(decided.creates, self.memory, outcome)
         finally:
             # Also when cancelled at a stop: what was learnt so far is kept.
@@ -250,6 +261,11 @@ class Reconciler:
             found = await self._evidence(action) if action.collect_evidence else {}
             self._audit.event("Ended", sessionset=action.set_name, phase=action.phase, **found)
             self.memory.reported_end(action.session_id)
+        if action.reason == "retry":
+            retry = self.memory.lingering.retries.get(action.session_id)
+            self._audit.event("DestroyIgnored", sessionset=action.set_name, phase=action.phase,
+                              message="answered but still listed: destroying it again",
+                              attempts=retry.attempts if retry is not None else 0)
         try:
             await self.client.destroy(action.session_id)
         except ControllerError as exc:
@@ -258,9 +274,12 @@ class Reconciler:
             outcome.errors.append(f"destroy {action.session_id}: {message}")
             self._audit.event("FailedDestroy", sessionset=action.set_name, message=message, cause=action.reason)
             return
-        apply(Destroyed(action.session_id, self.clock()), self.memory, self.ledger)
+        at = self.clock()
+        apply(Destroyed(action.session_id, at), self.memory, self.ledger)
+        destroy_sent(self.memory.lingering, action.session_id, at,
+                     1 + self._rng.uniform(-DESTROY_RETRY_JITTER, DESTROY_RETRY_JITTER))
         outcome.destroyed[(action.set_name, action.reason)] += 1
-        reason: AuditReason = "SuccessfulDestroy" if action.reason == "ended" else "Pruned"
+        reason: AuditReason = "SuccessfulDestroy" if action.reason in ("ended", "retry") else "Pruned"
         self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase)
 
     async def _evidence(self, action: Destroy) -> dict[str, Any]:
@@ -304,16 +323,24 @@ class Reconciler:
                 outcome.renewed[action.set_name] += 1
                 self._audit.event("Renewed", sessionset=action.set_name, expired_at=action.expires)
 
-    async def _report_unschedulable(self, action: Unschedulable) -> None:
-        """Report a session Pending for too long, once, with its events."""
+    async def _report(self, action: Unschedulable | Stuck) -> None:
+        """Report a session Pending, or Terminating or Unknown, for too long: once, with its events."""
         async with self._bound:
             if self.stopping:
                 return
             with bound_contextvars(sessionset=action.set_name, session_id=action.session_id, session=action.name):
                 problems: dict[str, str] = {}
                 events = await self._events(action.session_id, problems)
+                found = summary(action.session_id, "", events)
+                if isinstance(action, Stuck):
+                    self.memory.lingering.reported.add(action.session_id)
+                    self.memory.lingering.evidence[action.set_name] = found
+                    self._audit.event("Stuck", sessionset=action.set_name, phase=action.phase,
+                                      stuck_seconds=round(self.clock() - action.since),
+                                      **evidence(None, events), **problems)
+                    return
                 self.memory.reported_unschedulable(action.session_id)
-                self.memory.note(action.set_name, unschedulable=summary(action.session_id, "", events))
+                self.memory.note(action.set_name, unschedulable=found)
                 self._audit.event("Unschedulable", sessionset=action.set_name,
                                   pending_seconds=round(self.clock() - action.pending_since),
                                   **evidence(None, events), **problems)

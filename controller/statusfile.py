@@ -57,6 +57,7 @@ class SetRow(BaseModel):
     ready: int = 0
     complete: bool = False
     unschedulable: int = 0
+    stuck: int = 0
     next_expiry: float | None = None
     conditions: list[ConditionRow] = []
     last_error: str | None = None

@@ -22,6 +22,7 @@ from controller.plan import (
     RESTART_BACKOFF_BASE,
     RESTART_BACKOFF_CAP,
     SESSION_EXPIRY,
+    TERMINATING_LIMIT,
     PlanOptions,
 )
 from controller.plan.durations import duration
@@ -56,6 +57,8 @@ class ControllerSettings(BaseSettings):
     renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
                                         description="renew once less than this part of the lifetime remains")
     pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")
+    terminating_limit: float = Field(TERMINATING_LIMIT, gt=0,
+                                     description="seconds Terminating or Unknown before a session is stuck")
     capacity: bool = Field(True, description="plan creates against the platform's free capacity")
 
     @field_validator("prefix")
@@ -132,4 +135,5 @@ def plan_options(settings: ControllerSettings) -> PlanOptions:
     return PlanOptions(prefix=settings.prefix, allow_empty=settings.allow_empty,
                        max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
                        session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
-                       pending_limit=settings.pending_limit, check_capacity=settings.capacity)
+                       pending_limit=settings.pending_limit, terminating_limit=settings.terminating_limit,
+                       check_capacity=settings.capacity)

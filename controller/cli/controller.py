@@ -42,6 +42,7 @@ from controller.plan import (
     RESTART_BACKOFF_BASE,
     RESTART_BACKOFF_CAP,
     SESSION_EXPIRY,
+    TERMINATING_LIMIT,
     Create,
     Destroy,
     plan,
@@ -105,6 +106,9 @@ def _register_run(subparsers: Any) -> None:
     run.add_argument("--pending-limit", type=float, metavar="SECONDS",
                      help="report a session Pending this long as unschedulable, with its events "
                           f"(default {PENDING_LIMIT:g})")
+    run.add_argument("--terminating-limit", type=float, metavar="SECONDS",
+                     help="report a session Terminating or Unknown this long as stuck, with its events "
+                          f"(default {TERMINATING_LIMIT:g})")
     run.add_argument("--no-capacity", dest="capacity", action="store_false", default=None,
                      help="create without checking the platform's free capacity (by default creates that "
                           "do not fit wait, instead of piling up Pending sessions)")

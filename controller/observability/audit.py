@@ -24,6 +24,7 @@ from controller.observability.repeats import Repeats
 
 __all__ = [
     "CREATE_UNCERTAIN",
+    "DESTROY_IGNORED",
     "ENDED",
     "FAILED_CREATE",
     "FAILED_DESTROY",
@@ -31,6 +32,7 @@ __all__ = [
     "PRUNED",
     "REASONS",
     "RENEWED",
+    "STUCK",
     "SUCCESSFUL_CREATE",
     "SUCCESSFUL_DESTROY",
     "UNSCHEDULABLE",
@@ -41,7 +43,7 @@ __all__ = [
 
 AuditReason = Literal[
     "SuccessfulCreate", "FailedCreate", "CreateUncertain", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
-    "Renewed", "FailedRenew", "Unschedulable",
+    "Renewed", "FailedRenew", "Unschedulable", "DestroyIgnored", "Stuck",
 ]
 SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
 FAILED_CREATE: Final = "FailedCreate"
@@ -58,12 +60,18 @@ RENEWED: Final = "Renewed"
 FAILED_RENEW: Final = "FailedRenew"
 #: A session has been Pending longer than the limit: the platform cannot place it.
 UNSCHEDULABLE: Final = "Unschedulable"
+#: A session the service acknowledged destroying is still listed live: the destroy is sent again.
+DESTROY_IGNORED: Final = "DestroyIgnored"
+#: A session has been Terminating or Unknown longer than the limit: the service does not let it go.
+STUCK: Final = "Stuck"
 REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, CREATE_UNCERTAIN, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED,
-                  ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE)
+                  ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE, DESTROY_IGNORED, STUCK)
 
 #: Failure reasons, each with the success that shows the action works again.
 _FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, CREATE_UNCERTAIN: SUCCESSFUL_CREATE,
                     FAILED_DESTROY: SUCCESSFUL_DESTROY, FAILED_RENEW: RENEWED}
+#: Events that are warnings without being failures of an action.
+_WARNINGS: Final = (UNSCHEDULABLE, DESTROY_IGNORED, STUCK)
 #: Default pause before an unchanged failure is logged again.
 REPEAT_AFTER: Final = 3600.0
 #: How much of a failed session's log is kept: the end is where the error is.
@@ -103,7 +111,7 @@ class AuditLog:
         if suppressed:
             fields["suppressed_repeats"] = suppressed
         failed_session = reason == ENDED and fields.get("phase") == "Failed"
-        kind = "Warning" if reason in _FAILURES or failed_session or reason == UNSCHEDULABLE else "Normal"
+        kind = "Warning" if reason in _FAILURES or failed_session or reason in _WARNINGS else "Normal"
         target = log if log is not None else self._log
         emit = target.warning if kind == "Warning" else target.info
         emit("audit", reason=reason, type=kind, sessionset=sessionset, message=message, **fields)

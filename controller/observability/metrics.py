@@ -406,7 +406,7 @@ def _platform_families(stats: PlatformStats | None, success: float) -> Iterable[
 
 def _lifecycle_families(snapshots: Mapping[str, SetStatus | None],
                         renewals: Mapping[str, tuple[int, int]]) -> Iterable[Metric]:
-    """Conditions, renewals, deadlines and unschedulable sessions per set."""
+    """Conditions, renewals, deadlines, unschedulable and stuck sessions per set."""
     condition = GaugeMetricFamily(
         "canfar_controller_sessionset_condition",
         "1 for the status each condition of a SessionSet has (True, False or Unknown), 0 for the others.",
@@ -431,6 +431,11 @@ def _lifecycle_families(snapshots: Mapping[str, SetStatus | None],
         f"Sessions of a SessionSet Pending for longer than the limit ({duration(PENDING_LIMIT)} by default).",
         labels=["sessionset"],
     )
+    stuck = GaugeMetricFamily(
+        "canfar_controller_sessionset_stuck_sessions",
+        "Sessions of a SessionSet Terminating or Unknown for longer than the limit (10 min by default).",
+        labels=["sessionset"],
+    )
     renewed = CounterMetricFamily(
         "canfar_controller_sessions_renewed", "Interactive sessions renewed before their expiry, per SessionSet.",
         labels=["sessionset"],
@@ -452,10 +457,11 @@ def _lifecycle_families(snapshots: Mapping[str, SetStatus | None],
             if snapshot.next_expiry is not None:
                 expiry.add_metric([name], snapshot.next_expiry)
             unschedulable.add_metric([name], snapshot.unschedulable)
+            stuck.add_metric([name], snapshot.stuck)
         n_renewed, n_failed = renewals.get(name, (0, 0))
         renewed.add_metric([name], n_renewed)
         renew_failures.add_metric([name], n_failed)
-    yield from (condition, reason, expiry, unschedulable, renewed, renew_failures)
+    yield from (condition, reason, expiry, unschedulable, stuck, renewed, renew_failures)
 
 
 def _with_defaults(defaults: Iterable[str], present: Iterable[str]) -> list[str]:

@@ -11,7 +11,7 @@ from controller.plan.conditions import Condition
 from controller.plan.memory import Memory
 from controller.spec import Template
 
-DestroyReason = Literal["ended", "scaled-down", "orphaned", "duplicate", "outdated"]
+DestroyReason = Literal["ended", "scaled-down", "orphaned", "duplicate", "outdated", "retry"]
 
 EXPECTATION_TTL = 300.0
 #: How long an uncertain create blocks its slot at least (and it takes two lists without it too).
@@ -39,6 +39,11 @@ RENEW_RETRY = 600.0
 PENDING_LIMIT = 600.0
 #: A rollout or scale-up that changes nothing for this long is reported as stalled.
 PROGRESS_DEADLINE = 600.0
+#: A session Terminating or Unknown this long is reported as stuck.
+TERMINATING_LIMIT = 600.0
+#: A destroy the service answered but did not carry out is sent again after 5 s, doubling to 10 min.
+DESTROY_BACKOFF_BASE = 5.0
+DESTROY_BACKOFF_CAP = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,17 @@ class Unschedulable:
     pending_since: float
 
 
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """A session Terminating or Unknown for longer than the limit: report it once, with its events."""
+
+    set_name: str
+    session_id: str
+    name: str
+    phase: str
+    since: float
+
+
 @dataclass(frozen=True)
 class SetStatus:
     name: str
@@ -127,6 +143,8 @@ class SetStatus:
     complete: bool = False
     #: Sessions Pending for longer than the limit.
     unschedulable: int = 0
+    #: Sessions Terminating or Unknown for longer than ``terminating_limit``.
+    stuck: int = 0
     #: The soonest time a live session of the set reaches its deadline (epoch seconds).
     next_expiry: float | None = None
     conditions: tuple[Condition, ...] = ()
@@ -166,6 +184,7 @@ class Plan:
     memory: Memory
     renews: tuple[Renew, ...] = ()
     unschedulable: tuple[Unschedulable, ...] = ()
+    stuck: tuple[Stuck, ...] = ()
     #: Creates held back by the per-pass cap: the next pass should come at once.
     deferred: int = 0
     #: Set when the list failed: nothing was decided.
@@ -196,6 +215,7 @@ class PlanOptions:
     renew_when_remaining: float = RENEW_WHEN_REMAINING
     pending_limit: float = PENDING_LIMIT
     progress_deadline: float = PROGRESS_DEADLINE
+    terminating_limit: float = TERMINATING_LIMIT
     #: Plan creates against the platform's free capacity (when statistics are available).
     check_capacity: bool = True
 

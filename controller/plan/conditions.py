@@ -12,8 +12,12 @@ statuses and ``stamp`` adds the transition times.
 - ``Complete``: every slot has ended and will not run again (``OnFailure`` after success, ``Never``).
 - ``CrashLooping``: a slot's sessions ended early (within 10 min) 3 times within 30 min.
 - ``CreateFailing``: the service refuses the set's creates (back-off), or asked to slow down.
+- ``DestroyFailing``: the service answered a destroy but a second list still shows the session
+  Running or Pending (reason ``Ignored``, the ids in the message); it is retried with back-off.
 - ``WaitingForCapacity``: creates wait because the platform is full, or sessions have been
   ``Pending`` too long; ``Unknown`` when the platform statistics are unavailable.
+- ``Stuck``: a session has been Terminating or Unknown for longer than ``--terminating-limit``
+  (its events in the message).
 - ``Invalid``: the set's manifest is invalid (its last good spec is in force, if any).
 - ``Suspended``: ``spec.suspend`` is set.
 - ``ScalingActive`` (autoscaled sets only): the signals can be read; ``False`` with
@@ -32,12 +36,12 @@ from controller.plan.durations import duration
 from controller.plan.memory import ConditionMark
 
 ConditionType = Literal[
-    "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid",
-    "Suspended", "ScalingActive", "ScalingLimited",
+    "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
+    "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
 ]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
-    "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid",
-    "Suspended", "ScalingActive", "ScalingLimited",
+    "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
+    "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
 )
 #: Conditions only autoscaled sets have.
 AUTOSCALE_CONDITIONS: frozenset[ConditionType] = frozenset({"ScalingActive", "ScalingLimited"})
@@ -79,6 +83,10 @@ class SetFacts:
     stall_after: float
     #: Autoscaled sets: ``ScalingActive`` and ``ScalingLimited`` as (status, reason, message).
     scaling: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None
+    #: Why destroys are failing (ids the service acknowledged destroying but still lists live).
+    destroy_failing: str | None = None
+    #: Which sessions are stuck Terminating or Unknown, with their events.
+    stuck: str | None = None
 
 
 def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
@@ -108,8 +116,12 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
                               else ("False", "Stable", "no slot is ending early repeatedly"))
     result["CreateFailing"] = (("True", *facts.create_failing) if facts.create_failing is not None
                                else ("False", "CreatesSucceed", "no create is being refused"))
+    result["DestroyFailing"] = (("True", "Ignored", facts.destroy_failing) if facts.destroy_failing is not None
+                                else ("False", "DestroysTakeEffect", "every destroyed session has gone"))
     result["WaitingForCapacity"] = (facts.capacity if facts.capacity is not None
                                     else ("False", "Fits", "every session fits on the platform"))
+    result["Stuck"] = (("True", "PastTerminatingLimit", facts.stuck) if facts.stuck is not None
+                       else ("False", "NoneStuck", "no session is stuck Terminating or Unknown"))
     result["Invalid"] = (("True", "ManifestError", facts.invalid) if facts.invalid is not None
                          else ("False", "Valid", "the manifest is valid"))
     result["Suspended"] = (("True", "Suspended", "spec.suspend is set: nothing is created or destroyed")

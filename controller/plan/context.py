@@ -14,7 +14,8 @@ from controller.plan.actions import Destroy, DestroyReason, PlanOptions, Renew, 
 from controller.plan.autoscale import Decision, Reading
 from controller.plan.autoscaled import Room, count_in_force, decisions_for
 from controller.plan.capacity import Capacity
-from controller.plan.listing import Listed, Listing
+from controller.plan.lingering import LingeringView
+from controller.plan.listing import LIVE, Listed, Listing
 from controller.plan.memory import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SlotHistory, SlotKey
 from controller.plan.trust import Trust
 from controller.spec import DesiredState, SessionSet
@@ -40,6 +41,8 @@ class PassContext:
     backoffs: dict[str, CreateBackoff]
     #: Every create waits for the service's Retry-After.
     paused: bool
+    #: The rules *Ignored destroys* and *Stuck sessions*: what this run learnt about lingering sessions.
+    lingering: LingeringView
     #: False when the answer broke *One id, one session*: nothing is destroyed from it.
     destroys_allowed: bool = True
     #: Autoscaled sets: this run's decision (the count in force, and why).
@@ -63,7 +66,7 @@ class Decisions:
 
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
           capacity: Capacity | None, trust: Trust,
-          signals: Mapping[str, Sequence[Reading]], *,
+          signals: Mapping[str, Sequence[Reading]], lingering: LingeringView, *,
           destroys_allowed: bool = True) -> tuple[PassContext, Decisions]:
     """The run's context and its decisions as carried over from the memory."""
     expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
@@ -73,12 +76,15 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
     context = PassContext(
         desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
         trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
-        expected_destroys=expectations.outstanding_destroys(memory, listing, now, options),
+        # A destroyed session that lingers stays destroyed (and retried) however long it takes.
+        expected_destroys={**expectations.outstanding_destroys(memory, listing, now, options),
+                           **{sid: at for sid, at in memory.destroys.items() if sid in lingering.retries}},
         backoffs={name: b for name, b in memory.backoffs.items()
                   if name in sets
                   and b.spec_key == spec_key(sets[name].spec.template.hash(),
                                              _in_force(sets[name], scaling, memory))},
         paused=now < memory.creates_paused_until,
+        lingering=lingering,
         destroys_allowed=destroys_allowed,
         scaling=scaling,
     )
@@ -109,6 +115,8 @@ def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: De
 
     Nothing is destroyed from an answer that broke *One id, one session*.
     """
+    if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
+        context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
     if not context.destroys_allowed:
         return
     report = reason == "ended" and seen.id not in context.memory.ended_reported

@@ -65,6 +65,9 @@ class Listing:
     live: dict[str, SeenSession] = field(default_factory=dict)
     #: When each owned Pending session was first seen Pending.
     pending_since: dict[str, float] = field(default_factory=dict)
+    #: Owned sessions Terminating or Unknown, or destroyed by us, and whether we destroyed them (the
+    #: rules *Ignored destroys* and *Stuck sessions*, ``controller.plan.lingering``).
+    lingering: list[tuple[Listed, bool]] = field(default_factory=list)
     #: What the cluster has not admitted yet but will have to: our queued sessions (the platform's
     #: statistics count only admitted ones).
     queued_cores: float = 0.0
@@ -119,11 +122,14 @@ def scan(observed: Sequence[ObservedSession], desired: DesiredState, memory: Mem
         else:
             by_name[name] = sid
         if phase == "Terminating" or sid in destroying:
+            listing.lingering.append((seen, sid in destroying))
             terminating[set_name] += 1
             session_set = sets.get(set_name)
             if session_set is not None and seen.template_hash != session_set.spec.template.hash():
                 terminating_outdated[set_name] += 1
             continue
+        if phase == "Unknown":
+            listing.lingering.append((seen, False))
         if phase in LIVE:
             previous = seen_before.get(sid)
             live[sid] = previous if previous is not None and previous.name == name else SeenSession(

@@ -194,6 +194,40 @@ class _Reports:
     def note(self, set_name: str, **notes: str) -> None:
         """Keep what was learnt about a set (``SetNotes`` fields) for its condition messages."""
         self.notes[set_name] = replace(self.notes.get(set_name, SetNotes()), **notes)
+@dataclass(frozen=True, slots=True)
+class DestroyRetry:
+    """A session destroyed with a 200 that the service may still list as live: retried with back-off."""
+
+    #: Destroys sent so far (the back-off doubles per attempt).
+    attempts: int
+    #: Not retried before this time (set with jitter by the reconciler, when a destroy is answered).
+    retry_at: float
+    #: Lists since then that still showed it Running or Pending (``DestroyFailing`` from the second).
+    lists: int = 0
+    #: Its slot, once a list showed it live after the destroy (the slot stays held while it lingers).
+    set_name: str = ""
+    slot: int = 0
+    template: str = ""
+    #: Trusted lists in a row that left it out: gone once two did (one lossy list proves nothing).
+    misses: int = 0
+
+
+@dataclass(slots=True)
+class Lingering:
+    """Sessions the service will not let go (``controller.plan.lingering``): destroys it ignored, and
+    sessions stuck Terminating or Unknown."""
+
+    #: Destroyed sessions by id, while they are listed live.
+    retries: dict[str, DestroyRetry] = field(default_factory=dict)
+    #: When each owned session was first seen Terminating or Unknown (stuck after ``terminating_limit``).
+    since: dict[str, float] = field(default_factory=dict)
+    #: Stuck sessions already reported (events fetched, audit written): once per session.
+    reported: set[str] = field(default_factory=set)
+    #: Per set, the events of its stuck sessions, for the ``Stuck`` condition's message.
+    evidence: dict[str, str] = field(default_factory=dict)
+
+    def copy(self) -> Lingering:
+        return Lingering(dict(self.retries), dict(self.since), set(self.reported), dict(self.evidence))
 
 
 @dataclass(slots=True)
@@ -242,6 +276,8 @@ class Memory(_Expectations, _Backoffs, _Reports):
     notes: dict[str, SetNotes] = field(default_factory=dict)
     #: Autoscaled sets: the count in force and the recent recommendations (HPA's windows).
     autoscale: dict[str, ScaleState] = field(default_factory=dict)
+    #: Sessions the service will not let go.
+    lingering: Lingering = field(default_factory=Lingering)
 
     def copy(self) -> Memory:
         """A copy whose containers can be changed without touching this one."""
@@ -252,7 +288,8 @@ class Memory(_Expectations, _Backoffs, _Reports):
                        progress=dict(self.progress), pending_since=dict(self.pending_since),
                        unschedulable_reported=set(self.unschedulable_reported),
                        renew_failures=dict(self.renew_failures), notes=dict(self.notes),
-                       autoscale=dict(self.autoscale))
+                       autoscale=dict(self.autoscale),
+                       lingering=self.lingering.copy())
 
 
 @dataclass(frozen=True, slots=True)

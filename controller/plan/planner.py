@@ -72,6 +72,14 @@ Rules, in the order they protect users (each is named in the code that keeps it)
 - **Autoscale scale-down** (``autoscaled``, ``slots``): the highest slots go; ``Drain`` never
   destroys a Running session above the count (its slot is not refilled when it ends) and destroys a
   Pending one; ``Destroy`` removes them, Pending first, at most ``scaleDown.maxStep`` per pass.
+- **Ignored destroys** (``lingering``): a slot is not refilled in the pass that destroys a live
+  session of it, nor while a session the controller destroyed is still listed Pending, Running or
+  Unknown (or was left out by only one list since), whatever the desired count says; the destroy
+  is retried with the destroy back-off (5 s doubling to 10 min), and from the second list still
+  showing it Running or Pending the set is ``DestroyFailing`` (reason ``Ignored``, the ids).
+- **Stuck sessions** (``lingering``): a session Terminating or Unknown for longer than
+  ``terminating_limit`` (10 min) is reported once with its events and makes the set ``Stuck``; a
+  ``Recreate`` set keeps waiting for it and says so in its status.
 
 A run computes its ``PassContext`` once (``context``), plans each set (``sets``), admits the
 creates, derives the statuses (``status``) and the next memory.
@@ -84,6 +92,7 @@ from collections.abc import Mapping, Sequence
 from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
 from controller.plan import context as ctx
+from controller.plan import lingering
 from controller.plan import listing as lists
 from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
@@ -123,7 +132,8 @@ def plan(
     if trusts.is_suspect(memory, listing, gone - memory.missing, now, options):
         return _suspect(desired, memory, now, gone - memory.missing)
     trust = trusts.hold_names(trusts.judge(memory, listing, gone), anomalies.held_names, options.prefix)
-    context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust, signals or {},
+    linger = lingering.view(memory.lingering, listing, desired, now, options.terminating_limit, lossy=trust.lossy)
+    context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust, signals or {}, linger,
                                    destroys_allowed=not anomalies.suspect)
     return _decide(context, decisions)
 
@@ -148,13 +158,17 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
     for name in sorted(set(desired.invalid) - set(desired.sets)):
         statuses[name] = invalid_status(context, decisions, name)
     orphans_seen = _orphans(context, decisions)
+    if context.destroys_allowed:
+        decisions.destroys.extend(d for d in context.lingering.destroys
+                                  if d.set_name not in desired.sets or not desired.sets[d.set_name].spec.suspend)
     destroys = tuple(sorted(decisions.destroys, key=lambda d: (d.set_name, d.name, d.session_id)))
     renews = tuple(sorted(decisions.renews, key=lambda r: (r.set_name, r.name, r.session_id)))
     unschedulable = tuple(sorted(decisions.unschedulable, key=lambda u: (u.set_name, u.name, u.session_id)))
+    stuck = tuple(sorted(context.lingering.reports, key=lambda u: (u.set_name, u.name, u.session_id)))
     capacity_unknown = (None if context.capacity is not None or not options.check_capacity
                         else "platform statistics unavailable: creates are not checked against capacity")
     return Plan(tuple(allowed), destroys, statuses, _next_memory(context, decisions, orphans_seen), renews=renews,
-                unschedulable=unschedulable, deferred=deferred,
+                unschedulable=unschedulable, stuck=stuck, deferred=deferred,
                 left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown)
 
 
@@ -194,6 +208,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         renew_failures={sid: at for sid, at in memory.renew_failures.items() if sid in listing.ids},
         notes={name: note for name, note in memory.notes.items() if name in sets},
         autoscale=remembered(context.scaling, memory.autoscale, context.desired.complete, sets),
+        lingering=context.lingering.after(),
     )
 
 

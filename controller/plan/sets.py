@@ -27,6 +27,7 @@ _NO_EXPECTED: dict[int, ExpectedCreate] = {}
 _NO_HELD: set[int] = set()
 _NO_HISTORY: dict[int, SlotHistory] = {}
 _NO_FINISHED: set[tuple[int, str]] = set()
+_NO_BLOCKED: dict[int, str] = {}
 
 
 @dataclass(slots=True)
@@ -73,22 +74,24 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
     expected = context.expected_by_set.get(name, _NO_EXPECTED)
     held = context.trust.held.get(name, _NO_HELD)
     histories = decisions.restarts.get(name, _NO_HISTORY)
+    blocked = context.lingering.blocked.get(name, _NO_BLOCKED)
     if histories:
         result.crash_slots = restarts.crash_slots(context, histories, replicas)
     backing_off = result.refused is not None and context.now < result.refused.until
-    quiet = not (expected or held or histories)  # nothing remembered about any slot
+    quiet = not (expected or held or histories or blocked)  # nothing remembered about any slot
     slots: _Slots | None = None  # made when a slot needs more than the quick look
     by_slot = kept.by_slot
     for slot in range(1, replicas + 1):
         here = by_slot.get(slot, _NONE)
         if len(here) == 1 and here[0].template_hash == current and (
-                quiet or (slot not in expected and slot not in held and slot not in histories)):
+                quiet or (slot not in expected and slot not in held and slot not in histories
+                          and slot not in blocked)):
             result.updated += 1
             result.ready += here[0].phase == "Running"
             continue
         if slots is None:
             slots = _Slots(context, decisions, session_set, current, result, expected, held, histories,
-                           recreating=recreating)
+                           blocked, recreating=recreating)
         reason = slots.need(slot, here)
         if reason is None or not act:
             continue
@@ -112,6 +115,7 @@ class _Slots:
 
     __slots__ = (
         "act",
+        "blocked",
         "context",
         "current",
         "decisions",
@@ -126,13 +130,14 @@ class _Slots:
 
     def __init__(self, context: PassContext, decisions: Decisions, session_set: SessionSet, current: str,
                  result: SetPlan, expected: dict[int, ExpectedCreate], held: set[int],
-                 histories: dict[int, SlotHistory], *, recreating: bool) -> None:
+                 histories: dict[int, SlotHistory], blocked: dict[int, str], *, recreating: bool) -> None:
         spec = session_set.spec
         self.context, self.decisions, self.name, self.current = context, decisions, session_set.name, current
         self.act = not spec.suspend
         self.rollout = Rollout(spec.update_strategy, ctx.replicas(context, session_set), current, result.kept.by_slot,
                                recreating=recreating)
         self.result, self.expected, self.held, self.histories = result, expected, held, histories
+        self.blocked = blocked
         self.finished = decisions.finished.get(session_set.name, _NO_FINISHED)
 
     def need(self, slot: int, kept: list[Listed]) -> str | None:
@@ -149,6 +154,9 @@ class _Slots:
         if slot in self.held:
             result.held += 1
             result.wait(f"slot {slot} is missing from the list: waiting for a second list")
+            return None
+        if slot in self.blocked:  # its destroyed session may still run (rule *Ignored destroys*)
+            result.wait(self.context.lingering.waiting(slot, self.blocked[slot]))
             return None
         fresh = [s for s in kept if s.template_hash == current]
         if fresh:
@@ -168,9 +176,9 @@ class _Slots:
         if kept:  # only outdated sessions in the slot: the update strategy decides
             reason, wait = self.rollout.replace(self.context, self.decisions, kept, act=self.act)
             if wait is not None:
-                result.wait(wait)
+                result.wait(self.context.lingering.recreate_waiting(self.name) if wait == RECREATE else wait)
             return reason
         if self.rollout.recreating:
-            result.wait(RECREATE)
+            result.wait(self.context.lingering.recreate_waiting(self.name))
             return None
         return "restart" if history is not None else "missing"

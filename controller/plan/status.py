@@ -49,6 +49,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         capacity=_capacity_condition(context, capacity_wait, kept.unschedulable,
                                      notes.unschedulable if notes else ""),
         scaling=(scaling.active, scaling.limited) if scaling is not None else None,
+        destroy_failing=context.lingering.destroy_failing(name), stuck=context.lingering.stuck_message(name),
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks
@@ -62,8 +63,8 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         suspended=spec.suspend, invalid=invalid, waiting=waiting,
         backoff_until=p.refused.until if p.refused is not None and now < p.refused.until else None,
         backoff_message=p.refused.message if p.refused is not None else None,
-        complete=complete, unschedulable=kept.unschedulable, next_expiry=kept.next_expiry,
-        conditions=conditions, scaling=scaling, draining=kept.draining,
+        complete=complete, unschedulable=kept.unschedulable, stuck=context.lingering.stuck_count(name),
+        next_expiry=kept.next_expiry, conditions=conditions, scaling=scaling, draining=kept.draining,
     )
 
 

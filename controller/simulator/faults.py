@@ -11,8 +11,12 @@ A ``Fault`` says three things about one request, each independent of the others:
   simulated seconds later (a gateway timeout in front of a create that still goes through);
 - **how long the answer takes**: ``delay`` real seconds.
 
+An ``ignored`` fault answers ``200`` and does nothing: a DELETE the service acknowledges while the
+session keeps running.
+
 Targeted rules are tried first, in the order added; each matches on method, path (exact, or a
-prefix ending in ``*``) and optionally the glob of the request's ``name`` parameter, and fires
+prefix ending in ``*``), optionally the glob of the request's ``name`` parameter and its ``view``
+(``stats``: the statistics call only), and fires
 ``count`` times. Random faults use one ``random.Random(seed)``, so the same seed and the same
 request sequence fail the same requests and drop the same rows.
 """
@@ -66,11 +70,15 @@ class Fault:
     """Seed for a ``partial`` list's choice of rows, drawn from the injector's dice when the fault fires."""
     stats_body: bytes | None = None
     """A ``view=stats`` answer (200, JSON) instead of the service's: statistics as a broken service sends them."""
+    ignored: bool = False
+    """Answer ``200`` with an empty body and do nothing (a DELETE the service acknowledges and ignores)."""
 
     def respond(self, path: str, served: Response | None) -> Response | None:
         """The answer the client gets, given what the service answered (``None`` if it did not handle it)."""
         if self.drop:
             return None
+        if self.ignored:
+            return text(200, "")
         if self.status is not None:
             return _error(self.status, path, self.retry_after)
         if served is None:  # not reachable for faults built by the injector: they all handle the request
@@ -119,6 +127,7 @@ class _Rule:
     name: str | None
     fault: Fault
     remaining: int | None
+    view: str | None = None
 
     def matches(self, method: str, path: str, params: Mapping[str, Sequence[str]]) -> bool:
         if self.method is not None and self.method.upper() != method:
@@ -126,6 +135,8 @@ class _Rule:
         if self.fault.list_mode is not None and (path != "/session" or _first(params, "view") == "stats"):
             return False
         if self.fault.stats_body is not None and (path != "/session" or _first(params, "view") != "stats"):
+            return False
+        if self.view is not None and _first(params, "view") != self.view:
             return False
         if self.name is not None:
             name = _first(params, "name")
@@ -154,7 +165,7 @@ class FaultInjector:
         self._lock = threading.Lock()
 
     def add(self, fault: Fault, *, method: str | None, path: str | None, name: str | None = None,
-            count: int | None) -> None:
+            count: int | None, view: str | None = None) -> None:
         """Add a rule; checks the fault's values so a mistake fails where the test sets it up."""
         if name is not None and not name:
             raise ValueError("a name glob must not be empty (None matches every request)")
@@ -175,7 +186,7 @@ class FaultInjector:
         if not 0.0 <= fault.keep <= 1.0:
             raise ValueError(f"keep must be a fraction between 0 and 1, got {fault.keep}")
         with self._lock:
-            self._rules.append(_Rule(method, path, name, fault, count))
+            self._rules.append(_Rule(method, path, name, fault, count, view))
 
     def clear(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ request).
 
 from __future__ import annotations
 
+import fnmatch
 import heapq
 import json
 import math
@@ -198,6 +199,44 @@ class Simulator:
         """Answer the next ``count`` ``view=stats`` calls with ``answer`` (JSON; a ``str`` is sent as is)."""
         body = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
         self._faults.add(Fault(effect="arrival", stats_body=body), method="GET", path="/session", count=count)
+
+    def ignore_deletes(self, count: int | None = 1, *, name: str | None = None) -> None:
+        """Answer the next ``count`` DELETEs ``200`` and do nothing: the sessions keep running.
+
+        ``name`` is a glob of the *session's* name (a DELETE carries only the id).
+        """
+        if name is None:
+            self._faults.add(Fault(ignored=True), method="DELETE", path="/session/*", count=count)
+            return
+        with self._lock:
+            ids = [record.id for record in self.cluster if fnmatch.fnmatchcase(record.name, name)]
+        for session_id in ids:
+            self._faults.add(Fault(ignored=True), method="DELETE", path=f"/session/{session_id}", count=count)
+
+    def hang_stats(self, seconds: float, *, status: int | None = 504, count: int | None = 1) -> None:
+        """The next ``count`` statistics calls answer after ``seconds`` real seconds, with ``status``."""
+        fault = Fault(status=status, drop=status is None, delay=seconds)
+        self._faults.add(fault, method="GET", path="/session", count=count, view="stats")
+
+    def stick(self, session_id: str, status: str = "Terminating") -> None:
+        """List a session as ``Terminating`` or ``Unknown`` from now on, a DELETE included, until ``unstick``."""
+        with self._lock:
+            now = self.now()
+            self._catch_up(now)
+            self._advance(now)
+            record = self.cluster.get(session_id)
+            if record is None:
+                raise KeyError(f"no session {session_id} to stick")
+            self.cluster.stick(record, status)
+
+    def unstick(self, session_id: str | None = None) -> None:
+        """Let one stuck session (or all of them) go: one stuck Terminating (or deleted) is gone, one
+        stuck Unknown carries on."""
+        with self._lock:
+            now = self._advance(self.now())
+            for record in list(self.cluster):
+                if record.stuck is not None and session_id in (None, record.id):
+                    self.cluster.unstick(record, now)
 
     def clear_faults(self) -> None:
         """Forget every targeted fault that has not fired yet (deferred requests still land)."""

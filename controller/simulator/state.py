@@ -15,6 +15,10 @@ Life of a session (times in simulated seconds)::
     an admitted session's pod still stops for ``terminating_seconds``, holding its cores and RAM,
     with its logs and events readable; queued or ended sessions leave nothing behind.
 
+A *stuck* session (a fault: ``Cluster.stick``) is listed as ``Terminating`` or ``Unknown`` whatever
+happens to it, a DELETE included, and holds its capacity until ``unstick``; then one stuck
+Terminating (or deleted meanwhile) is gone, one stuck Unknown carries on.
+
 Queued sessions are like Kueue-suspended Jobs: no ``startTime`` yet and the deadline starts at
 admission. Admission is best-effort FIFO: a big session at the head does not block small ones.
 """
@@ -67,6 +71,8 @@ class SessionRecord:
     ends_at: float | None = None
     deleted: float | None = None
     released: bool = False
+    #: ``Terminating`` or ``Unknown``: the status the service reports, whatever happens, until unstuck.
+    stuck: str | None = None
 
     def compute_end(self) -> float | None:
         """When the Job finishes on its own: command exit or deadline, whichever is first."""
@@ -86,6 +92,8 @@ class SessionRecord:
 
     def status(self, now: float) -> str:
         """The status the server would report at ``now`` (``SessionBuilder.withStatus`` values)."""
+        if self.stuck is not None:
+            return self.stuck
         if self.deleted is not None:
             return "Terminating"  # its pod is stopping; never listed (see ``listed``)
         if self.started is None:
@@ -99,8 +107,8 @@ class SessionRecord:
 
     @property
     def listed(self) -> bool:
-        """Whether the Job still exists: list, GET and renew see it (not after DELETE)."""
-        return self.deleted is None
+        """Whether the Job still exists: list, GET and renew see it (not after DELETE, unless stuck)."""
+        return self.deleted is None or self.stuck is not None
 
     def is_active(self, now: float) -> bool:
         """Whether the Job has a live pod (``.status.active == 1``): what renew requires."""
@@ -146,7 +154,7 @@ class Cluster:
                 ttl = self.config.interactive_ttl if record.interactive else self.config.headless_ttl
                 self._push(when + ttl, _Event.REAP, record.id)
                 self._admit(when)
-            elif kind is _Event.GONE and record.deleted is not None:
+            elif kind is _Event.GONE and record.deleted is not None and record.stuck is None:
                 self._release(record)
                 self._remove(record)
                 self._admit(when)
@@ -191,10 +199,28 @@ class Cluster:
         """Delete a session: an admitted one terminates for a while, anything else goes at once."""
         if record.deleted is not None:
             return
-        if record.is_active(now):
+        if record.is_active(now) or record.stuck is not None:
             record.deleted = now
             self._push(now + self.config.terminating_seconds, _Event.GONE, record.id)
         else:
+            freed = self._release(record)
+            self._remove(record)
+            if freed:
+                self._admit(now)
+
+    def stick(self, record: SessionRecord, status: str) -> None:
+        """List ``record`` as ``status`` (``Terminating`` or ``Unknown``) until ``unstick``."""
+        if status not in ("Terminating", "Unknown"):
+            raise ValueError(f"a session can be stuck Terminating or Unknown, not {status!r}")
+        record.stuck = status
+
+    def unstick(self, record: SessionRecord, now: float) -> None:
+        """The service lets go: a session stuck Terminating, or deleted while stuck, is gone now; a session
+        stuck Unknown and never deleted carries on (its node came back)."""
+        was, record.stuck = record.stuck, None
+        if was == "Terminating" and record.deleted is None:
+            record.deleted = now - self.config.terminating_seconds  # it was stopping all along
+        if record.deleted is not None and record.deleted + self.config.terminating_seconds <= now:
             freed = self._release(record)
             self._remove(record)
             if freed:

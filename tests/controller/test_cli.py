@@ -351,3 +351,19 @@ def test_plan_reads_an_autoscaled_sets_signal(env, state, tmp_path, capsys):
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("create cc-queue-")] and "slot 3" in out
     assert "slot 4" not in out
+
+
+def test_the_terminating_limit_comes_from_the_flag_or_the_environment(tmp_path, monkeypatch):
+    """--terminating-limit reaches the planner; CANFAR_CONTROLLER_TERMINATING_LIMIT is its environment twin."""
+    from controller.cli import build_parser
+    from controller.cli.controller import plan_options, settings_from
+    from controller.errors import ConfigError
+
+    parser = build_parser()
+    monkeypatch.setenv("CANFAR_CONTROLLER_TERMINATING_LIMIT", "900")
+    args = parser.parse_args(["run", "--state", str(tmp_path)])
+    assert plan_options(settings_from(args)).terminating_limit == 900
+    args = parser.parse_args(["run", "--state", str(tmp_path), "--terminating-limit", "120"])
+    assert plan_options(settings_from(args)).terminating_limit == 120
+    with pytest.raises(ConfigError, match="terminating_limit"):
+        settings_from(parser.parse_args(["run", "--state", str(tmp_path), "--terminating-limit", "0"]))

@@ -165,18 +165,19 @@ def test_default_flags_are_the_controllers_defaults(chart: Any) -> None:
     """With the chart's defaults the controller runs with its own lifecycle defaults, capacity checks on."""
     settings = run_settings(one(render_objects(chart, {}), "Deployment"))
     defaults = ControllerSettings()
-    assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity) == (
-        defaults.session_expiry, defaults.renew_when_remaining, defaults.pending_limit, True)
+    assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity,
+            settings.terminating_limit) == (
+        defaults.session_expiry, defaults.renew_when_remaining, defaults.pending_limit, True, defaults.terminating_limit)
 
 
 def test_lifecycle_values_reach_the_controller(chart: Any) -> None:
     """Session expiry, renewal point, pending limit and capacity checks come from the values, as the CLI reads them."""
     values = {"controller": {"sessionExpiry": 1209600, "renewWhenRemaining": 0.5, "pendingLimit": 1800,
-                             "capacity": False, "interval": 12.5}}
+                             "capacity": False, "interval": 12.5, "terminatingLimit": 900}}
     deployment = one(render_objects(chart, values), "Deployment")
     settings = run_settings(deployment)
     assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity,
-            settings.interval) == (1209600, 0.5, 1800, False, 12.5)
+            settings.interval, settings.terminating_limit) == (1209600, 0.5, 1800, False, 12.5, 900)
     assert "--no-capacity" in container(deployment)["args"]
 
 
@@ -334,6 +335,7 @@ BAD_VALUES = {
     "renew-fraction-over-one": {"controller": {"renewWhenRemaining": 1.5}},
     "zero-renew-fraction": {"controller": {"renewWhenRemaining": 0}},
     "zero-pending-limit": {"controller": {"pendingLimit": 0}},
+    "zero-terminating-limit": {"controller": {"terminatingLimit": 0}},
     "negative-session-expiry": {"controller": {"sessionExpiry": -1}},
     "capacity-as-string": {"controller": {"capacity": "false"}},
     "replicas-and-autoscale": {"sessionSets": {"w": {**WORKERS, "autoscale": EXAMPLE_SETS["queue"]["autoscale"]}}},

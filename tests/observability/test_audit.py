@@ -163,4 +163,6 @@ def test_reasons_are_kubernetes_style() -> None:
         "Renewed",
         "FailedRenew",
         "Unschedulable",
+        "DestroyIgnored",
+        "Stuck",
     }

@@ -336,7 +336,8 @@ def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, re
         ("Complete", "True"): 1.0, ("WaitingForCapacity", "Unknown"): 1.0,
     }
     assert set(CONDITION_TYPES) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
-                                    "WaitingForCapacity", "Invalid", "Suspended", "ScalingActive", "ScalingLimited"}
+                                    "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended",
+                                    "ScalingActive", "ScalingLimited"}
     # Only autoscaled sets have the scaling conditions: a fixed set exports no series for them.
     assert exported[("ScalingActive", "False")] is None
 

@@ -32,6 +32,7 @@ from controller.observability.metrics import ControllerMetrics
 from controller.outcome import OutcomeHandler, run_one_pass
 from controller.passoutcome import PassOutcome
 from controller.plan import PlanOptions
+from controller.platform import STATS_TIMEOUT
 from controller.reconcile import Reconciler
 from controller.restarts import requests_dir
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
@@ -89,6 +90,10 @@ class Rig:
     service: dict[str, Any] = field(default_factory=dict)
     #: The ledger's file layer (a disk that fills up on demand); ``None``: the real one.
     file_ops: FileOps | None = None
+    #: Real seconds a stats call may take (the daemon's 5 s; shorter keeps a hanging-stats test quick).
+    stats_timeout: float = STATS_TIMEOUT
+    #: Extra ``PlanOptions`` fields.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -116,12 +121,13 @@ class Rig:
             # Every file looks freshly written (wall clock 0), so settling is decided on the manual clock.
             loader=StateLoader(self.state, prefix="cc", settle_window=SETTLE_WINDOW, wall_clock=lambda: 0.0),
             client=self.client,
-            options=PlanOptions(prefix="cc"),
+            options=PlanOptions(prefix="cc", **self.options),
             ledger=Ledger(*ledger_paths(self.status_file), ops=self.file_ops),
             clock=self.clock,
             requests_dir=requests_dir(self.status_file),
             # Autoscale signals are waited for in full: a pass's readings do not depend on the machine's speed.
             signals=SignalReader(grace=SIGNAL_TIMEOUT),
+            stats_timeout=self.stats_timeout,
         )
 
     def run_pass(self) -> PassOutcome:
@@ -263,11 +269,11 @@ class FaultMirror:
     def __init__(self, fired: Counter[str], *, refused: str) -> None:
         self.fired = fired
         self.refused = refused  # the name prefix of the always-refused set: its rule comes first, forever
-        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining]
+        self.rules: list[list[Any]] = []  # [kind, method, list_only, remaining, stats_only]
 
-    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False) -> bool:
+    def expect(self, kind: str, method: str, count: int, *, list_only: bool = False, stats_only: bool = False) -> bool:
         """Mirror a rule just added; it counts as fired only once a request takes it (so: False now)."""
-        self.rules.append([kind, method, list_only, count])
+        self.rules.append([kind, method, list_only, count, stats_only])
         return False
 
     def credit(self, records: list[RecordedRequest]) -> None:
@@ -277,8 +283,9 @@ class FaultMirror:
             if record.method == "POST" and (record.param("name") or "").startswith(self.refused):
                 continue
             for rule in self.rules:
-                kind, method, list_only, _ = rule
-                if method == record.method and not (list_only and record.param("view") == "stats"):
+                kind, method, list_only, _, stats_only = rule
+                stats = record.param("view") == "stats"
+                if method == record.method and not (list_only and stats) and not (stats_only and not stats):
                     self.fired[kind] += 1
                     rule[3] -= 1
                     if not rule[3]:

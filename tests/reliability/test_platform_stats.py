@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from controller.daemon import Daemon, Schedule
-from tests.reliability.rig import Rig, manifest
+from controller.errors import TransportError
+from controller.passoutcome import PassOutcome
+from controller.statedir import SETTLE_WINDOW
+from tests.reliability.rig import STATS_INTERVAL, Rig, manifest
 
 
 def _kinds(rig: Rig) -> list[str]:
@@ -76,3 +80,42 @@ def test_garbage_stats_neither_stall_creates_nor_reach_the_metrics(rig: Rig, rea
     assert conditions.get("WaitingForCapacity") == "StatsUnavailable"
     exported = [s.value for f in registry.collect() if f.name.startswith("canfar_platform_") for s in f.samples]
     assert all(math.isfinite(v) and v >= 0 for v in exported)
+
+
+def test_a_hanging_stats_call_does_not_hold_up_the_first_create(tmp_path: Path) -> None:
+    """The daemon's first pass fetches stats beside its list: a stats call that hangs is given up on, the
+    sessions are created without capacity checks, and the set says why (StatsUnavailable)."""
+    rig = Rig(tmp_path, stats_timeout=0.2)
+    try:
+        rig.write("workers", manifest("workers", 2))
+        rig.run_pass()
+        rig.clock.advance(SETTLE_WINDOW + 0.1)
+        rig.reconciler.platform.at = -math.inf  # a fresh controller: no statistics yet
+        rig.simulator.hang_stats(30.0, status=504)
+
+        async def first_pass() -> PassOutcome:
+            rig.reconciler.platform.prefetch()  # as the daemon does before its first pass
+            return await rig.reconciler.run_pass()
+
+        outcome = rig.loop.run_until_complete(first_pass())
+        assert outcome.created["workers"] == 2
+        assert outcome.seconds < 30.0  # not the hang's length: the stats call was given up on
+        assert rig.reconciler.platform.budget(rig.clock()) is None
+        condition = outcome.plan.statuses["workers"].condition("WaitingForCapacity")
+        assert condition is not None and (condition.status, condition.reason) == ("Unknown", "StatsUnavailable")
+        rig.clock.advance(STATS_INTERVAL)
+        rig.run_pass()  # the stats job's next call is answered: capacity is checked again
+        assert rig.reconciler.platform.budget(rig.clock()) is not None
+    finally:
+        rig.close()
+
+
+def test_a_stats_call_past_its_timeout_is_a_transport_error(tmp_path: Path) -> None:
+    """The stats job's call fails after its own timeout, with a message that says so."""
+    rig = Rig(tmp_path, stats_timeout=0.1)
+    try:
+        rig.simulator.hang_stats(30.0)
+        with pytest.raises(TransportError, match=r"no answer within 0\.1 s"):
+            rig.loop.run_until_complete(rig.reconciler.platform.refresh())
+    finally:
+        rig.close()

@@ -3,13 +3,17 @@
 Each step may inject faults (5xx answers whose create still happens later, lost answers, slow
 creates, empty, partial and garbled lists, lists repeating rows, torn manifest writes, a vanishing
 token file, 429s, a set whose creates are always refused, a memory disk that fills up so appends
-become short writes for a few steps), change the world the way users do (scale up, change a
-template, delete a session by hand), kill the controller while a create is on the wire (also
-between sending it and recording it) and start it again from its ledger. Then one pass runs and
-the invariants are checked against the simulator's ground truth, not against what lists said:
+become short writes for a few steps, deletes answered 200 and ignored, sessions stuck Terminating
+or Unknown for a while, a hanging stats call: ``lingering_soak``), change the world the way users
+do (scale up and down, change a template, delete a session by hand), kill the controller while a
+create is on the wire (also between sending it and recording it) and start it again from its
+ledger. Then one pass runs and the invariants are checked against the simulator's ground truth,
+not against what lists said:
 
-1. no slot has two live sessions of one template, nor more than two in all (a rollout's surge);
-2. no healthy session of the current template is destroyed;
+1. no slot has two live sessions of one template, nor more than two in all (a rollout's surge); no
+   slot has two Running sessions but a rollout's surge (``lingering_soak``);
+2. no healthy session of the current template is destroyed (a destroy the service ignored is
+   retried even once its slot is wanted again: the slot waits for it to go);
 3. no session of another owner is touched;
 4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process),
    and it does retry: the check must have compared attempts, or it proved nothing;
@@ -39,6 +43,7 @@ import pytest
 
 from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.faultfs import FullDisk
+from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
@@ -46,12 +51,15 @@ SETS = {"alpha": 6, "beta": 3, "gamma": 4}
 REFUSED = "delta"
 DEFAULT_SEEDS = (11, 23, 37, 41)
 PASSES = int(os.environ.get("SOAK_PASSES", "550"))
-#: A kind of fault the dice have not fired yet is forced every this many steps.
-FORCE_EVERY = 25
+#: A kind of fault the dice have not fired yet is forced every this many steps (24 kinds to force in 550).
+FORCE_EVERY = 15
 KILL_TRIES = 3
 #: Kills mid-pass are what the soak is most about: they are forced until this many have landed.
 KILLS_WANTED = 3
 PREPARE = "scale up before a kill"
+#: Faults that only a create takes: forcing one scales a set up, or it may wait behind the others.
+CREATE_FAULTS = frozenset({"5xx, create applied later", "answer lost after the create", "slow creates",
+                           "create refused outright (5xx, not applied)", "429 with Retry-After"})
 #: The controller kills and restarts, besides the injected faults.
 KILL, RESTART = "kill -9 mid-pass", "restart"
 #: The share of passes during the faults that must succeed (the list read and every action done).
@@ -99,7 +107,8 @@ class Soak:
         self.rng = random.Random(seed)
         self.disk = FullDisk()
         self.disk_full_steps = 0
-        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG}, file_ops=self.disk)
+        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG}, file_ops=self.disk,
+                       stats_timeout=STATS_TIMEOUT)
         self.world = World()
         self.tally = Tally()
         self.requests = RequestCursor(self.rig.simulator)
@@ -125,12 +134,15 @@ class Soak:
             (0.01, "template change", self._template_change),
             (0.05, "repeated rows", self._repeated_rows),
             (0.02, "short writes (memory disk full)", self._disk_full),
+            (0.01, "scale down", self._scale_down),
         ]
         for name in SETS:
             self._write(name)
         self.rig.write(REFUSED, manifest(REFUSED, 2))
         self.rig.simulator.inject_fault("POST", "/session", status=400, name=f"cc-{REFUSED}-*", count=None)
         self.faults = FaultMirror(self.tally.faults, refused=f"cc-{REFUSED}-")
+        self.lingering = Lingering(self.rig, self.tally.faults, self.faults)
+        self.kinds += self.lingering.kinds()
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
 
@@ -165,6 +177,7 @@ class Soak:
             self.disk_full_steps -= 1
             if not self.disk_full_steps:
                 self.disk.space = None
+        self.lingering.release(self.tally.passes)
         self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
@@ -210,6 +223,8 @@ class Soak:
             if forced == kind or (forced is None and roll < share):
                 if inject(rng):
                     self.tally.faults[kind] += 1
+                if forced == kind and kind in CREATE_FAULTS:  # a create fault fires only if creates come
+                    self._scale_up(rng, by=2)
                 return
             roll -= share
         if forced == PREPARE:  # several creates: injected create faults may take the first ones
@@ -284,6 +299,14 @@ class Soak:
         self._write(name)
         return True
 
+    def _scale_down(self, rng: random.Random) -> bool:
+        # Never far below the start: with a handful of sessions two partial lists often leave out exactly
+        # the same ones, which the rule *List trust* takes for a real deletion (a known limit).
+        name = rng.choice(list(SETS))
+        self.world.replicas[name] = max(SETS[name] - 1, self.world.replicas[name] - rng.randint(1, 3))
+        self._write(name)
+        return True
+
     def _template_change(self, rng: random.Random) -> bool:
         name = rng.choice(list(SETS))
         self.world.revision[name] += 1
@@ -327,12 +350,17 @@ class Soak:
 
         fresh = self.requests.fresh()
         self.faults.credit(fresh)
+        self.lingering.record(fresh)
+        self.tally.checks += 1
+        self.lingering.check(self.fail)
         deletes = [r for r in fresh if r.method == "DELETE"]
         for request in deletes:
             self.tally.checks += 1
             sid = request.path.rsplit("/", 1)[-1]
             if sid in self.world.foreign:
                 self.fail(f"foreign session {sid} was destroyed")
+            if self.lingering.retried(request):
+                continue
             name, status = truth_before.get(sid, ("", "gone"))
             parts = owned(name)
             if parts is None or status not in LIVE:
@@ -368,6 +396,7 @@ class Soak:
         rig = self.rig
         rig.simulator.clear_faults()
         self.disk.space = None
+        self.lingering.stop()
         if self.torn is not None:
             rig.write(*self.torn)
             self.torn = None

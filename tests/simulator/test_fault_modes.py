@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -338,3 +339,58 @@ def test_nonsense_fault_is_refused(simulator: Simulator, call: object) -> None:
     """A fault that cannot happen is a ValueError when it is set up, not a puzzle later."""
     with pytest.raises(ValueError):
         call(simulator)  # type: ignore[operator]
+
+
+# -- a service that will not let go -----------------------------------------------------------------
+
+
+def test_an_ignored_delete_is_answered_200_and_the_session_keeps_running(
+        simulator: Simulator, sim_clock: ManualClock, wire: httpx.Client) -> None:
+    """The DELETE of the one session whose name matches is acknowledged and ignored; others go as usual."""
+    keep = create(wire, "stubborn")
+    other = create(wire, "ordinary")
+    sim_clock.advance(60)
+    simulator.ignore_deletes(name="stub*")
+    assert wire.delete(f"/session/{keep}").status_code == 200
+    assert wire.delete(f"/session/{other}").status_code == 200
+    sim_clock.advance(60)
+    assert [(row["name"], row["status"]) for row in wire.get("/session").json()] == [("stubborn", "Running")]
+    assert wire.delete(f"/session/{keep}").status_code == 200  # the fault fired once: this one is honoured
+    assert names(wire) == []
+
+
+@pytest.mark.parametrize("status", ["Terminating", "Unknown"])
+def test_a_stuck_session_is_listed_so_through_a_delete_until_let_go(
+        simulator: Simulator, sim_clock: ManualClock, wire: httpx.Client, status: str) -> None:
+    """A stuck session stays listed with its stuck status, deleted or not; once let go, a deleted one is gone."""
+    session_id = create(wire, "stuck")
+    sim_clock.advance(60)
+    simulator.stick(session_id, status)
+    assert wire.delete(f"/session/{session_id}").status_code == 200
+    sim_clock.advance(3600)
+    assert [row["status"] for row in wire.get("/session").json()] == [status]
+    simulator.unstick(session_id)
+    assert names(wire) == []
+
+
+def test_a_hanging_stats_call_answers_late_with_the_fault_while_lists_answer_at_once(
+        simulator: Simulator, sim_clock: ManualClock, wire: httpx.Client) -> None:
+    """Only the statistics call hangs: a list on the same path is answered normally."""
+    simulator.hang_stats(0.2, status=504)
+    assert wire.get("/session").status_code == 200
+    started = time.monotonic()
+    assert wire.get("/session", params={"view": "stats"}).status_code == 504
+    assert time.monotonic() - started >= 0.2
+    assert wire.get("/session", params={"view": "stats"}).status_code == 200
+
+
+@pytest.mark.parametrize(("status", "after"), [("Terminating", []), ("Unknown", ["Running"])])
+def test_a_stuck_session_never_deleted_is_gone_or_back_once_let_go(
+        simulator: Simulator, sim_clock: ManualClock, wire: httpx.Client, status: str, after: list[str]) -> None:
+    """Stuck Terminating, it was stopping all along: gone once let go. Stuck Unknown: its node came back."""
+    session_id = create(wire, "stuck")
+    sim_clock.advance(60)
+    simulator.stick(session_id, status)
+    sim_clock.advance(600)
+    simulator.unstick()
+    assert [row["status"] for row in wire.get("/session").json()] == after

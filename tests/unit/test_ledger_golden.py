@@ -3,8 +3,8 @@
 ``data/ledger_v1`` was written by the controller of main at 5a1e7b2 (before memory transitions were
 methods of the memory): a snapshot with something in every field, and a journal after it with
 intents, an id that came back, two withdrawn creates, a destroy and a line torn by a crash.
-``resaved.memory.json`` is the snapshot main's controller writes after loading them (at 2d966d2,
-which added ``autoscale``: an older file loads with none).
+``resaved.memory.json`` is the snapshot main's controller writes after loading them (at 1e7e251,
+which has ``autoscale`` and ``lingering``: an older file loads with none).
 """
 
 from __future__ import annotations
