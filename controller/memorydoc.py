@@ -152,28 +152,20 @@ class _Rows:
 
 _SET, _SLOT = ("set", str), ("slot", int)
 
-class RetryEntry(_Strict):
-    """One destroy retry (``DestroyRetry``), keyed by session id; ``set`` is its ``set_name``."""
-
-    attempts: int
-    retry_at: float
-    lists: int = 0
-    set: str = ""
-    slot: int = 0
-    template: str = ""
-    misses: int = 0
-
-
-class LingeringEntry(_Strict):
-    """``Memory.lingering``: destroys the service ignored, sessions stuck Terminating or Unknown."""
-
-    retries: dict[str, RetryEntry] = {}
-    since: dict[str, float] = {}
-    reported: list[str] = []
-    evidence: dict[str, str] = {}
-
-
+#: A destroy retry's row (``DestroyRetry``, keyed by session id), its columns derived from the dataclass.
 _RETRY_COLUMNS = (("set_name", "set"),)
+_retry_columns: dict[str, Any] = {
+    dict(_RETRY_COLUMNS).get(column.name, column.name): (
+        typing.get_type_hints(DestroyRetry)[column.name],
+        ... if column.default is dataclasses.MISSING else column.default)
+    for column in dataclasses.fields(DestroyRetry)}
+RetryEntry: type[_Strict] = create_model("RetryEntry", __base__=_Strict, **_retry_columns)
+
+
+#: ``Memory.lingering``: destroys the service ignored, sessions stuck Terminating or Unknown.
+LingeringEntry: type[_Strict] = create_model(
+    "LingeringEntry", __base__=_Strict, retries=(dict[str, RetryEntry], {}),  # type: ignore[valid-type]
+    since=(dict[str, float], {}), reported=(list[str], []), evidence=(dict[str, str], {}))
 
 
 @dataclass(frozen=True)
