@@ -137,3 +137,13 @@ def plan_options(settings: ControllerSettings) -> PlanOptions:
                        session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
                        pending_limit=settings.pending_limit, terminating_limit=settings.terminating_limit,
                        check_capacity=settings.capacity)
+
+
+def add_state_options(parser: argparse.ArgumentParser, *, positional: bool) -> None:
+    """The state directory and prefix flags that pick the controller (``run`` and the report commands)."""
+    if positional:
+        parser.add_argument("state", type=Path, metavar="DIR", help="the state directory")
+    else:
+        parser.add_argument("--state", type=Path, metavar="DIR",
+                            help="directory of SessionSet manifests (env CANFAR_CONTROLLER_STATE)")
+    parser.add_argument("--prefix", help="ownership prefix of managed session names (default cc)")

@@ -21,6 +21,9 @@ from controller.cli.simulator import random_seed
 from controller.client import ClientSettings
 from controller.errors import ConfigError
 
+#: The embedded demo's default intervals: short, so a new user sees the loop act within seconds.
+SIMULATOR_DEFAULTS = {"interval": 5.0, "stats_interval": 15.0}
+
 
 def refuse_foreign_service(args: argparse.Namespace) -> None:
     """``--simulator`` serves its own service: a ``--server`` (or its credentials) would be silently ignored."""
