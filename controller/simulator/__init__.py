@@ -36,7 +36,7 @@ exit code, their output being the logs; anything else runs until deleted (see ``
 Sessions that do not fit the configured cores/RAM stay ``Pending``; interactive ones fail at
 ``session_expiry`` unless renewed; a DELETE removes a session from lists at once. Images outside
 the public cache need registry auth and only ``private_images`` actually pull, or every harbor
-image with ``accept_private_images`` (see ``routes``).
+image with ``accept_private_images`` (see ``sessionroutes``).
 
 Modules, one job each:
 
@@ -46,7 +46,10 @@ Modules, one job each:
   the simulated process, its ``sh -c`` subset and its ``python -c`` subset;
 - ``state``: sessions, lifecycle and capacity over simulated time;
 - ``render``: the server's JSON and text formats;
-- ``routes``: request validation and dispatch (``handle``);
+- ``routes``: authentication, dispatch and error rendering (``handle``), the endpoints other than
+  ``/session``;
+- ``sessionroutes``: the ``/session`` resource, validated in the server's order;
+- ``params``: request parameters read the server's way (first value, blank as none, Java numbers);
 - ``faults``: targeted and seeded random faults;
 - ``simulator``: ``Simulator``, tying clock, cluster, faults and the request log together;
 - ``server``: ``SimulatorServer``, the HTTP front end;
