@@ -63,9 +63,6 @@ from controller.signals import SignalReader
 from controller.spec import DesiredState
 from controller.statedir import StateLoader
 
-#: Spread of the retries of destroys the service ignored (the planner reads no randomness).
-DESTROY_RETRY_JITTER = 0.1
-
 
 class Reconciler:
     """Carries out passes and owns the memory that must survive between them (and restarts)."""
@@ -276,8 +273,7 @@ class Reconciler:
             return
         at = self.clock()
         apply(Destroyed(action.session_id, at), self.memory, self.ledger)
-        destroy_sent(self.memory.lingering, action.session_id, at,
-                     1 + self._rng.uniform(-DESTROY_RETRY_JITTER, DESTROY_RETRY_JITTER))
+        destroy_sent(self.memory.lingering, action.session_id, at, self._rng)
         outcome.destroyed[(action.set_name, action.reason)] += 1
         reason: AuditReason = "SuccessfulDestroy" if action.reason in ("ended", "retry") else "Pruned"
         self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase)

@@ -41,9 +41,9 @@ PENDING_LIMIT = 600.0
 PROGRESS_DEADLINE = 600.0
 #: A session Terminating or Unknown this long is reported as stuck.
 TERMINATING_LIMIT = 600.0
-#: A destroy the service answered but did not carry out is sent again after 5 s, doubling to 10 min.
-DESTROY_BACKOFF_BASE = 5.0
-DESTROY_BACKOFF_CAP = 600.0
+#: A destroy the service answered but did not carry out is sent again after 5 s, doubling to 10 min,
+#: ±10% (the jitter spreads the retries of many sessions destroyed together).
+DESTROY_BACKOFF = Backoff(base=5.0, cap=600.0, jitter=0.1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The one back-off policy: a wait that doubles per attempt up to a cap, with optional ± jitter.
 
 Used for a slot's restart delay (no jitter: the planner reads no randomness), a set's create
-back-off after a refusal, and the jitter of the pass interval (a policy whose base is its cap).
+back-off after a refusal, the retry of a destroy the service ignored, and the jitter of the pass
+interval (a policy whose base is its cap).
 Randomness is injected by the caller (``random.Random`` or anything with ``uniform``), so the
 pure core stays pure and tests are reproducible.
 """

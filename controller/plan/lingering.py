@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controller.plan.actions import DESTROY_BACKOFF_BASE, DESTROY_BACKOFF_CAP, Destroy, Stuck, restart_delay
+from controller.plan.actions import DESTROY_BACKOFF, Destroy, Stuck
+from controller.plan.backoff import RandomSource
 from controller.plan.listing import Listing
 from controller.plan.memory import DestroyRetry, Lingering
 from controller.spec import DesiredState
@@ -44,14 +45,14 @@ def retry_now(lingering: Lingering) -> None:
         lingering.retries[session_id] = replace(retry, retry_at=0.0)
 
 
-def destroy_sent(lingering: Lingering, session_id: str, at: float, jitter: float) -> None:
+def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None) -> None:
     """The service answered a destroy at ``at``: the next one waits for the destroy back-off.
 
-    ``jitter`` is a factor near 1 the caller draws (the planner reads no randomness).
+    ``rng`` is the caller's (the reconciler's): the planner reads no randomness; ``None``, no jitter.
     """
     previous = lingering.retries.get(session_id)
     attempts = previous.attempts + 1 if previous is not None else 1
-    delay = restart_delay(attempts, DESTROY_BACKOFF_BASE, DESTROY_BACKOFF_CAP) * jitter
+    delay = DESTROY_BACKOFF.delay(attempts, rng)
     if previous is None:
         lingering.retries[session_id] = DestroyRetry(attempts, at + delay)
     else:

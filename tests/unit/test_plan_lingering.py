@@ -15,7 +15,7 @@ def after_destroy(memory: Memory, session_id: str, at: float) -> Memory:
     """The memory once the reconciler's destroy was answered 200 at ``at`` (no jitter)."""
     memory = memory.copy()
     memory.destroys[session_id] = at
-    destroy_sent(memory.lingering, session_id, at, 1.0)
+    destroy_sent(memory.lingering, session_id, at, None)
     return memory
 
 
