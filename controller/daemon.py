@@ -216,8 +216,7 @@ class Daemon:
         except ControllerError as exc:  # the service failed, the credential could not be read, or garbage
             self._stats_failed(exc)
         else:
-            self.metrics.record_stats(stats, time.time())
-            self.handler.repeats.clear("stats")
+            self._stats_ok(stats)
 
     def _stats_fetched(self, task: asyncio.Task[PlatformStats]) -> None:
         """Report the first statistics call, which runs beside the first pass."""
@@ -227,7 +226,12 @@ class Daemon:
         if isinstance(error, ControllerError):
             self._stats_failed(error)
         elif error is None:
-            self.metrics.record_stats(task.result(), time.time())
+            self._stats_ok(task.result())
+
+    def _stats_ok(self, stats: PlatformStats) -> None:
+        """Good figures reach the metrics, and a failure said before is over."""
+        self.metrics.record_stats(stats, time.time())
+        self.handler.repeats.clear("stats")
 
     def _stats_failed(self, error: ControllerError) -> None:
         self.metrics.stats_failed(failure_reason(error))
