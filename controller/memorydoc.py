@@ -28,6 +28,7 @@ from controller.plan.memory import (
     ExpectedCreate,
     Lingering,
     Memory,
+    RenewMark,
     SeenSession,
     SetNotes,
     SlotHistory,
@@ -215,6 +216,7 @@ FIELDS: tuple[_Value | _Ids | _Rows | _Lingering, ...] = (
     _Rows("notes", (_SET,), SetNotes),
     _Rows("autoscale", (_SET,), ScaleState),
     _Lingering("lingering"),
+    _Rows("renews", (("id", str),), RenewMark),
 )
 
 if [f.name for f in FIELDS] != [f.name for f in dataclasses.fields(Memory)]:

@@ -17,7 +17,8 @@ carries the decisions out in the safe order and keeps the memory true while doin
   (``controller.platform``), which the pass never fetches itself; a stats call has its own short
   timeout (``STATS_TIMEOUT``), so statistics never delay a pass for long (``StatsUnavailable``);
 - interactive sessions are renewed before they expire; a refused renew is reported and never
-  becomes a destroy;
+  becomes a destroy; the memory keeps when each renew was accepted, so the next list tells what it
+  did to the expiry (the platform's lifetime, or ``RenewIneffective``);
 - a session Pending too long, or Terminating or Unknown too long (stuck), is reported once, with
   its events; a destroy the service answered but ignored is retried with the destroy back-off; a
   failed session's evidence (log tail, events) is kept for the set's ``CrashLooping`` condition;
@@ -173,6 +174,7 @@ class Reconciler:
                 for action in actions:
                     self._log.info("dry-run: would act", action=describe(action))
             elif observed is not None and not decided.suspect:
+                self._report_ineffective(decided)
                 await asyncio.gather(*(self._destroy(d, outcome) for d in decided.destroys))
                 await asyncio.gather(*(self._renew(r, outcome) for r in decided.renews),
                                      *(self._report(u) for u in decided.unschedulable),
@@ -315,9 +317,18 @@ class Reconciler:
                     outcome.renew_failures[action.set_name] += 1
                     self._audit.event("FailedRenew", sessionset=action.set_name, message=str(exc))
                     return
-                self.memory.renewed(action.session_id)
+                self.memory.renewed(action.session_id, self.clock(), action.expires)
                 outcome.renewed[action.set_name] += 1
                 self._audit.event("Renewed", sessionset=action.set_name, expired_at=action.expires)
+
+    def _report_ineffective(self, decided: Plan) -> None:
+        """Renews a list showed had not moved the expiry: reported once each (rule *Renewal*)."""
+        for report in decided.renew_ineffective:
+            with bound_contextvars(sessionset=report.set_name, session_id=report.session_id, session=report.name):
+                self._audit.event("RenewIneffective", sessionset=report.set_name,
+                                  message="the renew was accepted but did not move the expiry; not renewed again "
+                                          "until the expiry changes or an hour passes",
+                                  renewed_at=report.renewed_at, expires_at=report.expires)
 
     async def _report(self, action: Unschedulable | Stuck) -> None:
         """Report a session Pending, or Terminating or Unknown, for too long: once, with its events."""

@@ -32,6 +32,7 @@ __all__ = [
     "PRUNED",
     "REASONS",
     "RENEWED",
+    "RENEW_INEFFECTIVE",
     "STUCK",
     "SUCCESSFUL_CREATE",
     "SUCCESSFUL_DESTROY",
@@ -44,6 +45,7 @@ __all__ = [
 AuditReason = Literal[
     "SuccessfulCreate", "FailedCreate", "CreateUncertain", "SuccessfulDestroy", "FailedDestroy", "Pruned", "Ended",
     "Renewed", "FailedRenew", "Unschedulable", "DestroyIgnored", "Stuck",
+    "RenewIneffective",
 ]
 SUCCESSFUL_CREATE: Final = "SuccessfulCreate"
 FAILED_CREATE: Final = "FailedCreate"
@@ -64,14 +66,16 @@ UNSCHEDULABLE: Final = "Unschedulable"
 DESTROY_IGNORED: Final = "DestroyIgnored"
 #: A session has been Terminating or Unknown longer than the limit: the service does not let it go.
 STUCK: Final = "Stuck"
+#: A renew the service accepted did not move the session's expiry: not sent again for a while.
+RENEW_INEFFECTIVE: Final = "RenewIneffective"
 REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, CREATE_UNCERTAIN, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED,
-                  ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE, DESTROY_IGNORED, STUCK)
+                  ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE, DESTROY_IGNORED, STUCK, RENEW_INEFFECTIVE)
 
 #: Failure reasons, each with the success that shows the action works again.
 _FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, CREATE_UNCERTAIN: SUCCESSFUL_CREATE,
                     FAILED_DESTROY: SUCCESSFUL_DESTROY, FAILED_RENEW: RENEWED}
 #: Events that are warnings without being failures of an action.
-_WARNINGS: Final = (UNSCHEDULABLE, DESTROY_IGNORED, STUCK)
+_WARNINGS: Final = (UNSCHEDULABLE, DESTROY_IGNORED, STUCK, RENEW_INEFFECTIVE)
 #: Default pause before an unchanged failure is logged again.
 REPEAT_AFTER: Final = 3600.0
 #: How much of a failed session's log is kept: the end is where the error is.

@@ -29,12 +29,19 @@ CRASH_LOOP_ENDS = 3
 CRASH_LOOP_WINDOW = 1800.0
 #: ReplicaSet's ``BurstReplicas``: the most creates one pass starts.
 MAX_CREATES_PER_PASS = 500
-#: The platform's interactive session lifetime (``skaha.sessionexpiry``, 4 days).
+#: The platform's interactive session lifetime (``skaha.sessionexpiry``, 4 days), assumed for a session
+#: until its own is learnt (its start to its expiry, or what a renew did to its expiry).
 SESSION_EXPIRY = 345_600.0
-#: Renew an interactive session once less than this part of the expiry remains: once a day with 4 days.
+#: Renew an interactive session once less than this part of its lifetime remains: once a day with 4 days.
+#: Whatever the fraction, a session gets at most one renew per quarter of its lifetime.
 RENEW_WHEN_REMAINING = 0.75
 #: After the service refused a renew, try again only after this long.
 RENEW_RETRY = 600.0
+#: A renew that did not move the expiry is sent again only once the expiry changes, or after this long.
+RENEW_INEFFECTIVE_RETRY = 3600.0
+#: A learnt lifetime shorter than this is taken as this: whatever the service answers, a session gets
+#: at most one renew per quarter of it (5 s).
+MIN_LIFETIME = 20.0
 #: A session Pending this long is reported as unschedulable.
 PENDING_LIMIT = 600.0
 #: A rollout or scale-up that changes nothing for this long is reported as stalled.
@@ -90,6 +97,17 @@ class Renew:
     session_id: str
     name: str
     expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class RenewIneffective:
+    """A renew the service accepted that did not move the session's expiry: report it once."""
+
+    set_name: str
+    session_id: str
+    name: str
+    expires: float
+    renewed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +213,8 @@ class Plan:
     left_out: tuple[str, ...] = ()
     #: Why capacity was not checked (no statistics), or None.
     capacity_unknown: str | None = None
+    #: Renews a list showed had not moved the expiry, reported for the first time (rule *Renewal*).
+    renew_ineffective: tuple[RenewIneffective, ...] = ()
 
     @property
     def changes(self) -> bool:

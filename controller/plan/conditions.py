@@ -18,6 +18,9 @@ statuses and ``stamp`` adds the transition times.
   ``Pending`` too long; ``Unknown`` when the platform statistics are unavailable.
 - ``Stuck``: a session has been Terminating or Unknown for longer than ``--terminating-limit``
   (its events in the message).
+- ``RenewIneffective``: a renew the service accepted did not move a session's expiry (reason
+  ``ExpiryUnchanged``, the ids in the message); it is not sent again until the expiry changes or an
+  hour passes.
 - ``Invalid``: the set's manifest is invalid (its last good spec is in force, if any).
 - ``Suspended``: ``spec.suspend`` is set.
 - ``ScalingActive`` (autoscaled sets only): the signals can be read; ``False`` with
@@ -38,10 +41,12 @@ from controller.plan.memory import ConditionMark
 ConditionType = Literal[
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
     "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
+    "RenewIneffective",
 ]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
     "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
+    "RenewIneffective",
 )
 #: Conditions only autoscaled sets have.
 AUTOSCALE_CONDITIONS: frozenset[ConditionType] = frozenset({"ScalingActive", "ScalingLimited"})
@@ -87,6 +92,8 @@ class SetFacts:
     destroy_failing: str | None = None
     #: Which sessions are stuck Terminating or Unknown, with their events.
     stuck: str | None = None
+    #: Which sessions' last renew did not move their expiry.
+    renew_ineffective: str | None = None
 
 
 def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
@@ -126,6 +133,9 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
                          else ("False", "Valid", "the manifest is valid"))
     result["Suspended"] = (("True", "Suspended", "spec.suspend is set: nothing is created or destroyed")
                            if facts.suspended else ("False", "Active", "the set is managed"))
+    result["RenewIneffective"] = (("True", "ExpiryUnchanged", facts.renew_ineffective)
+                                  if facts.renew_ineffective is not None
+                                  else ("False", "RenewsTakeEffect", "every renew moved its session's expiry"))
     if facts.scaling is not None:
         active, limited = facts.scaling
         result["ScalingActive"] = (_status(active[0]), active[1], active[2])

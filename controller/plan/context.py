@@ -10,13 +10,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.plan import expectations
-from controller.plan.actions import Destroy, DestroyReason, PlanOptions, Renew, Unschedulable, spec_key
+from controller.plan.actions import (
+    Destroy,
+    DestroyReason,
+    PlanOptions,
+    Renew,
+    RenewIneffective,
+    Unschedulable,
+    spec_key,
+)
 from controller.plan.autoscale import Decision, Reading
 from controller.plan.autoscaled import Room, count_in_force, decisions_for
 from controller.plan.capacity import Capacity
 from controller.plan.lingering import LingeringView
 from controller.plan.listing import LIVE, Listed, Listing
-from controller.plan.memory import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SlotHistory, SlotKey
+from controller.plan.memory import (
+    ConditionMark,
+    CreateBackoff,
+    ExpectedCreate,
+    Memory,
+    RenewMark,
+    SlotHistory,
+    SlotKey,
+)
 from controller.plan.trust import Trust
 from controller.spec import DesiredState, SessionSet
 
@@ -62,6 +78,11 @@ class Decisions:
     finished: dict[str, set[tuple[int, str]]] = field(default_factory=dict)
     conditions: dict[str, dict[str, ConditionMark]] = field(default_factory=dict)
     progress: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: The rule *Renewal*: renew marks as this run's list updated them, sessions whose last renew did not
+    #: move their expiry (by set), and those of them reported for the first time.
+    renew_marks: dict[str, RenewMark] = field(default_factory=dict)
+    renew_unchanged: dict[str, list[str]] = field(default_factory=dict)
+    renew_ineffective: list[RenewIneffective] = field(default_factory=list)
 
 
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,

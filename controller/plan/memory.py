@@ -87,6 +87,27 @@ class SetNotes:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewMark:
+    """A session's last renew the service accepted, and what the lists showed it did (rule *Renewal*).
+
+    The platform's lifetime is learnt from it (``lifetime``: the expiry the renew produced minus
+    ``at``), and a renew that did not move the expiry (``unchanged``) is not sent again until the
+    expiry changes or an hour passes.
+    """
+
+    #: When the service accepted the renew.
+    at: float
+    #: The expiry listed when the renew was sent.
+    before: float
+    #: The session's lifetime as learnt from a renew that moved its expiry (this one or an earlier one).
+    lifetime: float | None = None
+    #: ``sent`` (no list since), ``moved`` (a list showed another expiry) or ``unchanged`` (it did not).
+    outcome: str = "sent"
+    #: ``RenewIneffective`` was reported for this session (once, until a renew moves its expiry).
+    reported: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SeenSession:
     """An owned session that was live in the last trusted list."""
 
@@ -176,6 +197,7 @@ class _Reports:
     ended_reported: set[str]
     unschedulable_reported: set[str]
     renew_failures: dict[str, float]
+    renews: dict[str, RenewMark]
     notes: dict[str, SetNotes]
 
     def reported_end(self, session_id: str) -> None:
@@ -188,8 +210,13 @@ class _Reports:
         """The service refused to renew ``session_id``: it is retried only after a while."""
         self.renew_failures[session_id] = at
 
-    def renewed(self, session_id: str) -> None:
+    def renewed(self, session_id: str, at: float, before: float) -> None:
+        """The service accepted the renew of ``session_id``, listed expiring at ``before``: the next
+        list tells what it did to the expiry (rule *Renewal*)."""
         self.renew_failures.pop(session_id, None)
+        last = self.renews.get(session_id)
+        self.renews[session_id] = RenewMark(at, before, last.lifetime if last else None,
+                                            reported=last.reported if last else False)
 
     def note(self, set_name: str, **notes: str) -> None:
         """Keep what was learnt about a set (``SetNotes`` fields) for its condition messages."""
@@ -278,6 +305,8 @@ class Memory(_Expectations, _Backoffs, _Reports):
     autoscale: dict[str, ScaleState] = field(default_factory=dict)
     #: Sessions the service will not let go.
     lingering: Lingering = field(default_factory=Lingering)
+    #: Each live session's last accepted renew and what it did: the learnt lifetime (rule *Renewal*).
+    renews: dict[str, RenewMark] = field(default_factory=dict)
 
     def copy(self) -> Memory:
         """A copy whose containers can be changed without touching this one."""
@@ -289,7 +318,8 @@ class Memory(_Expectations, _Backoffs, _Reports):
                        unschedulable_reported=set(self.unschedulable_reported),
                        renew_failures=dict(self.renew_failures), notes=dict(self.notes),
                        autoscale=dict(self.autoscale),
-                       lingering=self.lingering.copy())
+                       lingering=self.lingering.copy(),
+                       renews=dict(self.renews))
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,11 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   wait (``WaitingForCapacity``) instead of piling up ``Pending`` sessions; without them, creates go
   ahead and the plan says so.
 - **Renewal** (``renew``): interactive sessions are renewed before they expire; a refused renew is
-  retried later and never becomes a destroy.
+  retried later and never becomes a destroy. A session's lifetime is learnt from the platform (what
+  its last renew did to its expiry, else its start to its expiry; ``session_expiry`` only until
+  then); it is renewed once less than ``renew_when_remaining`` of it remains, never twice within a
+  quarter of it. A renew that did not move the expiry is reported once (``RenewIneffective``) and not
+  sent again until the expiry changes or an hour passes.
 - **Fair creates** (``admission``): creates are capped per pass and interleaved across sets so one
   big set cannot starve the rest.
 - **One id, one session** (``controller.listanswer``, ``context``): a repeated id is one session,
@@ -169,7 +173,9 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
                         else "platform statistics unavailable: creates are not checked against capacity")
     return Plan(tuple(allowed), destroys, statuses, _next_memory(context, decisions, orphans_seen), renews=renews,
                 unschedulable=unschedulable, stuck=stuck, deferred=deferred,
-                left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown)
+                left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown,
+                renew_ineffective=tuple(sorted(decisions.renew_ineffective,
+                                               key=lambda r: (r.set_name, r.name, r.session_id))))
 
 
 def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:
@@ -209,6 +215,8 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         notes={name: note for name, note in memory.notes.items() if name in sets},
         autoscale=remembered(context.scaling, memory.autoscale, context.desired.complete, sets),
         lingering=context.lingering.after(),
+        renews={sid: decisions.renew_marks.get(sid, mark) for sid, mark in memory.renews.items()
+                if sid in listing.ids or sid in held_ids},
     )
 
 

@@ -7,7 +7,13 @@ stalled) and the conditions' transition times are remembered in the run's ``Deci
 from __future__ import annotations
 
 from controller.plan import context as ctx
-from controller.plan.actions import CRASH_LOOP_ENDS, CRASH_LOOP_WINDOW, RESTART_RESET_AFTER, SetStatus
+from controller.plan.actions import (
+    CRASH_LOOP_ENDS,
+    CRASH_LOOP_WINDOW,
+    RENEW_INEFFECTIVE_RETRY,
+    RESTART_RESET_AFTER,
+    SetStatus,
+)
 from controller.plan.autoscaled import count_in_force
 from controller.plan.conditions import SetFacts, Status, evaluate, stamp
 from controller.plan.context import Decisions, PassContext
@@ -50,6 +56,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
                                      notes.unschedulable if notes else ""),
         scaling=(scaling.active, scaling.limited) if scaling is not None else None,
         destroy_failing=context.lingering.destroy_failing(name), stuck=context.lingering.stuck_message(name),
+        renew_ineffective=_renew_ineffective(decisions.renew_unchanged.get(name)),
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks
@@ -102,6 +109,13 @@ def _crash_message(crash_slots: list[tuple[int, int]], evidence: str) -> str | N
     message = (f"sessions ended within {duration(RESTART_RESET_AFTER)} of starting {CRASH_LOOP_ENDS}+ times in "
                f"{duration(CRASH_LOOP_WINDOW)}: {slots}; restarts continue with back-off")
     return f"{message}. Last failure: {evidence}" if evidence else message
+
+
+def _renew_ineffective(ids: list[str] | None) -> str | None:
+    if not ids:
+        return None
+    return (f"the last renew of {', '.join(sorted(ids))} did not move its expiry: not renewed again until the "
+            f"expiry changes or {duration(RENEW_INEFFECTIVE_RETRY)} passes")
 
 
 def _create_failing(refused: CreateBackoff | None, paused: bool) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ import pytest
 from controller.errors import LedgerError
 from controller.ledger import Ledger, MemoryDocument, ledger_paths
 from controller.plan import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SeenSession, SetNotes, SlotHistory
-from controller.plan.memory import Confirm, Destroyed, DestroyRetry, Expect, Lingering, Withdraw
+from controller.plan.memory import Confirm, Destroyed, DestroyRetry, Expect, Lingering, RenewMark, Withdraw
 
 NOW = 1_800_000_000.0
 
@@ -38,6 +38,8 @@ def full_memory() -> Memory:
         notes={"w": SetNotes(last_failure="logs: boom", unschedulable="FailedScheduling: 0/3 nodes")},
         lingering=Lingering(retries={"gone": DestroyRetry(2, NOW + 10, lists=3)}, since={"id5": NOW - 900},
                             reported={"id5"}, evidence={"w": "session id5, events: Killing: stopping"}),
+        renews={"nb1": RenewMark(NOW - 30, NOW + 10, 30.0, "unchanged", reported=True),
+                "nb2": RenewMark(NOW - 3, NOW + 20)},
     )
 
 

@@ -218,9 +218,11 @@ def test_sessions_pending_too_long_are_reported_once():
 # -- renewals ---------------------------------------------------------------------------------------
 
 
-def notebook_session(expires: float, sid: str = "nb1", status: str = "Running"):
+def notebook_session(expires: float, sid: str = "nb1", status: str = "Running", lifetime: float = SESSION_EXPIRY):
+    """A notebook as the platform lists it: started ``lifetime`` before its expiry (never renewed)."""
     s = session_set("notes", replicas=1, kind="notebook")
-    return s, observed_session(sid, name_of(s, 1), status, started=NOW - 3600, kind="notebook", expires=expires)
+    return s, observed_session(sid, name_of(s, 1), status, started=expires - lifetime, kind="notebook",
+                               expires=expires)
 
 
 def test_an_interactive_session_is_renewed_once_a_day():
@@ -281,7 +283,8 @@ def test_a_rollout_without_progress_for_ten_minutes_says_so():
 def test_every_condition_is_reported_for_every_set():
     result = plan(desired(session_set(suspend=True)), [], Memory(), NOW, options=OPTIONS)
     assert set(conditions(result)) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
-                                       "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended"}
+                                       "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended",
+                                       "RenewIneffective"}
     assert conditions(result)["Suspended"] == ("True", "Suspended")
 
 
