@@ -71,6 +71,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--session-expiry", type=float, default=defaults.session_expiry, metavar="SECONDS",
                         help="lifetime of interactive sessions and what renew extends to "
                              "(default: %(default)s, 4 days)")
+    parser.add_argument("--ignore-renews", action="store_true",
+                        help="answer every renew 200 without moving the session's expiry (a broken renew)")
     parser.add_argument("--time-scale", type=float, default=defaults.time_scale,
                         help="simulated seconds per real second (default: %(default)s); above 1 the "
                              "service's timestamps (startTime, expiryTime, events) run ahead of the wall "
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         config = SimulatorConfig(
             user=args.user, token=args.token, cores=args.cores, ram_gb=args.ram,
             max_interactive=args.max_interactive, session_expiry=args.session_expiry,
+            ignore_renews=args.ignore_renews,
             time_scale=args.time_scale, images=image_catalogue(args.images, args.image),
             accept_private_images=args.registry_auth, error_rate=args.error_rate,
             latency=args.latency, drop_rate=args.drop_rate, seed=random_seed() if args.seed is None else args.seed,

@@ -104,6 +104,8 @@ class SimulatorConfig:
     """``activeDeadlineSeconds`` of headless Jobs (14 days, ``launch-headless.yaml``)."""
     session_expiry: float = 345_600.0
     """``skaha.sessionexpiry`` (4 days): interactive deadline and what renew extends to."""
+    ignore_renews: bool = False
+    """Answer every renew ``200`` and do nothing (the expiry does not move): a platform whose renew is broken."""
     headless_ttl: float = 3600.0
     """``ttlSecondsAfterFinished`` of headless Jobs: ended sessions vanish (404) after this."""
     interactive_ttl: float = 86_400.0

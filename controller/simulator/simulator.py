@@ -128,6 +128,8 @@ class Simulator:
         self._lock = threading.RLock()
         self.cluster = Cluster(self.config, random.Random(self.config.seed))
         self._faults = FaultInjector(self.config)
+        if self.config.ignore_renews:
+            self.ignore_renews(None)
         self._seq = 0
         self._in_flight = 0
         self._horizon = -math.inf  # the simulated time the cluster has been advanced to
@@ -212,6 +214,14 @@ class Simulator:
             ids = [record.id for record in self.cluster if fnmatch.fnmatchcase(record.name, name)]
         for session_id in ids:
             self._faults.add(Fault(ignored=True), method="DELETE", path=f"/session/{session_id}", count=count)
+
+    def ignore_renews(self, count: int | None = 1, *, session_id: str | None = None) -> None:
+        """Answer the next ``count`` renews ``200`` and do nothing: the expiry does not move.
+
+        ``session_id`` limits it to one session's renews (``None``: any session's).
+        """
+        path = "/session/*" if session_id is None else f"/session/{session_id}"
+        self._faults.add(Fault(ignored=True), method="POST", path=path, count=count)
 
     def hang_stats(self, seconds: float, *, status: int | None = 504, count: int | None = 1) -> None:
         """The next ``count`` statistics calls answer after ``seconds`` real seconds, with ``status``."""

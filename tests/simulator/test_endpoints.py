@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from controller.simulator import ManualClock
+from controller.simulator import ManualClock, Simulator
 from tests.simulator.support import IMAGE, create, status_of
 
 
@@ -216,6 +216,21 @@ def test_renew_answers_200_empty(http: httpx.Client) -> None:
     session_id = create(http, type="notebook")
     response = http.post(f"/session/{session_id}", params={"action": "renew"})
     assert (response.status_code, response.text) == (200, "")
+
+
+def test_renew_moves_the_expiry_to_now_plus_the_lifetime_unless_ignored(http: httpx.Client, simulator: Simulator,
+                                                                        sim_clock: ManualClock) -> None:
+    """A renew pushes expiryTime to now + session_expiry; an ignored one answers 200 and leaves it."""
+    session_id = create(http, type="notebook")
+    sim_clock.advance(600)
+    before = http.get(f"/session/{session_id}").json()["expiryTime"]
+    assert http.post(f"/session/{session_id}", params={"action": "renew"}).status_code == 200
+    moved = http.get(f"/session/{session_id}").json()["expiryTime"]
+    assert moved > before
+    sim_clock.advance(600)
+    simulator.ignore_renews(session_id=session_id)
+    assert http.post(f"/session/{session_id}", params={"action": "renew"}).status_code == 200
+    assert http.get(f"/session/{session_id}").json()["expiryTime"] == moved
 
 
 def test_too_many_path_segments_are_invalid(http: httpx.Client) -> None:
