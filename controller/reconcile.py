@@ -324,11 +324,10 @@ class Reconciler:
     def _report_ineffective(self, decided: Plan) -> None:
         """Renews a list showed had not moved the expiry: reported once each (rule *Renewal*)."""
         for report in decided.renew_ineffective:
-            with bound_contextvars(sessionset=report.set_name, session_id=report.session_id, session=report.name):
-                self._audit.event("RenewIneffective", sessionset=report.set_name,
-                                  message="the renew was accepted but did not move the expiry; not renewed again "
-                                          "until the expiry changes or an hour passes",
-                                  renewed_at=report.renewed_at, expires_at=report.expires)
+            self._audit.event("RenewIneffective", sessionset=report.set_name, session_id=report.session_id,
+                              session=report.name, renewed_at=report.renewed_at, expires_at=report.expires,
+                              message="the renew was accepted but did not move the expiry; not renewed again "
+                                      "until the expiry changes or an hour passes")
 
     async def _report(self, action: Unschedulable | Stuck) -> None:
         """Report a session Pending, or Terminating or Unknown, for too long: once, with its events."""

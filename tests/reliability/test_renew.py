@@ -1,0 +1,93 @@
+"""Renewals bounded by what the platform does, in-process: the issue's 30-second platform, passes every second.
+
+``--session-expiry`` stays at its 4 days while the simulated platform ends interactive sessions after
+30 s (and a renew pushes the expiry to now + 30 s, as skaha does). The controller must learn the 30 s
+and renew each notebook about once per quarter of it, never once per pass; and a renew the platform
+ignores must not be repeated. Renews are counted from the simulator's request log.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.reliability.rig import LIVE, Rig
+from tests.reliability.test_lifecycle import condition, sessionset, start
+
+LIFE = 30.0
+QUARTER = LIFE / 4
+DURATION = 80
+
+
+@pytest.fixture
+def short(tmp_path: Path) -> Iterator[Rig]:
+    """A platform whose interactive sessions last 30 s; the controller keeps its default 4-day assumption."""
+    rig = Rig(tmp_path, interval=1.0, service={"session_expiry": LIFE})
+    yield rig
+    rig.close()
+
+
+def renews_by_session(rig: Rig) -> dict[str, list[float]]:
+    """When each session was sent a renew, as the service saw it."""
+    sent: dict[str, list[float]] = defaultdict(list)
+    for request in rig.requests("POST"):
+        if request.param("action") == "renew":
+            sent[request.path.rsplit("/", 1)[-1]].append(request.at)
+    return sent
+
+
+def live_notebooks(rig: Rig) -> set[str]:
+    return {sid for sid, name, status in rig.truth() if name.startswith("cc-nb-") and status in LIVE}
+
+
+def test_a_platform_lifetime_shorter_than_the_flag_gets_one_renew_per_quarter_lifetime(short: Rig) -> None:
+    """78 renews in 80 s was the bug; a renew per 7.5 s (about 10) keeps the notebooks alive, no more."""
+    start(short, "nb", sessionset("nb", 2, kind="notebook", cores=None, ram=None))
+    short.passes(4, every=1)  # Pending, then Running
+    first = live_notebooks(short)
+    assert len(first) == 2
+    short.passes(DURATION, every=1)
+    assert live_notebooks(short) == first  # the same notebooks outlived their 30 s many times over
+    sent = renews_by_session(short)
+    assert set(sent) == first
+    for session_id, times in sent.items():
+        gaps = [later - earlier for earlier, later in pairwise(times)]
+        assert min(gaps) >= QUARTER - 1e-6, f"{session_id}: two renews {min(gaps)} s apart"
+        assert len(times) <= DURATION / QUARTER + 1, f"{session_id}: {len(times)} renews in {DURATION} s"
+        assert len(times) >= DURATION / LIFE, f"{session_id}: only {len(times)} renews"
+
+
+def test_the_learnt_lifetime_survives_a_restart(short: Rig) -> None:
+    """After a restart the memory still knows each renew: the bound holds across it."""
+    start(short, "nb", sessionset("nb", 1, kind="notebook", cores=None, ram=None))
+    short.passes(20, every=1)
+    short.restart()
+    short.passes(40, every=1)
+    [times] = renews_by_session(short).values()
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    assert len(times) >= 4 and min(gaps) >= QUARTER - 1e-6
+
+
+def test_a_renew_that_does_not_move_the_expiry_is_sent_once_and_reported_once(short: Rig) -> None:
+    """The platform answers 200 but the expiry stays: no second renew for that session, one RenewIneffective."""
+    start(short, "nb", sessionset("nb", 1, kind="notebook", cores=None, ram=None))
+    short.passes(4, every=1)
+    [session_id] = live_notebooks(short)
+    short.simulator.ignore_renews(None)
+    with capture_logs() as logs:
+        short.passes(25, every=1)  # the 30 s run out meanwhile: the session ends and is replaced
+    sent = renews_by_session(short)
+    assert sent[session_id] and len(sent[session_id]) == 1
+    reported = [e for e in logs if e.get("reason") == "RenewIneffective"]
+    assert [e["session_id"] for e in reported] == [session_id]
+    assert condition(short, "nb", "RenewIneffective")["status"] == "True"
+    assert session_id in condition(short, "nb", "RenewIneffective")["message"]
+    with capture_logs() as logs:
+        short.passes(DURATION, every=1)
+    assert all(len(times) == 1 for times in renews_by_session(short).values())  # each replacement: once
+    assert session_id not in live_notebooks(short)
