@@ -7,11 +7,15 @@ import json
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.cli.common import print_error, serve_error
 from controller.simulator.config import DEFAULT_IMAGES, SimulatorConfig, images_from_json
+
+if TYPE_CHECKING:
+    from controller.simulator.simulator import RecordedRequest
 
 WORKLOADS = """\
 what headless sessions do:
@@ -73,6 +77,9 @@ def register(subparsers: Any) -> None:
                              "(default: %(default)s, 4 days)")
     parser.add_argument("--ignore-renews", action="store_true",
                         help="answer every renew 200 without moving the session's expiry (a broken renew)")
+    parser.add_argument("--request-log", type=Path, default=None, metavar="FILE",
+                        help="append every answered request to FILE as a JSON line (method, path, params, "
+                             "status, simulated arrival time): what tests of a separate process count")
     parser.add_argument("--time-scale", type=float, default=defaults.time_scale,
                         help="simulated seconds per real second (default: %(default)s); above 1 the "
                              "service's timestamps (startTime, expiryTime, events) run ahead of the wall "
@@ -125,6 +132,22 @@ def image_catalogue(images_file: Path | None, images: list[str]) -> dict[str, tu
     return catalogue
 
 
+def request_logger(path: Path) -> Callable[[RecordedRequest], None]:
+    """Append each recorded request to ``path`` as one JSON line, flushed at once."""
+    try:
+        out = path.open("a", encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"--request-log {path}: cannot open: {error.strerror or error}") from error
+
+    def write(request: RecordedRequest) -> None:
+        out.write(json.dumps({"seq": request.seq, "at": request.at, "method": request.method, "path": request.path,
+                              "params": {key: list(values) for key, values in request.params.items()},
+                              "status": request.status}) + "\n")
+        out.flush()
+
+    return write
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on bad settings or a busy port."""
     try:
@@ -139,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
         from controller.simulator.server import SimulatorServer  # the server only when serving
         from controller.simulator.simulator import Simulator
 
-        server = SimulatorServer(Simulator(config), host=args.host, port=args.port)
+        simulator = Simulator(config)
+        if args.request_log is not None:
+            simulator.on_record = request_logger(args.request_log)
+        server = SimulatorServer(simulator, host=args.host, port=args.port)
     except ValueError as error:
         return print_error(f"simulator: {error}")
     except OSError as error:

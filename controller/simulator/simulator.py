@@ -138,6 +138,8 @@ class Simulator:
         self.requests: list[RecordedRequest] = []
         #: Every session created, in the order created (deferred creates when they land); never trimmed.
         self.created: list[Creation] = []
+        #: Called with each request as it is recorded (``--request-log`` writes them out); under the lock.
+        self.on_record: Callable[[RecordedRequest], None] | None = None
 
     def now(self) -> float:
         """Simulated time in epoch seconds."""
@@ -378,7 +380,7 @@ class Simulator:
         return response, session_id
 
     def _record(self, flight: InFlight, status: int | None) -> None:
-        self.requests.append(RecordedRequest(
+        recorded = RecordedRequest(
             method=flight.request.method,
             path=flight.path,
             params={key: tuple(values) for key, values in flight.params.items()},
@@ -388,7 +390,10 @@ class Simulator:
             seq=flight.seq,
             applied_at=flight.applied_at,
             session_id=flight.session_id,
-        ))
+        )
+        self.requests.append(recorded)
+        if self.on_record is not None:
+            self.on_record(recorded)
         flight.recorded = True
         excess = len(self.requests) - self.config.max_recorded_requests
         if excess > self.config.max_recorded_requests // 10:  # trim in batches, not on every request

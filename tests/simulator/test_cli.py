@@ -127,6 +127,23 @@ def test_session_expiry_ends_interactive_sessions(launch) -> None:  # type: igno
     assert "DeadlineExceeded" in events and data["expiryTime"] > data["startTime"]  # type: ignore[operator]
 
 
+def test_ignored_renews_and_the_request_log(launch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--ignore-renews answers a renew 200 without moving the expiry; --request-log records every answer."""
+    log = tmp_path / "requests.jsonl"
+    _, url = launch("--ignore-renews", "--request-log", str(log), "--time-scale", "100")
+    auth = {"Authorization": "Bearer x"}
+    params = {"name": "nb", "image": "images.canfar.net/skaha/base-notebook:latest", "type": "notebook"}
+    session_id = httpx.post(url + "/session", params=params, headers=auth).text.strip()
+    before = wait_for_status(url, session_id, "Running", auth)
+    time.sleep(0.1)  # 10 simulated seconds: a renew that worked would move the expiry
+    assert httpx.post(f"{url}/session/{session_id}", params={"action": "renew"}, headers=auth).status_code == 200
+    after = httpx.get(f"{url}/session/{session_id}", headers=auth).json()
+    assert after["expiryTime"] == before["expiryTime"]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    renew = [r for r in lines if r["params"].get("action") == ["renew"]]
+    assert [(r["method"], r["path"], r["status"]) for r in renew] == [("POST", f"/session/{session_id}", 200)]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--image", "images.canfar.net/x:1"], "--image 'images.canfar.net/x:1': expected ID=TYPE[,TYPE]"),
     (["--image", "images.canfar.net/x:1=vm"], "types must be some of"),
