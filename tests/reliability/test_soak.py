@@ -44,6 +44,7 @@ import pytest
 from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.faultfs import FullDisk
 from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
+from tests.reliability.renew_soak import LIFE, ShortLifetime
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
@@ -107,8 +108,9 @@ class Soak:
         self.rng = random.Random(seed)
         self.disk = FullDisk()
         self.disk_full_steps = 0
-        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG}, file_ops=self.disk,
-                       stats_timeout=STATS_TIMEOUT)
+        self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG,
+                                                 "session_expiry": LIFE},  # shorter than --session-expiry
+                       file_ops=self.disk, stats_timeout=STATS_TIMEOUT)
         self.world = World()
         self.tally = Tally()
         self.requests = RequestCursor(self.rig.simulator)
@@ -143,6 +145,8 @@ class Soak:
         self.faults = FaultMirror(self.tally.faults, refused=f"cc-{REFUSED}-")
         self.lingering = Lingering(self.rig, self.tally.faults, self.faults)
         self.kinds += self.lingering.kinds()
+        self.short_lifetime = ShortLifetime(self.rig, self.tally.faults)
+        self.kinds += self.short_lifetime.kinds()
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
 
@@ -353,6 +357,7 @@ class Soak:
         self.lingering.record(fresh)
         self.tally.checks += 1
         self.lingering.check(self.fail)
+        self.short_lifetime.check(fresh, self.generation, self.fail)
         deletes = [r for r in fresh if r.method == "DELETE"]
         for request in deletes:
             self.tally.checks += 1
@@ -373,7 +378,7 @@ class Soak:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
 
         self.tally.checks += 1
-        sent = {r.param("name") for r in fresh if r.method == "POST"}
+        sent = {r.param("name") for r in fresh if r.method == "POST" and r.path == "/session"}  # creates, not renews
         if not sent <= self.disk.durable_intents():
             self.fail(f"creates sent without a complete, fsynced record: {sorted(sent - self.disk.durable_intents())}")
 
@@ -444,10 +449,12 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
         print(f"\nsoak seed {seed}: {tally.passes} passes ({tally.succeeded} succeeded), "
               f"{sum(tally.faults.values())} faults ({faults}; {tally.late_kills} kills after the pass ended), "
               f"{tally.checks} invariant checks ({tally.refused_pairs} refused retries compared), "
-              f"converged {passes} passes after the faults stopped")
+              f"converged {passes} passes after the faults stopped; at most "
+              f"{soak.short_lifetime.per_hour():.0f} renews per notebook per hour ({LIFE:.0f} s platform lifetime)")
     assert soak.rig.simulator.requests[0].seq > 1, "the request log was never trimmed: shorten REQUEST_LOG"
     never = [kind for kind in soak.kind_names if not tally.faults[kind]]
     assert not never, f"seed {seed}: these faults never fired, so the soak did not test them: {never}"
     assert tally.refused_pairs >= 1, f"seed {seed}: the refused set never retried within one process"
+    assert soak.short_lifetime.renews, f"seed {seed}: no notebook was renewed, so the renew bound was not tested"
     assert tally.succeeded >= LIVENESS * tally.passes, (
         f"seed {seed}: only {tally.succeeded} of {tally.passes} passes succeeded during the faults")
