@@ -21,6 +21,10 @@ not against what lists said:
 6. no create reaches the service before its intent record was completely written and fsynced;
 7. once faults stop, every set converges within a few passes.
 
+The platform ends notebooks after a minute while ``--session-expiry`` says 4 days, and now and then
+ignores a renew (``renew_soak``): no session is renewed twice within a quarter of that minute by one
+controller process, so renews per session per hour stay bounded.
+
 The soak also checks itself: every kind of fault fired (a fault on the wire counts once a request
 took it, see ``FaultMirror``; a kind the dice skipped is forced now and then), and a kill counts
 only when it landed mid-pass. The simulator keeps a short request log
