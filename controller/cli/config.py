@@ -53,7 +53,8 @@ class ControllerSettings(BaseSettings):
     allow_empty: bool = False
     restart_backoff: float = Field(RESTART_BACKOFF_BASE, ge=0, description="first wait before a slot runs again; "
                                    f"doubles to {duration(RESTART_BACKOFF_CAP)}")
-    session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime")
+    session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime, "
+                                                                       "until a session's own is learnt")
     renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
                                         description="renew once less than this part of the lifetime remains")
     pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")

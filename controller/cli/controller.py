@@ -81,11 +81,13 @@ def register(subparsers: Any) -> None:
                      help="seconds before an ended slot runs again; doubles per consecutive end, "
                           f"up to {RESTART_BACKOFF_CAP:g} (default {RESTART_BACKOFF_BASE:g})")
     run.add_argument("--session-expiry", type=float, metavar="SECONDS",
-                     help="how long the platform lets an interactive session live "
+                     help="how long the platform lets an interactive session live, assumed only until "
+                          "the session's own lifetime is learnt from its start and expiry or a renew "
                           f"(default {SESSION_EXPIRY:g}, {duration(SESSION_EXPIRY)})")
     run.add_argument("--renew-when-remaining", type=float, metavar="FRACTION",
-                     help="renew an interactive session once less than this part of its lifetime remains "
-                          "(default 0.75: once a day with 4-day sessions); spec.renew: false turns it off per set")
+                     help="renew an interactive session once less than this part of its learnt lifetime "
+                          "remains, never more than once per quarter of it (default 0.75: once a day with "
+                          "4-day sessions); spec.renew: false turns it off per set")
     run.add_argument("--pending-limit", type=float, metavar="SECONDS",
                      help="report a session Pending this long as unschedulable, with its events "
                           f"(default {PENDING_LIMIT:g})")

@@ -165,4 +165,5 @@ def test_reasons_are_kubernetes_style() -> None:
         "Unschedulable",
         "DestroyIgnored",
         "Stuck",
+        "RenewIneffective",
     }

@@ -337,7 +337,7 @@ def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, re
     }
     assert set(CONDITION_TYPES) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
                                     "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended",
-                                    "ScalingActive", "ScalingLimited"}
+                                    "ScalingActive", "ScalingLimited", "RenewIneffective"}
     # Only autoscaled sets have the scaling conditions: a fixed set exports no series for them.
     assert exported[("ScalingActive", "False")] is None
 
