@@ -21,23 +21,11 @@ import httpx
 import pytest
 
 from tests.controller.conftest import TOKEN, DaemonProcess, wait_until
+from tests.reliability.renew_soak import NOTEBOOKS  # set nb: two notebooks
 
 LIFE = 24.0
 QUARTER = LIFE / 4
 RUN = 30.0
-
-NOTEBOOKS = """\
-apiVersion: canfar.controller/v1alpha1
-kind: SessionSet
-metadata:
-  name: nb
-spec:
-  replicas: 2
-  template:
-    kind: notebook
-    image: images.canfar.net/skaha/astroml:latest
-"""
-
 
 @pytest.fixture
 def simulator_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
