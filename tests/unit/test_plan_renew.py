@@ -6,10 +6,12 @@ the planner must renew it as often as the 30 s need, never once per pass.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from controller.plan import Memory, Plan, PlanOptions, plan
 from controller.plan.actions import MIN_LIFETIME, RENEW_INEFFECTIVE_RETRY
 from controller.plan.memory import RenewMark
-from tests.unit.test_plan import NOW, OPTIONS, desired
+from tests.unit.test_plan import NOW, OPTIONS, desired, name_of
 from tests.unit.test_plan_lifecycle import conditions, notebook_session, observed_session
 
 LIFE = 30.0
@@ -115,3 +117,21 @@ def test_a_renew_mark_is_forgotten_with_its_session():
                             "gone": RenewMark(NOW - 10, NOW + 5, LIFE, "moved")})
     result = plan(desired(s), [listed], memory, NOW, options=OPTIONS)
     assert set(result.memory.renews) == {"nb1"}
+
+
+def test_a_one_day_platform_gets_a_renew_every_six_hours_not_every_pass():
+    """The issue's site with a 1-day lifetime and the 4-day default: a pass every 30 s for two days."""
+    day = 86_400.0
+    started, expires, memory, sent = NOW, NOW + day, Memory(), []
+    s, _ = notebook_session(expires, lifetime=day)
+    for step in range(int(2 * day / 30)):
+        now = NOW + 30 * step
+        listed = observed_session("nb1", name_of(s, 1), "Running", started=started, kind="notebook", expires=expires)
+        result = plan(desired(s), [listed], memory, now, options=OPTIONS)
+        memory = result.memory
+        if renewed(result):
+            sent.append(now - NOW)
+            memory = after_renew(result, "nb1", now, expires)
+            expires = now + day  # what skaha does: now + its lifetime
+    assert len(sent) == 7  # not 5,760: one per pass
+    assert all(6 * 3600 <= later - earlier <= 6 * 3600 + 30 for earlier, later in pairwise([0.0, *sent]))
