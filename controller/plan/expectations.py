@@ -24,13 +24,25 @@ def outstanding_creates(memory: Memory, listing: Listing, now: float, options: P
             if expected.session_id not in listing.ids and now - expected.at < options.expectation_ttl:
                 kept[key] = expected
             continue
-        if any(sid not in expected.prior_ids for sid in listing.ids_named(expected.name)):
+        if any(_could_be(expected, sid, memory) for sid in listing.ids_named(expected.name)):
             continue  # it happened: the session is in the list
         misses = expected.misses + (0 if lossy else 1)
         if misses >= UNCERTAIN_MIN_LISTS and now - expected.at >= options.uncertain_window:
             continue  # written off: long enough and often enough not seen, it did not happen
         kept[key] = replace(expected, misses=misses)
     return kept
+
+
+def _could_be(expected: ExpectedCreate, session_id: str, memory: Memory) -> bool:
+    """Whether the listed ``session_id`` (named like ``expected``) can be the session its create made.
+
+    Not one the list showed under that name before the create was sent, nor one this controller
+    destroyed or already reported ended: the list the create was planned from may have left the
+    slot's old session out (so it is not among ``prior_ids``), and an old session is never taken for
+    the new one.
+    """
+    return (session_id not in expected.prior_ids and session_id not in memory.destroys
+            and session_id not in memory.lingering.retries and session_id not in memory.ended_reported)
 
 
 def outstanding_destroys(memory: Memory, listing: Listing, now: float, options: PlanOptions) -> dict[str, float]:

@@ -25,7 +25,8 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   and the same orphan was already seen in the previous pass.
 - **Expectations** (``expectations``): a create the service confirmed counts as present until the
   list shows its id (or 5 min pass); one we just destroyed counts as gone. A create whose outcome is
-  unknown (timeout, 5xx, garbled answer, crash before recording) is looked for by name and blocks
+  unknown (timeout, 5xx, garbled answer, crash before recording) is looked for by name (never
+  taken for a session of that name it destroyed or saw end) and blocks
   its slot until a list shows it, or until it is written off: ``uncertain_window`` (2 min) has
   passed *and* two lists that were not lossy did not show it. A slot has one create in flight at a
   time, whatever its template.

@@ -15,6 +15,7 @@ from controller.plan import (
     plan,
     spec_key,
 )
+from controller.plan.memory import DestroyRetry
 from tests.unit.test_plan import NOW, OPTIONS, WORKERS, desired, destroyed, name_of, running, session, session_set
 from tests.unit.test_plan import slots_created as slots
 
@@ -148,6 +149,26 @@ def test_an_old_session_of_the_same_name_does_not_settle_an_uncertain_create():
     listed = [running(WORKERS, 1, "old1", status="Terminating"), *ALL[1:]]
     result = plan(desired(WORKERS), listed, memory, NOW + 3, options=OPTIONS)
     assert (name_of(WORKERS, 1) in [e.name for e in result.memory.creates.values()]) and result.creates == ()
+
+
+@pytest.mark.parametrize("destroyed_how", ["accepted", "ignored", "reported-ended"])
+def test_a_session_we_destroyed_does_not_settle_an_uncertain_create(destroyed_how):
+    """The create was planned from a list that left out the slot's old session (so it is not among the
+    create's prior ids); the old one, destroyed by us, shows up again under the same name. It is not
+    the new session: the slot stays blocked, no second create is sent beside the uncertain one."""
+    memory = uncertain(prior=())
+    memory.seen_live.pop("wor1")
+    if destroyed_how == "accepted":
+        memory.destroys["old1"] = NOW - 1
+    elif destroyed_how == "ignored":  # destroyed more than the expectation TTL ago, still listed live
+        memory.lingering.retries["old1"] = DestroyRetry(attempts=3, retry_at=NOW + 60)
+    else:  # its end was reported long ago; the service still lists it ended
+        memory.ended_reported.add("old1")
+    listed = [running(WORKERS, 1, "old1", status="Failed", started=NOW - 900), *ALL[1:]]
+    result = plan(desired(WORKERS), listed, memory, NOW + 3, options=OPTIONS)
+    assert ("workers", 1) in result.memory.creates and result.creates == ()
+    later = plan(desired(WORKERS), listed, result.memory, NOW + 6, options=OPTIONS)
+    assert ("workers", 1) not in slots(later)
 
 
 def test_a_create_applied_after_the_window_is_destroyed_as_the_newer_duplicate():
