@@ -22,6 +22,7 @@ Faults on demand, for a controller that must survive a misbehaving service (``fa
     sim.inject_fault("POST", "/session", status=400, count=None, name="cc-bad-*")  # only that set
     sim.inject_delay("POST", "/session", seconds=0.5, apply="after")   # slow create, lands when done
     sim.inject_list_fault("partial", keep=0.5)   # or "empty", "garbage", "truncated": still 200
+    sim.inject_list_fault("consistent", count=None, keep=0.5)  # the same half left out of every list
 
 Deferred effects land in simulated-time order before the next request (or ``sim.catch_up()``);
 a slow request still lands when its client hangs up or its in-process task is cancelled. The

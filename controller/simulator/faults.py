@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import json
 import math
 import random
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from controller.simulator.config import SimulatorConfig
 from controller.simulator.wire import JSON, Response, json_response, text
@@ -45,9 +46,11 @@ Effect = Literal["none", "arrival", "answer", "later"]
 
 #: How a list answer is spoiled: ``partial`` keeps ``floor(n * keep)`` rows (seeded choice, order
 #: kept), ``empty`` is ``[]``, ``garbage`` is a JSON object instead of an array, ``truncated`` is
-#: the real answer cut in half, ``repeated`` lists ``floor(n * keep)`` rows (seeded) a second time.
-ListMode = Literal["partial", "empty", "garbage", "truncated", "repeated"]
-LIST_MODES: tuple[ListMode, ...] = ("partial", "empty", "garbage", "truncated", "repeated")
+#: the real answer cut in half, ``repeated`` lists ``floor(n * keep)`` rows (seeded) a second time,
+#: ``consistent`` keeps about ``n * keep`` rows, each chosen by its id and the rule's own seed, so
+#: every list it spoils leaves out the same sessions (a cache losing the same rows).
+ListMode = Literal["partial", "empty", "garbage", "truncated", "repeated", "consistent"]
+LIST_MODES: tuple[ListMode, ...] = ("partial", "empty", "garbage", "truncated", "repeated", "consistent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +117,26 @@ def _spoil_list(served: Response, mode: ListMode, keep: float, seed: int) -> Res
     if mode == "truncated":
         return Response(200, served.body[: len(served.body) // 2], JSON)
     rows = json.loads(served.body)
+    if mode == "consistent":
+        return json_response(_same_rows(rows, keep, seed))
     chosen = sorted(random.Random(seed).sample(range(len(rows)), math.floor(len(rows) * keep)))
     if mode == "repeated":
         return json_response([*rows, *(rows[index] for index in chosen)])
     return json_response([rows[index] for index in chosen])
+
+
+def _same_rows(rows: list[Any], keep: float, seed: int) -> list[Any]:
+    """About ``keep`` of ``rows`` (order kept), each kept or left out by its id and ``seed`` alone.
+
+    So a session left out of one answer is left out of every answer, whatever else changes.
+    """
+    def kept(index: int) -> bool:
+        row = rows[index]
+        key = str(row.get("id", "")) if isinstance(row, dict) else str(index)
+        digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < keep
+
+    return [row for index, row in enumerate(rows) if kept(index)]
 
 
 @dataclass(slots=True)

@@ -188,15 +188,17 @@ class Simulator:
         fault = Fault(effect="arrival" if apply == "before" else "answer", delay=seconds)
         self._faults.add(fault, method=method, path=path, name=name, count=count)
 
-    def inject_list_fault(self, mode: ListMode, count: int | None = 1, *, keep: float = 0.5) -> None:
+    def inject_list_fault(self, mode: ListMode, count: int | None = 1, *, keep: float = 0.5, seed: int = 0) -> None:
         """Spoil the next ``count`` session lists (``GET /session`` without an id, not ``view=stats``).
 
         The answer is still ``200``: ``mode="partial"`` keeps ``floor(rows * keep)`` rows, chosen
         by the seeded dice, in order; ``"empty"`` answers ``[]``; ``"garbage"`` a JSON object
         instead of an array; ``"truncated"`` the real answer cut in half (invalid JSON);
-        ``"repeated"`` the real answer with ``floor(rows * keep)`` of its rows listed twice.
+        ``"repeated"`` the real answer with ``floor(rows * keep)`` of its rows listed twice;
+        ``"consistent"`` keeps about ``rows * keep`` rows, each by its id and ``seed`` alone, so every
+        list it spoils leaves out the same sessions. ``GET /session/{id}`` still answers truthfully.
         """
-        fault = Fault(effect="arrival", list_mode=mode, keep=keep)
+        fault = Fault(effect="arrival", list_mode=mode, keep=keep, seed=seed)
         self._faults.add(fault, method="GET", path="/session", count=count)
 
     def inject_stats(self, answer: Any, count: int | None = 1) -> None:

@@ -201,6 +201,28 @@ def test_partial_list_follows_the_seed(sim_clock: ManualClock) -> None:
     assert kept(1) != kept(2)
 
 
+def test_consistent_list_leaves_out_the_same_sessions_every_time(simulator: Simulator, sim_token: str,
+                                                                 wire: httpx.Client) -> None:
+    """``consistent`` keeps rows chosen by id: the same ones in every answer, whatever else changes, while
+    each left-out session still answers ``GET /session/{id}``."""
+    fill(simulator, 20, token=sim_token)
+    full = wire.get("/session").json()
+    simulator.inject_list_fault("consistent", count=None, keep=0.5, seed=7)
+    answers = [wire.get("/session").json() for _ in range(4)]
+    assert all(answer == answers[0] for answer in answers) and 4 <= len(answers[0]) <= 16
+    assert answers[0] == [row for row in full if row in answers[0]]
+    left_out = [row for row in full if row not in answers[0]]
+    for row in left_out:
+        assert wire.get(f"/session/{row['id']}").json()["status"] == row["status"]
+    create(wire, "cc-one-more")
+    wire.delete(f"/session/{answers[0][0]['id']}")
+    after = {row["id"] for row in wire.get("/session").json()}
+    assert not after & {row["id"] for row in left_out}
+    assert {row["id"] for row in answers[0][1:]} <= after
+    simulator.clear_faults()
+    assert {row["id"] for row in left_out} <= {row["id"] for row in wire.get("/session").json()}
+
+
 @pytest.mark.parametrize(("mode", "check"), [
     ("empty", lambda body: json.loads(body) == []),
     ("garbage", lambda body: isinstance(json.loads(body), dict)),
