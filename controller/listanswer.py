@@ -30,6 +30,9 @@ Row = TypeVar("Row", bound=_Row)
 
 #: Label ``kind`` of ``canfar_controller_list_anomalies_total``.
 LIST_ANOMALY_KINDS: Final = ("duplicate_id", "missing_id", "id_under_two_names")
+#: The same metric's ``kind`` for a live session a list left out that the service, asked by id, still
+#: has (the rule *Disappearance confirmed*): counted per lookup, not found by the parser.
+LEFT_OUT_LIVE: Final = "left_out_live"
 
 
 @dataclass(frozen=True)

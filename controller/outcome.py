@@ -28,6 +28,7 @@ import structlog
 
 from controller.client.credentials import CredentialStatus
 from controller.errors import ControllerError
+from controller.listanswer import LEFT_OUT_LIVE
 from controller.models import PlatformContext
 from controller.names import NameParser
 from controller.observability.autoscale import AutoscaleSnapshot
@@ -94,6 +95,7 @@ class OutcomeHandler:
         self._tally(outcome, statuses)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
         self.metrics.list_anomalies(outcome.list_anomalies.counts)
+        self.metrics.list_anomalies({LEFT_OUT_LIVE: outcome.lookups["live"]})
         self.metrics.memory_unwritable(outcome.memory_unwritable is not None)
         if self.health is not None:
             self.health.pass_completed(outcome.result, outcome.list_error or "")
@@ -155,7 +157,8 @@ class OutcomeHandler:
             self.repeats.clear("list")
             log.info("listing works again")
         elif outcome.plan.left_out:
-            log.warning("the list left out live sessions: their slots wait for a second list",
+            log.warning("the list left out live sessions: their slots are held until the service confirms they "
+                        "are gone",
                         sessions=list(outcome.plan.left_out))
         self._last_list_error = outcome.list_error
         if not outcome.plan.blind:

@@ -50,6 +50,8 @@ class PassOutcome:
     creates_paused_until: float = 0.0
     #: What broke one id, one session in the list answer (its rows by kind).
     list_anomalies: ListAnomalies = NO_ANOMALIES
+    #: Sessions the list left out that were looked up by id this pass, by answer (``gone``, ``live``, ``failed``).
+    lookups: Counter[str] = field(default_factory=Counter)
     #: Set while the memory cannot be written (no create was sent).
     memory_unwritable: MemoryUnwritable | None = None
     #: The list answer the pass planned with (None: the list failed); read for the utilisation metrics.

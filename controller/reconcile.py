@@ -7,6 +7,8 @@ carries the decisions out in the safe order and keeps the memory true while doin
   always sees the current spec;
 - exactly one list call per pass, whatever the number of sets; a failed list means no action, and
   so does a list the planner finds suspect;
+- a live owned session the list left out is looked up by id before planning (``controller.lookups``,
+  the rule *Disappearance confirmed*): once when it vanishes, a bounded number per pass;
 - destroys go first (an ended or surplus session frees quota for the creates);
 - a memory that cannot be written (full or read-only directory) is the ``MemoryUnwritable``
   condition: no create is sent while it lasts, each pass tries the write again, and the controller
@@ -50,6 +52,7 @@ from controller.creates import CreateRunner, server_text
 from controller.errors import ControllerError
 from controller.ledger import Ledger, apply
 from controller.listanswer import anomalies_of
+from controller.lookups import LOOKUP_TIMEOUT, look_up
 from controller.memoryhealth import MemoryUnwritable, unwritable
 from controller.models import Event, ObservedSession
 from controller.observability.audit import AuditLog, AuditReason, evidence
@@ -83,6 +86,7 @@ class Reconciler:
         stats_max_age: float = 180.0,
         signals: SignalReader | None = None,
         stats_timeout: float = STATS_TIMEOUT,
+        lookup_timeout: float = LOOKUP_TIMEOUT,
     ) -> None:
         self.loader = loader
         self.client = client
@@ -90,6 +94,7 @@ class Reconciler:
         self.ledger = ledger
         self.dry_run = dry_run
         self.clock = clock
+        self.lookup_timeout = lookup_timeout
         self.memory = ledger.load() if ledger is not None else Memory()
         self.requests = RestartRequests(requests_dir)
         self.platform = PlatformView(client, max_age=stats_max_age, clock=clock, timeout=stats_timeout)
@@ -155,6 +160,10 @@ class Reconciler:
             observed = None
             list_error = f"list sessions: {exc}"
 
+        lookups = None
+        if observed is not None:  # the rule *Disappearance confirmed*: the answers go in through the memory
+            lookups = await look_up(self.client, self.memory, {row.id for row in observed}, now,
+                                    bound=self._bound, timeout=self.lookup_timeout)
         await self.platform.await_prefetch()
         anomalies = anomalies_of(observed or ())
         readings = await reader.collect(desired.sets) if reader is not None else None
@@ -166,6 +175,8 @@ class Reconciler:
                           "nothing is done until a second list confirms")
         outcome = PassOutcome(pass_id, "success", 0.0, desired, decided, list_error=list_error, observed=observed,
                               list_anomalies=anomalies, prefix=self.options.prefix, context=self.platform.context)
+        if lookups:
+            outcome.lookups.update(lookups)
         if anomalies.suspect:
             outcome.errors.append(anomalies.describe())
         try:

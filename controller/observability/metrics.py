@@ -43,7 +43,7 @@ from controller.errors import (
     TooManyRequestsError,
     TransportError,
 )
-from controller.listanswer import LIST_ANOMALY_KINDS
+from controller.listanswer import LEFT_OUT_LIVE, LIST_ANOMALY_KINDS
 from controller.models import PlatformStats
 from controller.observability.autoscale import AutoscaleMetrics
 from controller.observability.credentials import CredentialMetrics
@@ -151,10 +151,11 @@ class ControllerMetrics:
             self._stats_failures.labels(reason)
         self._list_anomalies = Counter(
             "canfar_controller_list_anomalies",
-            "Rows of list answers that break one id, one session: a repeated id, no id, an id under two names.",
+            "Rows of list answers that break one id, one session: a repeated id, no id, an id under two names; "
+            "and live sessions a list left out that the service still had when asked by id.",
             ["kind"], registry=self.registry,
         )
-        for kind in LIST_ANOMALY_KINDS:
+        for kind in (*LIST_ANOMALY_KINDS, LEFT_OUT_LIVE):
             self._list_anomalies.labels(kind)
         self._memory_unwritable = Gauge(
             "canfar_controller_memory_unwritable",

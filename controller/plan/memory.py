@@ -12,6 +12,7 @@ structure per pass, no copy per action), before the ledger persists it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from controller.plan.autoscale import ScaleState
 
@@ -116,6 +117,24 @@ class SeenSession:
     name: str
 
 
+#: What the service said when asked by id for a session a list left out (rule *Disappearance confirmed*):
+#: ``gone`` (404, or ended), ``live`` (still there: the list was lossy), ``failed`` (no usable answer).
+LookupAnswer = Literal["gone", "live", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The last lookup of a live session that a list left out (``controller.plan.vanished``)."""
+
+    answer: LookupAnswer
+    #: When it was asked (clock seconds): the next re-check is due a back-off later.
+    at: float
+    #: Lookups of this session so far (the re-check back-off doubles with it).
+    count: int = 1
+    #: The status the service answered, or why there was no usable answer.
+    detail: str = ""
+
+
 class _Expectations:
     """Creates and destroys not yet seen through in a list: what keeps a slot from being filled twice.
 
@@ -199,6 +218,7 @@ class _Reports:
     renew_failures: dict[str, float]
     renews: dict[str, RenewMark]
     notes: dict[str, SetNotes]
+    lookups: dict[str, Lookup]
 
     def reported_end(self, session_id: str) -> None:
         self.ended_reported.add(session_id)
@@ -217,6 +237,11 @@ class _Reports:
         last = self.renews.get(session_id)
         self.renews[session_id] = RenewMark(at, before, last.lifetime if last else None,
                                             reported=last.reported if last else False)
+
+    def looked_up(self, session_id: str, answer: LookupAnswer, at: float, detail: str = "") -> None:
+        """The service was asked for ``session_id``, which a list left out (rule *Disappearance confirmed*)."""
+        previous = self.lookups.get(session_id)
+        self.lookups[session_id] = Lookup(answer, at, previous.count + 1 if previous is not None else 1, detail)
 
     def note(self, set_name: str, **notes: str) -> None:
         """Keep what was learnt about a set (``SetNotes`` fields) for its condition messages."""
@@ -262,7 +287,7 @@ class Memory(_Expectations, _Backoffs, _Reports):
     """Everything a pass needs from earlier passes. See the module docstring for who may change it.
 
     Its fields are grouped by concern: expectations (``creates``, ``destroys``), list trust
-    (``orphans_seen``, ``seen_live``, ``missing``, ``suspect_since``), back-offs and restarts, and
+    (``orphans_seen``, ``seen_live``, ``missing``, ``suspect_since``, ``lookups``), back-offs and restarts, and
     what was reported (conditions, notes). Outside the planner it changes only through the methods
     of its parts.
     """
@@ -279,10 +304,12 @@ class Memory(_Expectations, _Backoffs, _Reports):
     finished: set[tuple[str, int, str]] = field(default_factory=set)
     #: Owned sessions live in the last trusted list, by id.
     seen_live: dict[str, SeenSession] = field(default_factory=dict)
-    #: Ids of ``seen_live`` that one list left out: their slots wait for a second list to confirm.
+    #: Ids of ``seen_live`` that a list left out and nothing confirmed gone yet: their slots stay held.
     missing: frozenset[str] = frozenset()
     #: When the current run of suspect lists began (no owned session at all where live ones were).
     suspect_since: float | None = None
+    #: Sessions left out of a list that the service was asked for by id, and what it answered.
+    lookups: dict[str, Lookup] = field(default_factory=dict)
     #: Per-set back-off after the service refused a create.
     backoffs: dict[str, CreateBackoff] = field(default_factory=dict)
     #: No create at all before this time (the service said 429 or 503 with Retry-After).
@@ -317,7 +344,7 @@ class Memory(_Expectations, _Backoffs, _Reports):
                        progress=dict(self.progress), pending_since=dict(self.pending_since),
                        unschedulable_reported=set(self.unschedulable_reported),
                        renew_failures=dict(self.renew_failures), notes=dict(self.notes),
-                       autoscale=dict(self.autoscale),
+                       autoscale=dict(self.autoscale), lookups=dict(self.lookups),
                        lingering=self.lingering.copy(),
                        renews=dict(self.renews))
 

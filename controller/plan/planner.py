@@ -12,7 +12,8 @@ Rules, in the order they protect users (each is named in the code that keeps it)
 - **List trust** (``trust``): a list answer is not trusted blindly. An owned session that was live in
   the last list, that the controller did not destroy and that cannot have been reaped (only ended
   sessions are reaped, after an hour) may be left out of a new answer: its slot is *held* (not
-  refilled) until the next list confirms it is gone, by leaving out exactly the same sessions and
+  refilled) until the service confirms it is gone (*Disappearance confirmed*) or, without a usable
+  answer from it, until the next list confirms it, by leaving out exactly the same sessions and
   nothing else. Any other answer that leaves sessions out is *lossy* and confirms nothing: every
   slot it left out stays held. An answer with no owned session at all, while the last one had live
   ones, makes the whole pass suspect: nothing is created or destroyed, and nothing is learnt from
@@ -20,6 +21,15 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   account really emptied by hand is refilled then. (Two answers in a row that leave out exactly the
   same sessions and nothing else look like a real deletion; if such a session comes back, the rule
   *Slot identity* removes the extra one.)
+- **Disappearance confirmed** (``vanished``, ``trust``): before the slot of a live owned session a
+  list left out is refilled, the service is asked for that session by id (``GET /session/{id}``,
+  by the reconciler after the list call and before planning; at most 20 per pass, concurrently,
+  each within a short timeout). A 404 or an ended status confirms it is gone: the slot is refilled
+  in that same pass. A session the service still has live proves the list lossy: its slot stays
+  held, nothing is learnt from the answer, and ``canfar_controller_list_anomalies_total
+  {kind="left_out_live"}`` counts it. Each vanished session is asked about once, not once per
+  pass; while it stays left out it is asked again only after 1 min, doubling to 10 min. When the
+  lookup itself fails (timeout, 5xx), or was not made, the two-list rule of *List trust* decides.
 - **Orphans** (here): owned sessions of sets that no longer exist are destroyed only when every
   manifest parsed cleanly and has settled, the desired state is not empty (unless ``allow_empty``),
   and the same orphan was already seen in the previous pass.
@@ -205,6 +215,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         seen_live={**listing.live, **{sid: memory.seen_live[sid] for sid in held_ids}},
         missing=held_ids,
         suspect_since=None,
+        lookups={sid: lookup for sid, lookup in memory.lookups.items() if sid in held_ids},
         backoffs=context.backoffs,
         creates_paused_until=memory.creates_paused_until,
         ended_reported={sid for sid in memory.ended_reported if sid in listing.ids},

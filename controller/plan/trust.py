@@ -2,8 +2,10 @@
 
 Words used throughout the planner: a list *leaves out* an owned session it showed live last time
 (and that the controller did not destroy); the slot of such a session is *held*: not refilled
-until a second list confirms the session is gone. A *lossy* answer confirms nothing; a *suspect*
-answer (no owned session at all) is not acted on.
+until the service confirms the session is gone when asked for it by id (the rule *Disappearance
+confirmed*, ``controller.plan.vanished``), or, without a usable answer, until a second list
+confirms it. A *lossy* answer confirms nothing; a *suspect* answer (no owned session at all) is not
+acted on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from controller.plan import vanished
 from controller.plan.actions import PlanOptions
 from controller.plan.listing import Listing, parser
 from controller.plan.memory import Memory
@@ -22,7 +25,8 @@ class Trust:
 
     #: Owned live sessions of the last list that this one left out for the first time.
     newly_left_out: frozenset[str]
-    #: The answer left out something, but not exactly what the last one left out: it confirms nothing.
+    #: The answer left out a session the service still has, or something other than exactly what the
+    #: last one left out: it confirms nothing.
     lossy: bool
     #: Sessions left out whose slots stay held (all of them when the answer is lossy, else none).
     held_ids: frozenset[str]
@@ -32,7 +36,7 @@ class Trust:
 
 def left_out(memory: Memory, listing: Listing) -> frozenset[str]:
     """Owned live sessions of the last list that this one left out (and that we did not destroy)."""
-    return frozenset(sid for sid in memory.seen_live if sid not in listing.ids and sid not in memory.destroys)
+    return vanished.left_out(memory, listing.ids)
 
 
 def is_suspect(memory: Memory, listing: Listing, newly_left_out: frozenset[str], now: float,
@@ -51,13 +55,20 @@ def is_suspect(memory: Memory, listing: Listing, newly_left_out: frozenset[str],
 def judge(memory: Memory, listing: Listing, gone: frozenset[str]) -> Trust:
     """Decide which slots stay held. ``gone`` is :func:`left_out`; the answer is not suspect.
 
-    Only an answer that leaves out exactly what the last one left out (nothing new, nothing back)
-    confirms those sessions are gone; an empty answer believed after the window confirms everything.
+    A session the service answered 404 or ended for (``memory.lookups``) is gone: its slot is not
+    held. One it still has live makes the answer lossy. For the rest (the lookup failed, or was not
+    made) the two-list rule is the fallback: only an answer that leaves out exactly what the last
+    one left out (nothing new, nothing back) confirms them, and an empty answer believed after the
+    window confirms everything, unless a lookup found a session live.
     """
+    lookups = memory.lookups
+    confirmed = frozenset(sid for sid in gone if sid in lookups and lookups[sid].answer == "gone")
+    still_live = any(lookups[sid].answer == "live" for sid in gone - confirmed if sid in lookups)
+    rest, before = gone - confirmed, memory.missing - confirmed
     newly = gone - memory.missing
-    believed_empty = bool(newly) and not listing.by_name
-    lossy = bool(gone or memory.missing) and gone != memory.missing and not believed_empty
-    held_ids = gone if lossy else frozenset()
+    believed_empty = bool(newly) and not listing.by_name and not still_live
+    lossy = still_live or (bool(rest or before) and rest != before and not believed_empty)
+    held_ids = rest if lossy else frozenset()
     held: dict[str, set[int]] = {}
     for sid in held_ids:
         seen = memory.seen_live[sid]

@@ -1,0 +1,63 @@
+"""The rule *Disappearance confirmed*: the service itself says whether a session a list left out is gone.
+
+A list can leave out the same live sessions answer after answer (a gateway or cache losing the
+same rows), and two such answers look exactly like a real deletion. So before the slot of a live
+owned session that a list left out is refilled, the service is asked for that session by id
+(``GET /session/{id}``): a 404 or an ended status (``Completed``, ``Failed``, ``Terminating``)
+confirms it is gone, and the slot may be refilled in that same pass; a session it still returns
+live proves the list lossy: the slot stays held (``controller.plan.trust``).
+
+Who asks, and when: the reconciler, after the list call and before planning, for the sessions
+``due`` names (at most ``LOOKUPS_PER_PASS``, concurrently, each within a short timeout), and
+records each answer in the memory (``Memory.looked_up``), where the planner reads it. Asking in
+the same pass keeps a really deleted session's slot refilled at once, and costs a pass nothing
+when no session vanished; asking only in the next pass would leave every decision a pass late.
+
+A session is asked about once when it vanishes, never once per pass. While it stays left out the
+answer is kept; it is asked again only after ``RECHECK`` (1 min, doubling per lookup to 10 min),
+so a lossy list that keeps a session out for an hour costs about ten lookups of it. A lookup
+without a usable answer (timeout, 5xx, a refused credential) is ``failed``: that session falls
+back to the two-list rule of *List trust*, as does one beyond this pass's bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from controller.plan.backoff import Backoff
+from controller.plan.listing import ENDED
+from controller.plan.memory import Lookup, LookupAnswer, Memory
+
+#: At most this many lookups per pass; the rest are asked in the next passes.
+LOOKUPS_PER_PASS = 20
+#: When a session still left out is asked about again: 1 min after the first lookup, doubling to 10 min.
+RECHECK = Backoff(60.0, 600.0)
+#: Statuses that say the session will never run again: its slot may be refilled.
+GONE_PHASES = ENDED | {"Terminating"}
+
+
+def left_out(memory: Memory, listed: Collection[str]) -> frozenset[str]:
+    """Owned live sessions of the last list that are not in ``listed`` (and that we did not destroy)."""
+    return frozenset(sid for sid in memory.seen_live if sid not in listed and sid not in memory.destroys)
+
+
+def next_check(lookup: Lookup) -> float:
+    """When a session still left out after ``lookup`` is asked about again."""
+    return lookup.at + RECHECK.delay(lookup.count)
+
+
+def due(memory: Memory, listed: Collection[str], now: float, limit: int = LOOKUPS_PER_PASS) -> list[str]:
+    """The sessions to ask the service about now: left out, and never asked or due a re-check.
+
+    Never-asked sessions first, then the longest waiting; at most ``limit``.
+    """
+    lookups = memory.lookups
+    wanted = [sid for sid in left_out(memory, listed)
+              if sid not in lookups or now >= next_check(lookups[sid])]
+    wanted.sort(key=lambda sid: (sid in lookups, lookups[sid].at if sid in lookups else 0.0, sid))
+    return wanted[:limit]
+
+
+def answer_of(phase: str | None) -> LookupAnswer:
+    """What a lookup's answer means: ``None`` is a 404 (gone), an ended phase is gone, the rest live."""
+    return "gone" if phase is None or phase in GONE_PHASES else "live"
