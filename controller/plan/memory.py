@@ -129,7 +129,7 @@ class Lookup:
     answer: LookupAnswer
     #: When it was asked (clock seconds): the next re-check is due a back-off later.
     at: float
-    #: Lookups of this session so far (the re-check back-off doubles with it).
+    #: Lookups since the session was last listed live (the re-check back-off doubles with it).
     count: int = 1
     #: The status the service answered, or why there was no usable answer.
     detail: str = ""

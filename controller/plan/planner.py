@@ -28,8 +28,10 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   in that same pass. A session the service still has live proves the list lossy: its slot stays
   held, nothing is learnt from the answer, and ``canfar_controller_list_anomalies_total
   {kind="left_out_live"}`` counts it. Each vanished session is asked about once, not once per
-  pass; while it stays left out it is asked again only after 1 min, doubling to 10 min. When the
-  lookup itself fails (timeout, 5xx), or was not made, the two-list rule of *List trust* decides.
+  pass: while it stays left out it is asked again only after 1 min, doubling to 10 min; one that
+  keeps coming and going is asked at most once a minute (a "gone" answer is dropped as soon as a
+  list shows the session live). When the lookup itself fails (timeout, 5xx), or was not made,
+  the two-list rule of *List trust* decides.
 - **Orphans** (here): owned sessions of sets that no longer exist are destroyed only when every
   manifest parsed cleanly and has settled, the desired state is not empty (unless ``allow_empty``),
   and the same orphan was already seen in the previous pass.
@@ -107,7 +109,7 @@ from collections.abc import Mapping, Sequence
 from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
 from controller.plan import context as ctx
-from controller.plan import lingering
+from controller.plan import lingering, vanished
 from controller.plan import listing as lists
 from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
@@ -215,7 +217,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         seen_live={**listing.live, **{sid: memory.seen_live[sid] for sid in held_ids}},
         missing=held_ids,
         suspect_since=None,
-        lookups={sid: lookup for sid, lookup in memory.lookups.items() if sid in held_ids},
+        lookups=vanished.kept(memory.lookups, held_ids, listing.live, context.now),
         backoffs=context.backoffs,
         creates_paused_until=memory.creates_paused_until,
         ended_reported={sid for sid in memory.ended_reported if sid in listing.ids},

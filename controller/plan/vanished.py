@@ -14,15 +14,21 @@ the same pass keeps a really deleted session's slot refilled at once, and costs 
 when no session vanished; asking only in the next pass would leave every decision a pass late.
 
 A session is asked about once when it vanishes, never once per pass. While it stays left out the
-answer is kept; it is asked again only after ``RECHECK`` (1 min, doubling per lookup to 10 min),
-so a lossy list that keeps a session out for an hour costs about ten lookups of it. A lookup
+answer is kept, and it is asked again only after ``RECHECK`` (1 min, doubling per lookup to
+10 min): a lossy list that keeps one session out for an hour costs about ten lookups of it. When
+lists show it again the answer is still kept, for a minute after it was given (``kept``), so a
+session that lossy lists keep dropping and showing is asked about at most once a minute, and a
+session really deleted after such flickering waits at most that minute. A "gone" answer is dropped
+as soon as a list shows the session live (it was wrong, or out of date), so it never confirms a
+later disappearance by itself. A lookup
 without a usable answer (timeout, 5xx, a refused credential) is ``failed``: that session falls
 back to the two-list rule of *List trust*, as does one beyond this pass's bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 
 from controller.plan.backoff import Backoff
 from controller.plan.listing import ENDED
@@ -39,6 +45,18 @@ GONE_PHASES = ENDED | {"Terminating"}
 def left_out(memory: Memory, listed: Collection[str]) -> frozenset[str]:
     """Owned live sessions of the last list that are not in ``listed`` (and that we did not destroy)."""
     return frozenset(sid for sid in memory.seen_live if sid not in listed and sid not in memory.destroys)
+
+
+def kept(lookups: Mapping[str, Lookup], held: Collection[str], listed_live: Collection[str],
+         now: float) -> dict[str, Lookup]:
+    """The lookups the next pass remembers: of sessions still held; and of sessions listed live again,
+    for a minute after the lookup, with their back-off reset (a new disappearance is asked about a
+    minute after the last lookup at most), except "gone" answers, which the list just contradicted."""
+    kept = {sid: lookup for sid, lookup in lookups.items() if sid in held}
+    kept.update((sid, replace(lookup, count=0)) for sid, lookup in lookups.items()
+                if sid not in held and sid in listed_live and lookup.answer != "gone"
+                and now < lookup.at + RECHECK.base)
+    return kept
 
 
 def next_check(lookup: Lookup) -> float:

@@ -1,7 +1,8 @@
 """A seeded, randomized soak: hundreds of passes under every fault at once, invariants after each step.
 
 Each step may inject faults (5xx answers whose create still happens later, lost answers, slow
-creates, empty, partial and garbled lists, lists repeating rows, torn manifest writes, a vanishing
+creates, empty, partial and garbled lists, lists leaving out the same sessions several times in a
+row, lists repeating rows, torn manifest writes, a vanishing
 token file, 429s, a set whose creates are always refused, a memory disk that fills up so appends
 become short writes for a few steps, deletes answered 200 and ignored, sessions stuck Terminating
 or Unknown for a while, a hanging stats call: ``lingering_soak``), change the world the way users
@@ -20,6 +21,8 @@ not against what lists said:
 5. the controller stays live during the faults: a share of the passes succeed;
 6. no create reaches the service before its intent record was completely written and fsynced;
 7. once faults stop, every set converges within a few passes.
+8. a session a list left out is looked up by id at most once a pass, and by the same process again
+   only once its re-check is due, 1 min later (the rule *Disappearance confirmed*).
 
 The platform ends notebooks after a minute while ``--session-expiry`` says 4 days, and now and then
 ignores a renew (``renew_soak``): no session is renewed twice within a quarter of that minute by one
@@ -45,6 +48,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.plan.vanished import RECHECK
+from controller.simulator import RecordedRequest
 from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.faultfs import FullDisk
 from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
@@ -104,6 +109,8 @@ class Tally:
     succeeded: int = 0
     #: Pairs of refused-set attempts in one process that the back-off check compared.
     refused_pairs: int = 0
+    #: ``GET /session/{id}`` lookups of sessions a list left out, by session.
+    lookups: Counter[str] = field(default_factory=Counter)
 
 
 class Soak:
@@ -122,6 +129,8 @@ class Soak:
         self.torn: tuple[str, str] | None = None
         self.token_ok = True
         self.generation = 0  # which controller process made the requests of the current step
+        #: Each looked-up session's last lookup: (time, process generation).
+        self.last_lookup: dict[str, tuple[float, int]] = {}
         #: Each fault kind, by the share of steps the dice give it (in order; the rest inject nothing).
         self.kinds: list[tuple[float, str, Callable[[random.Random], bool]]] = [
             (0.05, "5xx, create applied later", self._late_5xx),
@@ -130,6 +139,7 @@ class Soak:
             (0.03, "slow creates", self._slow_creates),
             (0.04, "empty list", self._empty_list),
             (0.06, "partial list", self._partial_list),
+            (0.03, "consistent partial list", self._consistent_list),
             (0.02, "garbled list", self._garbled_list),
             (0.02, "list 5xx", self._list_5xx),
             (0.02, "429 with Retry-After", self._too_many),
@@ -269,6 +279,13 @@ class Soak:
         self.rig.simulator.inject_list_fault("partial", keep=rng.uniform(0.3, 0.8))
         return self.faults.expect("partial list", "GET", 1, list_only=True)
 
+    def _consistent_list(self, rng: random.Random) -> bool:
+        """The same sessions left out of several lists in a row (``GET /session/{id}`` still has them)."""
+        count = rng.randint(2, 5)
+        self.rig.simulator.inject_list_fault("consistent", count=count, keep=rng.uniform(0.3, 0.8),
+                                             seed=rng.getrandbits(32))
+        return self.faults.expect("consistent partial list", "GET", count, list_only=True)
+
     def _garbled_list(self, rng: random.Random) -> bool:
         self.rig.simulator.inject_list_fault(rng.choice(["garbage", "truncated"]))
         return self.faults.expect("garbled list", "GET", 1, list_only=True)
@@ -381,6 +398,7 @@ class Soak:
                 if twins == 0:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
 
+        self._check_lookups(fresh)
         self.tally.checks += 1
         sent = {r.param("name") for r in fresh if r.method == "POST" and r.path == "/session"}  # creates, not renews
         if not sent <= self.disk.durable_intents():
@@ -397,6 +415,22 @@ class Soak:
                     self.fail(f"refused set retried after {at - previous[0]:.2f} s, without backing off")
             previous = (at, self.generation)
             self.refused_attempts.append(previous)
+
+    def _check_lookups(self, fresh: list[RecordedRequest]) -> None:
+        """A vanished session is looked up once, not once per pass: one process asks about one session
+        again only once its re-check is due (1 min after the last time), however often lists drop it."""
+        self.tally.checks += 1
+        asked = Counter(r.path.rsplit("/", 1)[-1] for r in fresh
+                        if r.method == "GET" and r.path.startswith("/session/") and r.param("view") is None)
+        at = {r.path.rsplit("/", 1)[-1]: r.at for r in fresh if r.method == "GET" and r.path.startswith("/session/")}
+        for sid, count in asked.items():
+            self.tally.lookups[sid] += count
+            if count > 1:
+                self.fail(f"session {sid} was looked up {count} times in one pass")
+            last = self.last_lookup.get(sid)
+            if last is not None and last[1] == self.generation and at[sid] - last[0] < RECHECK.base - 1e-6:
+                self.fail(f"session {sid} was looked up again {at[sid] - last[0]:.1f} s later by the same process")
+            self.last_lookup[sid] = (at[sid], self.generation)
 
     # -- the end --------------------------------------------------------------------------------------
 
@@ -453,6 +487,8 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
         print(f"\nsoak seed {seed}: {tally.passes} passes ({tally.succeeded} succeeded), "
               f"{sum(tally.faults.values())} faults ({faults}; {tally.late_kills} kills after the pass ended), "
               f"{tally.checks} invariant checks ({tally.refused_pairs} refused retries compared), "
+              f"{sum(tally.lookups.values())} lookups of {len(tally.lookups)} vanished sessions "
+              f"(at most {max(tally.lookups.values(), default=0)} of one), "
               f"converged {passes} passes after the faults stopped; at most "
               f"{soak.short_lifetime.per_hour():.0f} renews per notebook per hour ({LIFE:.0f} s platform lifetime)")
     assert soak.rig.simulator.requests[0].seq > 1, "the request log was never trimmed: shorten REQUEST_LOG"

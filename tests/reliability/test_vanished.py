@@ -61,8 +61,9 @@ def test_the_same_half_left_out_of_every_list_creates_and_destroys_nothing(rig: 
     assert set(status.lookups) == set(looked_up) and status.missing == set(looked_up)
     rig.simulator.clear_faults()
     rig.passes(3, every=5.0)
-    assert _live_ids(rig) == before and rig.reconciler.memory.lookups == {}
+    assert _live_ids(rig) == before and rig.reconciler.memory.missing == frozenset()
     assert list(rig.requests("POST", mark)) == [] and list(rig.requests("DELETE", mark)) == []
+    assert _lookups(rig, mark) == looked_up  # listed again: not asked about again
 
 
 def test_a_list_that_stays_lossy_for_ten_minutes_is_rechecked_on_a_back_off(rig: Rig) -> None:

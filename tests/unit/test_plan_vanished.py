@@ -65,11 +65,32 @@ def test_a_confirmed_gone_session_beside_an_unanswered_one():
     assert slots(second) == [("workers", 2)]
 
 
-def test_a_session_back_in_the_list_forgets_its_lookup():
+def test_a_session_that_comes_and_goes_is_not_asked_about_each_time_it_vanishes():
+    """Back in the list, its "live" answer is kept: vanishing again within the re-check reuses it (held)."""
     memory = asked(converged_memory(), NOW + 5, wor1="live")
     held = plan(desired(WORKERS), ALL[1:], memory, NOW + 5, options=OPTIONS)
     back = plan(desired(WORKERS), ALL, held.memory, NOW + 10, options=OPTIONS)
-    assert (back.creates, back.memory.missing, back.memory.lookups) == ((), frozenset(), {})
+    assert (back.creates, back.memory.missing) == ((), frozenset()) and "wor1" in back.memory.lookups
+    assert due(back.memory, {"wor2", "wor3"}, NOW + 15) == []
+    again = plan(desired(WORKERS), ALL[1:], back.memory, NOW + 15, options=OPTIONS)
+    assert again.creates == () and again.statuses["workers"].held == 1
+    assert due(again.memory, {"wor2", "wor3"}, NOW + 5 + 60) == ["wor1"]  # a minute on: asked again
+    listed = plan(desired(WORKERS), ALL, again.memory, NOW + 5 + 60, options=OPTIONS)
+    assert listed.memory.lookups == {}  # listed a minute after the lookup: nothing left to remember
+
+
+def test_a_gone_answer_the_list_contradicts_is_forgotten():
+    """A session answered 404 but listed live again: the answer is dropped, a later disappearance is asked anew."""
+    memory = asked(converged_memory(), NOW + 5, wor1="gone")
+    back = plan(desired(WORKERS), ALL, memory, NOW + 10, options=OPTIONS)
+    assert back.memory.lookups == {}
+    assert due(back.memory, {"wor2", "wor3"}, NOW + 15) == ["wor1"]
+
+
+def test_lookups_of_sessions_gone_for_good_are_forgotten():
+    memory = asked(converged_memory(), NOW + 5, wor1="live")
+    ended = plan(desired(WORKERS), [ALL[0]._replace(phase="Completed"), *ALL[1:]], memory, NOW + 10, options=OPTIONS)
+    assert ended.memory.lookups == {}
 
 
 def test_an_empty_answer_is_not_believed_while_the_service_still_has_a_session():
