@@ -10,7 +10,7 @@ import pytest
 from controller.errors import LedgerError
 from controller.ledger import Ledger, MemoryDocument, ledger_paths
 from controller.plan import ConditionMark, CreateBackoff, ExpectedCreate, Memory, SeenSession, SetNotes, SlotHistory
-from controller.plan.memory import Confirm, Destroyed, DestroyRetry, Expect, Lingering, RenewMark, Withdraw
+from controller.plan.memory import Confirm, Destroyed, DestroyRetry, Expect, Lingering, Lookup, RenewMark, Withdraw
 
 NOW = 1_800_000_000.0
 
@@ -27,6 +27,7 @@ def full_memory() -> Memory:
         seen_live={"id4": SeenSession("w", 4, "cc-w-abcdef-4")},
         missing=frozenset({"id4"}),
         suspect_since=NOW - 7,
+        lookups={"id4": Lookup("live", NOW - 6, 2, "Running")},
         backoffs={"w": CreateBackoff(3, NOW + 20, "image refused", "abcdef/4")},
         creates_paused_until=NOW + 5,
         ended_reported={"id9"},
