@@ -26,9 +26,10 @@ LOOKUP_TIMEOUT = 3.0
 
 
 async def look_up(client: SessionAPI, memory: Memory, listed: Collection[str], now: float, *,
-                  bound: asyncio.Semaphore, timeout: float = LOOKUP_TIMEOUT) -> Counter[LookupAnswer]:
+                  bound: asyncio.Semaphore, empty_list_window: float,
+                  timeout: float = LOOKUP_TIMEOUT) -> Counter[LookupAnswer]:
     """Ask for the sessions due a lookup, record each answer in ``memory``; the answers by kind."""
-    ids = vanished.due(memory, listed, now)
+    ids = vanished.due(memory, listed, now, empty_list_window=empty_list_window)
     if not ids:
         return Counter()
     answers = await asyncio.gather(*(_one(client, sid, bound, timeout) for sid in ids))

@@ -163,7 +163,8 @@ class Reconciler:
         lookups = None
         if observed is not None:  # the rule *Disappearance confirmed*: the answers go in through the memory
             lookups = await look_up(self.client, self.memory, {row.id for row in observed}, now,
-                                    bound=self._bound, timeout=self.lookup_timeout)
+                                    bound=self._bound, empty_list_window=self.options.empty_list_window,
+                                    timeout=self.lookup_timeout)
         await self.platform.await_prefetch()
         anomalies = anomalies_of(observed or ())
         readings = await reader.collect(desired.sets) if reader is not None else None

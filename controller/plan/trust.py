@@ -23,7 +23,8 @@ from controller.plan.memory import Memory
 class Trust:
     """What one list answer is believed to say about the sessions the last one showed."""
 
-    #: Owned live sessions of the last list that this one left out for the first time.
+    #: Owned live sessions of the last list that this one left out for the first time (and that the
+    #: service did not confirm gone).
     newly_left_out: frozenset[str]
     #: The answer left out a session the service still has, or something other than exactly what the
     #: last one left out: it confirms nothing.
@@ -65,7 +66,7 @@ def judge(memory: Memory, listing: Listing, gone: frozenset[str]) -> Trust:
     confirmed = frozenset(sid for sid in gone if sid in lookups and lookups[sid].answer == "gone")
     still_live = any(lookups[sid].answer == "live" for sid in gone - confirmed if sid in lookups)
     rest, before = gone - confirmed, memory.missing - confirmed
-    newly = gone - memory.missing
+    newly = rest - memory.missing
     believed_empty = bool(newly) and not listing.by_name and not still_live
     lossy = still_live or (bool(rest or before) and rest != before and not believed_empty)
     held_ids = rest if lossy else frozenset()

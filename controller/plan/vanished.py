@@ -8,7 +8,8 @@ confirms it is gone, and the slot may be refilled in that same pass; a session i
 live proves the list lossy: the slot stays held (``controller.plan.trust``).
 
 Who asks, and when: the reconciler, after the list call and before planning, for the sessions
-``due`` names (at most ``LOOKUPS_PER_PASS``, concurrently, each within a short timeout), and
+``due`` names (at most ``LOOKUPS_PER_PASS``, concurrently, each within a short timeout; none for an
+answer that left out every live session while *List trust* does not believe it anyway), and
 records each answer in the memory (``Memory.looked_up``), where the planner reads it. Asking in
 the same pass keeps a really deleted session's slot refilled at once, and costs a pass nothing
 when no session vanished; asking only in the next pass would leave every decision a pass late.
@@ -64,14 +65,19 @@ def next_check(lookup: Lookup) -> float:
     return lookup.at + RECHECK.delay(lookup.count)
 
 
-def due(memory: Memory, listed: Collection[str], now: float, limit: int = LOOKUPS_PER_PASS) -> list[str]:
+def due(memory: Memory, listed: Collection[str], now: float, *, empty_list_window: float,
+        limit: int = LOOKUPS_PER_PASS) -> list[str]:
     """The sessions to ask the service about now: left out, and never asked or due a re-check.
 
-    Never-asked sessions first, then the longest waiting; at most ``limit``.
+    Never-asked sessions first, then the longest waiting; at most ``limit``. None while an answer
+    that left out every live session is not believed anyway (*List trust*: for ``empty_list_window``).
     """
+    gone = left_out(memory, listed)
+    everything = len(gone) == sum(1 for sid in memory.seen_live if sid not in memory.destroys)
+    if gone and everything and (memory.suspect_since is None or now - memory.suspect_since < empty_list_window):
+        return []
     lookups = memory.lookups
-    wanted = [sid for sid in left_out(memory, listed)
-              if sid not in lookups or now >= next_check(lookups[sid])]
+    wanted = [sid for sid in gone if sid not in lookups or now >= next_check(lookups[sid])]
     wanted.sort(key=lambda sid: (sid in lookups, lookups[sid].at if sid in lookups else 0.0, sid))
     return wanted[:limit]
 

@@ -11,6 +11,8 @@ from tests.unit.test_plan import NOW, OPTIONS, WORKERS, created, desired
 from tests.unit.test_plan import slots_created as slots
 from tests.unit.test_plan_safety import ALL, converged_memory
 
+WINDOW = {"empty_list_window": EMPTY_LIST_WINDOW}
+
 
 def asked(memory: Memory, at: float, **answers: str) -> Memory:
     """``memory`` after the reconciler asked the service for each session (``wor1="live"``...)."""
@@ -23,7 +25,7 @@ def asked(memory: Memory, at: float, **answers: str) -> Memory:
 def test_a_session_the_service_no_longer_has_is_refilled_in_the_same_pass():
     """A 404 (or an ended status) confirms the deletion at once: no second list needed."""
     result = plan(desired(WORKERS), ALL[1:], asked(converged_memory(), NOW + 5, wor1="gone"), NOW + 5, options=OPTIONS)
-    assert slots(result) == [("workers", 1)]
+    assert slots(result) == [("workers", 1)] and result.left_out == ()  # nothing to warn about
     assert "wor1" not in result.memory.seen_live and result.memory.lookups == {}
 
 
@@ -71,10 +73,10 @@ def test_a_session_that_comes_and_goes_is_not_asked_about_each_time_it_vanishes(
     held = plan(desired(WORKERS), ALL[1:], memory, NOW + 5, options=OPTIONS)
     back = plan(desired(WORKERS), ALL, held.memory, NOW + 10, options=OPTIONS)
     assert (back.creates, back.memory.missing) == ((), frozenset()) and "wor1" in back.memory.lookups
-    assert due(back.memory, {"wor2", "wor3"}, NOW + 15) == []
+    assert due(back.memory, {"wor2", "wor3"}, NOW + 15, **WINDOW) == []
     again = plan(desired(WORKERS), ALL[1:], back.memory, NOW + 15, options=OPTIONS)
     assert again.creates == () and again.statuses["workers"].held == 1
-    assert due(again.memory, {"wor2", "wor3"}, NOW + 5 + 60) == ["wor1"]  # a minute on: asked again
+    assert due(again.memory, {"wor2", "wor3"}, NOW + 5 + 60, **WINDOW) == ["wor1"]  # a minute on: asked again
     listed = plan(desired(WORKERS), ALL, again.memory, NOW + 5 + 60, options=OPTIONS)
     assert listed.memory.lookups == {}  # listed a minute after the lookup: nothing left to remember
 
@@ -84,7 +86,7 @@ def test_a_gone_answer_the_list_contradicts_is_forgotten():
     memory = asked(converged_memory(), NOW + 5, wor1="gone")
     back = plan(desired(WORKERS), ALL, memory, NOW + 10, options=OPTIONS)
     assert back.memory.lookups == {}
-    assert due(back.memory, {"wor2", "wor3"}, NOW + 15) == ["wor1"]
+    assert due(back.memory, {"wor2", "wor3"}, NOW + 15, **WINDOW) == ["wor1"]
 
 
 def test_lookups_of_sessions_gone_for_good_are_forgotten():
@@ -106,15 +108,15 @@ def test_each_vanished_session_is_due_once_then_on_a_doubling_recheck():
     """Never asked: due now. Asked: due again 1 min later, then 2, 4, 8, then every 10 min."""
     memory = converged_memory()
     listed = {"wor2", "wor3"}
-    assert due(memory, listed, NOW) == ["wor1"]
+    assert due(memory, listed, NOW, **WINDOW) == ["wor1"]
     waits = []
     at = NOW
     for _ in range(6):
         memory.looked_up("wor1", "live", at)
-        assert due(memory, listed, at + 1) == []
+        assert due(memory, listed, at + 1, **WINDOW) == []
         waits.append(next_check(memory.lookups["wor1"]) - at)
         at = next_check(memory.lookups["wor1"])
-        assert due(memory, listed, at) == ["wor1"]
+        assert due(memory, listed, at, **WINDOW) == ["wor1"]
     assert waits == [60, 120, 240, 480, 600, 600] and RECHECK.cap == 600
     assert memory.lookups["wor1"].count == 6
 
@@ -124,15 +126,25 @@ def test_lookups_per_pass_are_bounded_and_never_asked_first():
     for n in range(LOOKUPS_PER_PASS + 5):
         memory.seen_live[f"x{n:02d}"] = memory.seen_live["wor1"]
     memory.looked_up("x00", "failed", NOW - 3600)
-    wanted = due(memory, set(), NOW)
-    assert len(wanted) == LOOKUPS_PER_PASS and wanted[-1] != "x00" and "x00" not in wanted
+    wanted = due(memory, {"wor3"}, NOW, **WINDOW)
+    assert len(wanted) == LOOKUPS_PER_PASS and "x00" not in wanted
     assert "wor1" in wanted  # never asked: before the one asked an hour ago
+
+
+def test_an_answer_that_lost_every_session_asks_nothing_until_it_would_be_believed():
+    """An empty answer is suspect for a minute anyway: no lookup then; once it would be believed, lookups
+    decide (one found live keeps it from being believed, see above)."""
+    memory = plan(desired(WORKERS), [], converged_memory(), NOW + 5, options=OPTIONS).memory
+    assert memory.suspect_since == NOW + 5
+    assert due(memory, set(), NOW + 30, **WINDOW) == []
+    assert due(memory, set(), NOW + 5 + EMPTY_LIST_WINDOW, **WINDOW) == ["wor1", "wor2", "wor3"]
+    assert due(converged_memory(), {"wor3"}, NOW + 5, **WINDOW) == ["wor1", "wor2"]  # not all lost: asked
 
 
 def test_destroyed_sessions_are_not_looked_up():
     memory = converged_memory()
     memory.destroys["wor1"] = NOW
-    assert due(memory, {"wor2", "wor3"}, NOW + 5) == []
+    assert due(memory, {"wor2", "wor3"}, NOW + 5, **WINDOW) == []
 
 
 @pytest.mark.parametrize(("phase", "answer"), [
