@@ -7,6 +7,7 @@ and lookups fail.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from tests.reliability.rig import LIVE, Rig, manifest
@@ -128,3 +129,23 @@ def test_a_failing_lookup_falls_back_to_the_two_list_rule(rig: Rig) -> None:
     rig.run_pass()
     assert len(list(rig.requests("POST", mark))) == 1
     assert _lookups(rig, mark) == Counter({victim: 1})
+
+
+def test_a_hanging_lookup_holds_the_pass_up_for_its_timeout_only(rig: Rig) -> None:
+    """The service takes 5 s to answer GET /session/{id}: the pass goes on after the lookup's timeout,
+    as with a failed lookup (held, then the two-list rule), and the session is not asked about again."""
+    _converge(rig, "a", 3)
+    rig.reconciler.lookup_timeout = 0.2
+    victim = next(iter(_live_ids(rig)))
+    rig.simulator.inject_delay("GET", "/session/*", seconds=5.0, count=None)
+    rig.delete_outside(victim)
+    rig.clock.advance(10.0)
+    mark = _mark(rig)
+    started = time.perf_counter()
+    first = rig.run_pass()
+    assert time.perf_counter() - started < 3.0
+    assert first.plan.statuses["a"].held == 1 and list(rig.requests("POST", mark)) == []
+    assert rig.reconciler.memory.lookups[victim].answer == "failed"
+    rig.clock.advance(5.0)
+    rig.run_pass()
+    assert len(list(rig.requests("POST", mark))) == 1
