@@ -496,5 +496,6 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
     assert not never, f"seed {seed}: these faults never fired, so the soak did not test them: {never}"
     assert tally.refused_pairs >= 1, f"seed {seed}: the refused set never retried within one process"
     assert soak.short_lifetime.renews, f"seed {seed}: no notebook was renewed, so the renew bound was not tested"
+    assert tally.lookups, f"seed {seed}: no session a list left out was ever looked up: the lookup check proved nothing"
     assert tally.succeeded >= LIVENESS * tally.passes, (
         f"seed {seed}: only {tally.succeeded} of {tally.passes} passes succeeded during the faults")
