@@ -95,3 +95,24 @@ def test_a_partial_list_answer_does_not_double_the_set(service, state, daemon):
     process.wait_passes(5)
     assert len(creates(service)) == before
     assert collections.Counter(slots(service.live())) == collections.Counter(range(1, 11))
+
+
+def test_lists_that_leave_out_the_same_sessions_double_nothing(service, state, daemon):
+    """The issue's case with the real process: every list leaves out the same sessions while the service
+    still has them. Each is looked up once by id, found live, and its slot held: nothing is created or
+    destroyed (it used to create a replacement for each, beside the original)."""
+    (state / "workers.yaml").write_text(manifest("workers", 12))
+    process = daemon()
+    wait_until(lambda: running_slots(service) == list(range(1, 13)), what="12 running slots")
+    process.wait_passes(2)
+    before = len(creates(service))
+    mark = max(r.seq for r in service.simulator.requests)
+    service.simulator.inject_list_fault("consistent", count=None, keep=0.5, seed=3)
+    process.wait_passes(8)
+    looked_up = collections.Counter(r.path.rsplit("/", 1)[-1] for r in service.requests("GET")
+                                    if r.seq > mark and "/session/" in r.path and r.param("view") is None)
+    assert looked_up and set(looked_up.values()) == {1}, looked_up
+    assert len(creates(service)) == before and not [r for r in service.requests("DELETE") if r.seq > mark]
+    assert "the list left out a session the service still has" in process.log_tail(200)
+    service.simulator.clear_faults()  # the test's own view of the sessions goes through the list too
+    assert collections.Counter(slots(service.live())) == collections.Counter(range(1, 13))
