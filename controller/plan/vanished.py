@@ -21,9 +21,9 @@ lists show it again the answer is still kept, for a minute after it was given (`
 session that lossy lists keep dropping and showing is asked about at most once a minute, and a
 session really deleted after such flickering waits at most that minute. A "gone" answer is dropped
 as soon as a list shows the session live (it was wrong, or out of date), so it never confirms a
-later disappearance by itself. A lookup
-without a usable answer (timeout, 5xx, a refused credential) is ``failed``: that session falls
-back to the two-list rule of *List trust*, as does one beyond this pass's bound.
+later disappearance by itself. A lookup without a usable answer (timeout, 5xx, a refused
+credential) is ``failed``: that session falls back to the two-list rule of *List trust*, as does
+one beyond this pass's bound.
 """
 
 from __future__ import annotations
