@@ -3,9 +3,11 @@
 A list can leave out the same live sessions answer after answer (a gateway or cache losing the
 same rows), and two such answers look exactly like a real deletion. So before the slot of a live
 owned session that a list left out is refilled, the service is asked for that session by id
-(``GET /session/{id}``): a 404 or an ended status (``Completed``, ``Failed``, ``Terminating``)
-confirms it is gone, and the slot may be refilled in that same pass; a session it still returns
-live proves the list lossy: the slot stays held (``controller.plan.trust``).
+(``GET /session/{id}``): a 404 or ``Terminating`` confirms it is gone, and the slot may be refilled
+in that same pass; a session it still returns proves the list lossy: the slot stays held
+(``controller.plan.trust``). That includes an ended one (``Completed``, ``Failed``): its end is for
+a list to show, so that ``restartPolicy`` and the restart back-off decide whether the slot runs
+again (a ``Never`` job that completed while lists left it out is not run a second time).
 
 Who asks, and when: the reconciler, after the list call and before planning, for the sessions
 ``due`` names (at most ``LOOKUPS_PER_PASS``, concurrently, each within a short timeout; none for an
@@ -32,15 +34,16 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from controller.plan.backoff import Backoff
-from controller.plan.listing import ENDED
 from controller.plan.memory import Lookup, LookupAnswer, Memory
 
 #: At most this many lookups per pass; the rest are asked in the next passes.
 LOOKUPS_PER_PASS = 20
 #: When a session still left out is asked about again: 1 min after the first lookup, doubling to 10 min.
 RECHECK = Backoff(60.0, 600.0)
-#: Statuses that say the session will never run again: its slot may be refilled.
-GONE_PHASES = ENDED | {"Terminating"}
+#: Statuses that say the session is going away without an end to report: its slot may be refilled.
+#: An ended session (``Completed``, ``Failed``) is not among them: the list must show its end, which
+#: ``restartPolicy`` and the restart back-off then act on.
+GONE_PHASES = frozenset({"Terminating"})
 
 
 def left_out(memory: Memory, listed: Collection[str]) -> frozenset[str]:
@@ -83,5 +86,6 @@ def due(memory: Memory, listed: Collection[str], now: float, *, empty_list_windo
 
 
 def answer_of(phase: str | None) -> LookupAnswer:
-    """What a lookup's answer means: ``None`` is a 404 (gone), an ended phase is gone, the rest live."""
+    """What a lookup's answer means: ``None`` is a 404 (gone), ``Terminating`` is gone; any other status
+    means the service still has the session (``live``, an ended one included)."""
     return "gone" if phase is None or phase in GONE_PHASES else "live"

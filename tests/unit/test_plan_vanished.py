@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from controller.models import phase_of
 from controller.plan import EMPTY_LIST_WINDOW, Memory, plan
 from controller.plan.memory import Lookup
 from controller.plan.vanished import LOOKUPS_PER_PASS, RECHECK, answer_of, due, next_check
-from tests.unit.test_plan import NOW, OPTIONS, WORKERS, created, desired
+from tests.unit.test_plan import NOW, OPTIONS, WORKERS, created, desired, running, session_set
 from tests.unit.test_plan import slots_created as slots
 from tests.unit.test_plan_safety import ALL, converged_memory
 
@@ -23,7 +24,7 @@ def asked(memory: Memory, at: float, **answers: str) -> Memory:
 
 
 def test_a_session_the_service_no_longer_has_is_refilled_in_the_same_pass():
-    """A 404 (or an ended status) confirms the deletion at once: no second list needed."""
+    """A 404 (or Terminating) confirms the deletion at once: no second list needed."""
     result = plan(desired(WORKERS), ALL[1:], asked(converged_memory(), NOW + 5, wor1="gone"), NOW + 5, options=OPTIONS)
     assert slots(result) == [("workers", 1)] and result.left_out == ()  # nothing to warn about
     assert "wor1" not in result.memory.seen_live and result.memory.lookups == {}
@@ -148,10 +149,27 @@ def test_destroyed_sessions_are_not_looked_up():
 
 
 @pytest.mark.parametrize(("phase", "answer"), [
-    (None, "gone"), ("Completed", "gone"), ("Failed", "gone"), ("Terminating", "gone"),
+    (None, "gone"), ("Completed", "live"), ("Failed", "live"), ("Terminating", "gone"),
     ("Running", "live"), ("Pending", "live"), ("Unknown", "live")])
 def test_what_an_answer_means(phase, answer):
     assert answer_of(phase) == answer
+
+
+@pytest.mark.parametrize("status", ["Completed", "Failed"])
+def test_a_job_that_ended_while_lists_left_it_out_is_not_run_again(status):
+    """``restartPolicy: Never``: the service says the job ended; its slot is not refilled on that
+    answer (a lossy list hid the end), and once a list shows the end the policy decides: no rerun."""
+    job = session_set("job", replicas=2, policy="Never")
+    other = running(job, 2, "job2")  # still listed: the answers are not suspect
+    first = plan(desired(job), [running(job, 1, "job1"), other], Memory(), NOW, options=OPTIONS)
+    memory = first.memory.copy()
+    memory.looked_up("job1", answer_of(phase_of(status)), NOW + 5, status)
+    hidden = plan(desired(job), [other], memory, NOW + 5, options=OPTIONS)
+    again = plan(desired(job), [other], hidden.memory, NOW + 10, options=OPTIONS)
+    assert (hidden.creates, again.creates, hidden.suspect) == ((), (), False)
+    shown = plan(desired(job), [running(job, 1, "job1", status=status), other], again.memory, NOW + 15,
+                 options=OPTIONS)
+    assert shown.creates == () and [d.reason for d in shown.destroys] == ["ended"]
 
 
 def test_a_lookup_keeps_its_count_across_answers():
