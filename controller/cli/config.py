@@ -56,7 +56,7 @@ class ControllerSettings(BaseSettings):
     session_expiry: float = Field(SESSION_EXPIRY, gt=0, description="the platform's interactive session lifetime, "
                                                                        "until a session's own is learnt")
     renew_when_remaining: float = Field(RENEW_WHEN_REMAINING, gt=0, le=1,
-                                        description="renew once less than this part of the lifetime remains")
+                                        description="renew once less than this part of the learnt lifetime remains")
     pending_limit: float = Field(PENDING_LIMIT, gt=0, description="seconds Pending before a session is unschedulable")
     terminating_limit: float = Field(TERMINATING_LIMIT, gt=0,
                                      description="seconds Terminating or Unknown before a session is stuck")

@@ -42,6 +42,7 @@ from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER, OutcomeHandler, run_one_pass
 from controller.plan import (
     PENDING_LIMIT,
+    RENEW_WHEN_REMAINING,
     RESTART_BACKOFF_BASE,
     RESTART_BACKOFF_CAP,
     SESSION_EXPIRY,
@@ -86,8 +87,9 @@ def register(subparsers: Any) -> None:
                           f"(default {SESSION_EXPIRY:g}, {duration(SESSION_EXPIRY)})")
     run.add_argument("--renew-when-remaining", type=float, metavar="FRACTION",
                      help="renew an interactive session once less than this part of its learnt lifetime "
-                          "remains, never more than once per quarter of it (default 0.75: once a day with "
-                          "4-day sessions); spec.renew: false turns it off per set")
+                          "remains, never more than once per quarter of it (default "
+                          f"{RENEW_WHEN_REMAINING:g}: with 4-day sessions, once less than a day remains); "
+                          "spec.renew: false turns it off per set")
     run.add_argument("--pending-limit", type=float, metavar="SECONDS",
                      help="report a session Pending this long as unschedulable, with its events "
                           f"(default {PENDING_LIMIT:g})")

@@ -32,9 +32,10 @@ MAX_CREATES_PER_PASS = 500
 #: The platform's interactive session lifetime (``skaha.sessionexpiry``, 4 days), assumed for a session
 #: until its own is learnt (its start to its expiry, or what a renew did to its expiry).
 SESSION_EXPIRY = 345_600.0
-#: Renew an interactive session once less than this part of its lifetime remains: once a day with 4 days.
-#: Whatever the fraction, a session gets at most one renew per quarter of its lifetime.
-RENEW_WHEN_REMAINING = 0.75
+#: Renew an interactive session once less than this part of its lifetime remains: with 4-day sessions,
+#: once less than a day remains (every 3 days). Whatever the fraction, a session gets at most one renew
+#: per quarter of its lifetime.
+RENEW_WHEN_REMAINING = 0.25
 #: After the service refused a renew, try again only after this long.
 RENEW_RETRY = 600.0
 #: A renew that did not move the expiry is sent again only once the expiry changes, or after this long.

@@ -2,8 +2,11 @@
 
 The simulator process ends notebooks after 24 s (``--session-expiry 24``, a renew pushes the expiry to
 now + 24 s) and writes every request it answers to ``--request-log``; the controller keeps its default
-4-day ``--session-expiry`` and passes every 0.5 s. Counted from the simulator's log, each notebook gets
-at most one renew per quarter of the platform's lifetime (6 s), where it used to get one per pass.
+4-day ``--session-expiry``, passes every 0.5 s and runs with ``--renew-when-remaining 1``: a renew is
+due at every pass, so only the hard bound spaces them. Counted from the simulator's log, each notebook
+gets at most one renew per quarter of the platform's lifetime (6 s), where it used to get one per pass.
+(The default fraction, renewing once less than a quarter remains, is
+``tests/reliability/test_renew.py``'s.)
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def test_renews_per_notebook_stay_within_one_per_quarter_of_the_platform_lifetim
     state.mkdir()
     (state / "nb.yaml").write_text(NOTEBOOKS)
     daemon = DaemonProcess(state=state, status_file=tmp_path / "status.json", log_file=tmp_path / "daemon.log",
-                           args=["--server", url, "--interval", "0.5", "--metrics-port", "0"],
+                           args=["--server", url, "--interval", "0.5", "--metrics-port", "0",
+                                 "--renew-when-remaining", "1"],
                            env={"CANFAR_TOKEN": TOKEN}).start()
     try:
         first = wait_until(lambda: two if len(two := live_notebooks(url)) == 2 else None,
@@ -85,3 +89,5 @@ def test_renews_per_notebook_stay_within_one_per_quarter_of_the_platform_lifetim
         # expiryTime is in whole seconds, so a learnt lifetime may be up to 1 s short: a quarter 0.25 s short.
         assert gaps and min(gaps) >= (LIFE - 1) / 4 - 0.05, f"{session_id}: renews {gaps} s apart"
         assert len(times) <= (RUN + 5) / QUARTER + 1, f"{session_id}: {len(times)} renews"
+        # More than the default fraction would send in the run (one per 18 s): the flag reached the process.
+        assert len(times) >= 3, f"{session_id}: only {len(times)} renews"

@@ -2,8 +2,10 @@
 
 The simulated platform ends notebooks after ``LIFE`` (a minute) while the controller keeps its 4-day
 default; a renew pushes the expiry to now + ``LIFE``, and now and then one is answered 200 and ignored
-(the expiry does not move). The invariant: a session is never renewed twice within a quarter of the
-platform's lifetime (``expiryTime`` is in whole seconds, so the learnt lifetime may be 1 s short), so
+(the expiry does not move). The soak's controller runs with ``--renew-when-remaining 1`` (``OPTIONS``):
+a renew is due at every pass, so the hard bound, not the default fraction (a quarter, which would space
+renews by three quarters of the lifetime), is what the faults push against. The invariant: a session
+is never renewed twice within a quarter of the platform's lifetime (``expiryTime`` is in whole seconds, so the learnt lifetime may be 1 s short), so
 its renews per hour stay bounded, whatever else fails. A kill -9 loses the renews the dying process had
 not saved yet, so the bound is checked within one controller process (``generation``); that it
 holds across a clean restart is ``tests/reliability/test_renew.py``'s.
@@ -19,6 +21,8 @@ from controller.simulator.simulator import RecordedRequest
 from tests.reliability.rig import IMAGE, Rig
 
 IGNORED_RENEW = "renew answered 200 and ignored"
+#: The soak controller's ``PlanOptions``: every renew due at every pass, so only the bound spaces them.
+OPTIONS = {"renew_when_remaining": 1.0}
 #: The platform's interactive lifetime in the soak, far below the controller's 4-day assumption.
 LIFE = 60.0
 #: The least time between two renews of one session that the rule allows.

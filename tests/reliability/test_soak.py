@@ -54,6 +54,7 @@ from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.faultfs import FullDisk
 from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
 from tests.reliability.renew_soak import LIFE, ShortLifetime
+from tests.reliability.renew_soak import OPTIONS as RENEW_OPTIONS
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
 
 #: Sets that should always converge, and one whose creates the service always refuses.
@@ -121,7 +122,8 @@ class Soak:
         self.disk_full_steps = 0
         self.rig = Rig(root, seed=seed, service={"max_recorded_requests": REQUEST_LOG,
                                                  "session_expiry": LIFE},  # shorter than --session-expiry
-                       file_ops=self.disk, stats_timeout=STATS_TIMEOUT)
+                       file_ops=self.disk, stats_timeout=STATS_TIMEOUT,
+                       options=RENEW_OPTIONS)  # renews due at every pass: the bound is what limits them
         self.world = World()
         self.tally = Tally()
         self.requests = RequestCursor(self.rig.simulator)

@@ -225,11 +225,13 @@ def notebook_session(expires: float, sid: str = "nb1", status: str = "Running", 
                                expires=expires)
 
 
-def test_an_interactive_session_is_renewed_once_a_day():
-    """With 4-day sessions, a renew once less than 3 days remain; not before."""
+def test_an_interactive_session_is_renewed_once_less_than_a_quarter_of_its_lifetime_remains():
+    """With 4-day sessions, a renew once less than one day remains; not with two days left."""
     s, fresh = notebook_session(NOW + SESSION_EXPIRY - 3600)
     assert plan(desired(s), [fresh], Memory(), NOW, options=OPTIONS).renews == ()
-    s, aging = notebook_session(NOW + 0.75 * SESSION_EXPIRY - 60)
+    s, halfway = notebook_session(NOW + SESSION_EXPIRY / 2)
+    assert plan(desired(s), [halfway], Memory(), NOW, options=OPTIONS).renews == ()
+    s, aging = notebook_session(NOW + 0.25 * SESSION_EXPIRY - 60)
     [renew] = plan(desired(s), [aging], Memory(), NOW, options=OPTIONS).renews
     assert renew.session_id == "nb1"
 
