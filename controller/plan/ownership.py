@@ -27,9 +27,10 @@ and destroys nothing (condition ``Conflict``, reason ``SecondWriter``) until tho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from controller.models import ObservedSession
 from controller.plan.listing import Listing, parser
 from controller.plan.memory import ExpectedCreate, Memory, SlotKey
 from controller.spec import DesiredState
@@ -55,8 +56,14 @@ class Ownership:
     conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Sets never managed that have owned-name sessions: how many.
     unmanaged: dict[str, int] = field(default_factory=dict)
+    #: The ids of those sessions.
+    unmanaged_ids: frozenset[str] = frozenset()
     #: Whether the inventory is established after this pass (the first pass is over).
     inventoried: bool = False
+
+    def ours(self, session_id: str) -> bool:
+        """Whether the memory may remember ``session_id`` as an owned session (seen live, orphan seen)."""
+        return session_id not in self.strangers and session_id not in self.unmanaged_ids
 
     def may_destroy(self, session_id: str, set_name: str) -> bool:
         """Only our sessions, and none of a set another writer is using."""
@@ -95,6 +102,7 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
     owned = memory.owned
     strangers: set[str] = set()
     unmanaged: dict[str, int] = {}
+    outside: set[str] = set()
     for name, sid in _listed(listing):
         if sid in owned or sid in adopted:
             continue
@@ -108,6 +116,7 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
                 strangers.add(sid)
         else:
             unmanaged[parsed.set_name] = unmanaged.get(parsed.set_name, 0) + 1
+            outside.add(sid)
     conflicts: dict[str, list[str]] = {}
     for sid, seen in listing.live.items():
         if sid in strangers:
@@ -116,7 +125,7 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
         owned=frozenset(owned | adopted), managed=frozenset(managed), adopted=frozenset(adopted - owned),
         strangers=frozenset(strangers),
         conflicts={name: tuple(sorted(ids)) for name, ids in sorted(conflicts.items())},
-        unmanaged=dict(sorted(unmanaged.items())),
+        unmanaged=dict(sorted(unmanaged.items())), unmanaged_ids=frozenset(outside),
         inventoried=memory.inventoried or (trusted and desired.complete))
 
 
@@ -202,3 +211,37 @@ def _listed_sets(listing: Listing) -> set[str]:
     sets |= {seen.set_name for seen, _ in listing.lingering}
     sets |= {seen.set_name for seen in listing.live.values()}
     return sets
+
+
+@dataclass(frozen=True, slots=True)
+class Leftovers:
+    """What ``canfar-controller prune`` finds: sessions with our prefix that the inventory does not claim."""
+
+    #: Sessions of sets this controller does not manage (nor its manifests name): safe to remove on purpose.
+    prunable: tuple[ObservedSession, ...]
+    #: Sessions of managed sets that are not ours: another writer's (``Conflict``), never pruned.
+    strangers: tuple[ObservedSession, ...]
+
+
+def leftovers(memory: Memory, observed: Sequence[ObservedSession], desired: DesiredState, *,
+              prefix: str) -> Leftovers:
+    """Owned-name sessions outside the inventory, split into leftovers and another writer's.
+
+    Terminating sessions are on their way out already; a session listed under the name of a create
+    of ours (uncertain, or written off lately) is ours.
+    """
+    names = parser(prefix)
+    managed = memory.managed_sets | set(desired.sets) | set(desired.invalid)
+    claimed = {expected.name for expected in memory.creates.values() if expected.uncertain} | set(memory.written_off)
+    prunable: list[ObservedSession] = []
+    strangers: list[ObservedSession] = []
+    for session in observed:
+        parsed = names.parse(session.name)
+        if parsed is None or session.id in memory.owned or session.name in claimed or session.phase == "Terminating":
+            continue
+        (strangers if parsed.set_name in managed else prunable).append(session)
+    return Leftovers(tuple(sorted(prunable, key=_by_name)), tuple(sorted(strangers, key=_by_name)))
+
+
+def _by_name(session: ObservedSession) -> tuple[str, str]:
+    return session.name, session.id

@@ -114,7 +114,7 @@ from controller.plan.autoscale import Reading
 from controller.plan.autoscaled import remembered
 from controller.plan.capacity import Capacity
 from controller.plan.context import Decisions, PassContext
-from controller.plan.memory import Memory
+from controller.plan.memory import Memory, SeenSession
 from controller.plan.sets import SetPlan, plan_set
 from controller.plan.status import idle_statuses, invalid_status, status
 from controller.spec import DesiredState
@@ -200,7 +200,16 @@ def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:
         for seen in orphans:
             if seen.id in context.memory.orphans_seen:
                 ctx.destroy(context, decisions, seen, "orphaned")
-    return frozenset(seen.id for seen in orphans)
+    return frozenset(seen.id for seen in orphans if context.ownership.ours(seen.id))
+
+
+def _ours(context: PassContext, live: dict[str, SeenSession]) -> dict[str, SeenSession]:
+    """The rule *Inventory*: only this controller's sessions are remembered as seen (another writer's
+    are no sessions of its slots, and a memory's first pass must not adopt them from it later)."""
+    ownership = context.ownership
+    if not ownership.strangers and not ownership.unmanaged_ids:
+        return live
+    return {sid: seen for sid, seen in live.items() if ownership.ours(sid)}
 
 
 def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: frozenset[str]) -> Memory:
@@ -217,7 +226,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
                   for slot, history in histories.items()},
         finished={(name, slot, template) for name, entries in decisions.finished.items() if name in sets
                   for slot, template in entries if slot <= ctx.replicas(context, sets[name])},
-        seen_live={**listing.live, **{sid: memory.seen_live[sid] for sid in held_ids}},
+        seen_live={**_ours(context, listing.live), **{sid: memory.seen_live[sid] for sid in held_ids}},
         missing=held_ids,
         suspect_since=None,
         backoffs=context.backoffs,
