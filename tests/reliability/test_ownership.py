@@ -130,16 +130,21 @@ def test_a_fresh_memory_adopts_the_sessions_of_its_sets_and_acts_on_them(rig: Ri
     assert len(deletes(rig)) == 1 and status(rig)["conflicts"] == {} and status(rig)["unmanaged"] == {}
 
 
-def test_a_kill_between_journal_and_answer_leaves_no_stranger(rig: Rig) -> None:
-    """The sessions of creates written ahead, whose answers died with the process, are ours by name."""
-    rig.write("workers", manifest("workers", 4))
-    rig.run_pass()
+def test_sessions_whose_answers_died_with_the_process_are_ours_by_name(rig: Rig) -> None:
+    """A scale-up's creates are written ahead and sent, then kill -9 before their answers: the restarted
+    controller (its inventory long established) finds them by name, not as another writer's."""
+    rig.write("workers", manifest("workers", 2))
+    rig.passes(2, every=SETTLE)
+    rig.passes(2)
+    rig.write("workers", manifest("workers", 5))
     rig.clock.advance(SETTLE)
-    rig.simulator.inject_delay("POST", "/session", seconds=0.05, count=4, apply="after")
+    rig.run_pass()  # the change is seen; it acts once settled
+    rig.clock.advance(SETTLE)
+    rig.simulator.inject_delay("POST", "/session", seconds=0.05, count=3, apply="after")
     assert rig.crash_mid_pass(in_flight=1)
-    rig.passes(8)
+    rig.passes(6)
     live = {sid for sid, name, state in rig.truth() if state in LIVE and owned(name)}
-    assert len(live) == 4 and live <= rig.reconciler.memory.owned
+    assert len(live) == 5 and live <= rig.reconciler.memory.owned and deletes(rig) == []
     assert status(rig)["conflicts"] == {} and condition(rig, "workers", "Conflict")["status"] == "False"
 
 
