@@ -1,4 +1,5 @@
-"""``canfar-controller prune`` against the simulator over loopback: leftovers go only on purpose."""
+"""``prune`` and ``status`` against the simulator over loopback: leftovers go only on purpose, and sessions
+with our prefix that are not ours are shown."""
 
 from __future__ import annotations
 
@@ -60,3 +61,21 @@ def test_prune_without_a_memory_destroys_nothing(env: Service, state: Path, caps
     assert main(["prune", "--state", str(state), "--yes"]) == 1
     assert "no controller memory" in capsys.readouterr().err
     assert env.requests("DELETE") == []
+
+
+def test_status_shows_a_second_writer_and_unmanaged_sessions(env: Service, state: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (state / "alpha.yaml").write_text(manifest("alpha", 2))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    template = env.live("cc-alpha-")[0]["name"].rsplit("-", 1)[0]
+    theirs = env.create(f"{template}-9")  # another writer, same prefix and set
+    env.create("cc-beta-abcdef-1")  # another controller's set
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    [alpha] = [line for line in out.splitlines() if line.startswith("alpha ")]
+    assert "Conflict" in alpha and theirs in alpha
+    assert f"Conflict (SecondWriter) alpha: another writer's live sessions {theirs}; nothing is created" in out
+    assert "unmanaged beta: 1 session(s)" in out
+    assert env.requests("DELETE") == []  # slot 9 is above the count, but not ours to scale down
