@@ -14,7 +14,8 @@ Only sessions in the inventory are ever destroyed, whatever the rule that wants 
 *Adoption*: the first pass of a memory without an inventory (fresh, or written before it existed)
 adopts every listed owned-name session of the sets it manages, and the ids the memory already
 knows (expected creates, sessions seen live, destroys sent). It closes once a pass saw a trusted
-list with a complete desired state; until then each pass adopts again.
+list with a complete desired state that names a set (a controller started before its manifests
+are there has nothing to adopt for yet); until then each pass adopts again.
 
 *Unmanaged sets*: owned-name sessions of a set never managed are reported (``unmanaged``), never
 touched: ``canfar-controller prune`` removes them on purpose.
@@ -79,11 +80,6 @@ class Ownership:
                 "they are gone")
 
 
-#: Everything is ours: what a context without an inventory check uses (tests of other rules).
-def everything(listing: Listing) -> Ownership:
-    return Ownership(owned=frozenset(listing.ids), inventoried=True)
-
-
 def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *, prefix: str,
           trusted: bool) -> Ownership:
     """Adopt what this pass may adopt, and sort the other owned-name sessions into strangers.
@@ -126,7 +122,7 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
         strangers=frozenset(strangers),
         conflicts={name: tuple(sorted(ids)) for name, ids in sorted(conflicts.items())},
         unmanaged=dict(sorted(unmanaged.items())), unmanaged_ids=frozenset(outside),
-        inventoried=memory.inventoried or (trusted and desired.complete))
+        inventoried=memory.inventoried or (trusted and desired.complete and bool(desired.sets)))
 
 
 def _listed(listing: Listing) -> Iterator[tuple[str, str]]:

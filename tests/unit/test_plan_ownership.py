@@ -154,3 +154,11 @@ def test_the_first_pass_adopts_until_the_desired_state_is_complete():
     assert not unsettled.memory.inventoried
     settled = plan(desired(WORKERS, BETA), [*ALL, running(BETA, 1)], unsettled.memory, NOW + 5, options=OPTIONS)
     assert settled.conflicts == {} and "bet1" in settled.memory.owned and settled.memory.inventoried
+
+
+def test_a_controller_started_before_its_manifests_adopts_once_they_are_there():
+    """An empty state directory at the first pass (a ConfigMap not mounted yet) closes nothing."""
+    empty = plan(desired(), ALL, Memory(), NOW, options=OPTIONS)
+    assert not empty.memory.inventoried and empty.destroys == ()
+    later = plan(desired(WORKERS), ALL, empty.memory, NOW + 5, options=OPTIONS)
+    assert later.conflicts == {} and set(later.adopted) == {"wor1", "wor2", "wor3"}
