@@ -99,9 +99,7 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
     strangers: set[str] = set()
     unmanaged: dict[str, int] = {}
     outside: set[str] = set()
-    for name, sid in _listed(listing):
-        if sid in owned or sid in adopted:
-            continue
+    for name, sid in _unknown(listing, owned, adopted):
         parsed = names.parse(name)
         if parsed is None:  # pragma: no cover - listing.by_name holds owned names only
             continue
@@ -125,12 +123,22 @@ def judge(memory: Memory, listing: Listing, desired: DesiredState, now: float, *
         inventoried=memory.inventoried or (trusted and desired.complete and bool(desired.sets)))
 
 
-def _listed(listing: Listing) -> Iterator[tuple[str, str]]:
-    """Every owned-name session of the answer as (name, id)."""
-    yield from listing.by_name.items()
-    for name, more in listing.by_name_more.items():
-        for sid in more:
+def _unknown(listing: Listing, owned: set[str], adopted: set[str]) -> Iterator[tuple[str, str]]:
+    """The owned-name sessions of the answer that are neither in the inventory nor adopted, as (name, id).
+
+    Set operations first: in the common case (every session known) this costs no loop over the answer.
+    """
+    named = set(listing.by_name.values())
+    for more in listing.by_name_more.values():
+        named.update(more)
+    unknown = named - owned - adopted
+    if not unknown:
+        return
+    for name, sid in listing.by_name.items():
+        if sid in unknown:
             yield name, sid
+    for name, more in listing.by_name_more.items():
+        yield from ((name, sid) for sid in more if sid in unknown)
 
 
 def _ours_by_name(memory: Memory, listing: Listing, now: float) -> Iterator[str]:
@@ -175,18 +183,16 @@ def after(ownership: Ownership, memory: Memory, listing: Listing, desired: Desir
           outstanding: dict[SlotKey, ExpectedCreate], now: float) -> Inventory:
     """The inventory after this pass: ids no list has shown for ``INVENTORY_KEEP`` are forgotten, and
     a removed set stays while any of its sessions is listed."""
-    owned: set[str] = set()
+    owned = set(ownership.owned & listing.ids)
     missed: dict[str, float] = {}
-    for sid in ownership.owned:
-        if sid in listing.ids:
-            owned.add(sid)
-            continue
+    for sid in ownership.owned - listing.ids:
         since = memory.owned_missed.get(sid, now)
         if now - since < INVENTORY_KEEP:
             owned.add(sid)
             missed[sid] = since
-    listed_sets = _listed_sets(listing)
-    managed = set(desired.sets) | set(desired.invalid) | {name for name in ownership.managed if name in listed_sets}
+    current = set(desired.sets) | set(desired.invalid)
+    removed = ownership.managed - current
+    managed = current | (removed & _listed_removed_sets(listing) if removed else set())
     written_off = {name: at for name, at in memory.written_off.items() if now - at < INVENTORY_KEEP}
     for key, expected in memory.creates.items():
         if expected.uncertain and not _still_expected(expected, outstanding.get(key)) and not any(
@@ -200,13 +206,9 @@ def _still_expected(expected: ExpectedCreate, outstanding: ExpectedCreate | None
     return outstanding is not None and outstanding.name == expected.name and outstanding.at == expected.at
 
 
-def _listed_sets(listing: Listing) -> set[str]:
-    """The sets of every owned-name session the answer listed."""
-    sets = set(listing.slots)
-    sets |= {seen.set_name for seen in listing.orphans}
-    sets |= {seen.set_name for seen, _ in listing.lingering}
-    sets |= {seen.set_name for seen in listing.live.values()}
-    return sets
+def _listed_removed_sets(listing: Listing) -> set[str]:
+    """The sets of the answer's owned-name sessions of sets not in the manifests (orphans, or leaving)."""
+    return {seen.set_name for seen in listing.orphans} | {seen.set_name for seen, _ in listing.lingering}
 
 
 @dataclass(frozen=True, slots=True)
