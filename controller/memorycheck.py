@@ -37,7 +37,7 @@ class MemoryReport:
 
     def lines(self) -> list[str]:
         return [self._snapshot_line(), self._journal_line(), *self._torn_lines(), self._holds_line(),
-                self._repair_line()]
+                self._inventory_line(), self._repair_line()]
 
     def _snapshot_line(self) -> str:
         if self.snapshot_error is not None:
@@ -68,6 +68,17 @@ class MemoryReport:
         return (f"holds     {len(memory.creates)} creates expected ({len(uncertain)} not confirmed yet"
                 f"{': ' + shown if uncertain else ''}), {len(memory.seen_live)} live sessions seen, "
                 f"{len(memory.destroys)} destroys remembered, {len(memory.backoffs)} sets backing off")
+
+    def _inventory_line(self) -> str:
+        """What the controller may destroy (``docs/ownership.md``)."""
+        memory = self.memory
+        if memory is None:
+            return "inventory (cannot be read as a whole)"
+        if not memory.inventoried:
+            return ("inventory none yet: the next pass adopts the sessions of the sets in the manifests "
+                    "(`prune` refuses to act until then)")
+        return (f"inventory {len(memory.managed_sets)} sets managed, {len(memory.owned)} sessions created or "
+                "adopted: only those are ever destroyed")
 
     def _repair_line(self) -> str:
         complete = len(self.scan.records)

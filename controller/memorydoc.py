@@ -219,6 +219,11 @@ FIELDS: tuple[_Value | _Ids | _Rows | _Lingering, ...] = (
     _Rows("autoscale", (_SET,), ScaleState),
     _Lingering("lingering"),
     _Rows("renews", (("id", str),), RenewMark),
+    _Value("inventoried", bool, False),
+    _Ids("managed_sets", set),
+    _Ids("owned", set),
+    _Value("owned_missed", dict[str, float], {}),
+    _Value("written_off", dict[str, float], {}),
 )
 
 if [f.name for f in FIELDS] != [f.name for f in dataclasses.fields(Memory)]:

@@ -82,6 +82,9 @@ class OutcomeHandler:
         self._credential = credential
         self._credential_problem: str | None = None
         self._status_failing = False
+        #: Unmanaged sets and second writers already reported (each said once, and when it ends).
+        self._unmanaged: dict[str, int] = {}
+        self._conflicts: dict[str, tuple[str, ...]] = {}
 
     def handle(self, outcome: PassOutcome) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -91,6 +94,7 @@ class OutcomeHandler:
         statuses = self._statuses(outcome)
         self._report_manifests(outcome.desired, log)
         quiet = not self._report_list(outcome, log)
+        self._report_ownership(outcome, log)
         self._count(outcome, statuses)
         self._tally(outcome, statuses)
         self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
@@ -171,6 +175,30 @@ class OutcomeHandler:
                 self._capacity_unknown = unknown
         return said
 
+    def _report_ownership(self, outcome: PassOutcome, log: Any) -> None:
+        """The rules *Inventory* and *Second writer*: adoptions, unmanaged sets and second writers,
+        each logged when it starts (and a conflict when it ends), exported every pass that listed."""
+        decided = outcome.plan
+        if decided.blind or decided.suspect:
+            return
+        if decided.adopted:
+            log.info("adopted sessions into the inventory", count=len(decided.adopted),
+                     sessions=list(decided.adopted[:20]))
+        for name, count in decided.unmanaged.items():
+            if name not in self._unmanaged:
+                log.warning("sessions with this prefix of a set this controller never managed: left alone "
+                            "(`canfar-controller prune` removes leftovers)", set=name, sessions=count)
+        for name, ids in decided.conflicts.items():
+            if self._conflicts.get(name) != ids:
+                log.error("another writer uses this prefix and set: nothing is created or destroyed in it until "
+                          "its sessions are gone", condition="Conflict", reason="SecondWriter", sessionset=name,
+                          sessions=list(ids))
+        for name in self._conflicts.keys() - decided.conflicts.keys():
+            log.warning("the other writer's sessions are gone: the set is managed again", condition="Conflict",
+                        sessionset=name)
+        self._unmanaged, self._conflicts = dict(decided.unmanaged), dict(decided.conflicts)
+        self.metrics.ownership(decided.unmanaged, {name: len(ids) for name, ids in decided.conflicts.items()})
+
     def _statuses(self, outcome: PassOutcome) -> dict[str, SetStatus]:
         """Each set's status to report: a pass that could not see the sessions keeps the last one seen.
 
@@ -230,6 +258,8 @@ class OutcomeHandler:
             memory_unwritable=dataclasses.asdict(outcome.memory_unwritable) if outcome.memory_unwritable else None,
             sets={name: status_row(s, outcome.set_errors.get(name)) for name, s in sorted(statuses.items())},
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),
+            unmanaged=dict(self._unmanaged),
+            conflicts={name: list(ids) for name, ids in self._conflicts.items()},
         )
         try:
             write_status(self.status_file, document)

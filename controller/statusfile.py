@@ -86,6 +86,11 @@ class StatusDocument(BaseModel):
     sets: dict[str, SetRow] = {}
     #: The credential in use: kind, source, expiry_kind, expiry (epoch s), usable, problem; never the secret.
     credential: dict[str, Any] | None = None
+    #: Sets this controller never managed that have sessions with its prefix, and how many: left alone
+    #: (``canfar-controller prune`` removes them).
+    unmanaged: dict[str, int] = {}
+    #: Managed sets with another writer's live sessions (``Conflict``/``SecondWriter``), and their ids.
+    conflicts: dict[str, list[str]] = {}
 
 
 def write_status(path: Path, document: StatusDocument) -> None:

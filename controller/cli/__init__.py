@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import __version__
-from controller.cli import auth, controller, memory, reports, sessions, simulator
+from controller.cli import auth, controller, memory, prune, reports, sessions, simulator
 from controller.cli.common import ArgumentParser, print_error
 from controller.errors import ControllerError
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"canfar-controller {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (controller, reports, sessions, simulator, auth, memory):
+    for module in (controller, reports, prune, sessions, simulator, auth, memory):
         module.register(subparsers)
     return parser
 

@@ -22,6 +22,12 @@ def table(document: StatusDocument, path: Path, credential: str | None = None) -
     rows.extend(_autoscale_line(name, row.autoscale) for name, row in sorted(document.sets.items())
                 if row.autoscale is not None)
     rows.extend(f"invalid: {error}" for error in document.manifest_errors)
+    rows.extend(f"Conflict (SecondWriter) {name}: another writer's live sessions {', '.join(ids)}; nothing is "
+                "created or destroyed in the set until they are gone"
+                for name, ids in sorted(document.conflicts.items()))
+    rows.extend(f"unmanaged {name}: {count} session(s) with this prefix of a set this controller never managed; "
+                "left alone (`canfar-controller prune` removes leftovers)"
+                for name, count in sorted(document.unmanaged.items()))
     if credential is not None:
         rows.append(f"credential: {credential}")
     if document.memory_unwritable:
@@ -33,7 +39,7 @@ def table(document: StatusDocument, path: Path, credential: str | None = None) -
 
 
 #: Conditions shown in the table when true (Ready and Progressing are the normal states, shown when false).
-_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended")
+_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended", "Conflict")
 
 
 def _conditions(row: SetRow) -> str:
@@ -69,6 +75,9 @@ def _state_of(row: SetRow) -> str:
     notable = [c for c in row.conditions if c.status == "True" and c.type in _NOTABLE[1:5]]
     if row.invalid:
         return f"invalid: {row.invalid}"
+    conflict = next((c for c in row.conditions if c.type == "Conflict" and c.status == "True"), None)
+    if conflict is not None:
+        return f"Conflict: {conflict.message}"
     if notable:
         return f"{notable[0].type}: {notable[0].message}"
     if row.complete:

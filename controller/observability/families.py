@@ -177,6 +177,26 @@ def lifecycle_families(snapshots: Mapping[str, SetStatus | None],
     yield from (condition, reason, expiry, unschedulable, stuck, renewed, renew_failures)
 
 
+def ownership_families(unmanaged: Mapping[str, int], foreign: Mapping[str, int]) -> Iterable[Metric]:
+    """The rules *Inventory* and *Second writer*: sessions with our prefix that are not ours."""
+    sessions = GaugeMetricFamily(
+        "canfar_controller_unmanaged_sessions",
+        "Sessions with this controller's prefix of a set it never managed: left alone (prune removes leftovers).",
+        labels=["set"],
+    )
+    for name, count in sorted(unmanaged.items()):
+        sessions.add_metric([name], count)
+    writers = GaugeMetricFamily(
+        "canfar_controller_second_writer_sessions",
+        "Live sessions of a managed SessionSet that this controller neither created nor adopted (Conflict, "
+        "SecondWriter): nothing is created or destroyed in the set while any remain.",
+        labels=["sessionset"],
+    )
+    for name, count in sorted(foreign.items()):
+        writers.add_metric([name], count)
+    yield from (sessions, writers)
+
+
 def with_defaults(defaults: Iterable[str], present: Iterable[str]) -> list[str]:
     """The default label values followed by any others that occurred, without duplicates."""
     return list(dict.fromkeys([*defaults, *present]))

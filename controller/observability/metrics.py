@@ -53,6 +53,7 @@ from controller.observability.families import (
     DESTROY_REASONS,
     SESSION_STATUSES,
     lifecycle_families,
+    ownership_families,
     platform_families,
     set_families,
 )
@@ -139,6 +140,8 @@ class ControllerMetrics:
         self._stats_success: float = 0.0
         self._last_reconcile_success: float = 0.0
         self._manifest_errors: dict[str, int] = {}
+        self._unmanaged: dict[str, int] = {}
+        self._foreign: dict[str, int] = {}
 
         info = Info("canfar_controller_build", "Version of the running controller.", registry=self.registry)
         info.info({"version": version})
@@ -280,6 +283,11 @@ class ControllerMetrics:
         with self._lock:
             self._manifest_errors = dict(by_file)
 
+    def ownership(self, unmanaged: Mapping[str, int], foreign: Mapping[str, int]) -> None:
+        """Replace the sessions of sets never managed, and another writer's live sessions per managed set."""
+        with self._lock:
+            self._unmanaged, self._foreign = dict(unmanaged), dict(foreign)
+
     # -- scrape side --------------------------------------------------------------------------------
 
     def _set(self, name: str) -> _SetState:
@@ -299,6 +307,7 @@ class ControllerMetrics:
             stats, stats_success = self._stats, self._stats_success
             last_success = self._last_reconcile_success
             manifest_errors = dict(self._manifest_errors)
+            unmanaged, foreign = dict(self._unmanaged), dict(self._foreign)
 
         yield from platform_families(stats, stats_success)
 
@@ -319,6 +328,7 @@ class ControllerMetrics:
         for path, count in sorted(manifest_errors.items()):
             errors.add_metric([path], count)
         yield errors
+        yield from ownership_families(unmanaged, foreign)
 
 
 class _SnapshotCollector(Collector):

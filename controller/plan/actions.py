@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.plan.autoscale import Decision
@@ -216,6 +216,12 @@ class Plan:
     capacity_unknown: str | None = None
     #: Renews a list showed had not moved the expiry, reported for the first time (rule *Renewal*).
     renew_ineffective: tuple[RenewIneffective, ...] = ()
+    #: Sets never managed that have owned-name sessions, and how many (rule *Inventory*): never touched.
+    unmanaged: dict[str, int] = field(default_factory=dict)
+    #: Managed sets with another writer's live sessions, and their ids (rule *Second writer*).
+    conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Sessions adopted into the inventory this pass (the first pass, or a create of ours found by name).
+    adopted: tuple[str, ...] = ()
 
     @property
     def changes(self) -> bool:

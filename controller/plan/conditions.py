@@ -21,6 +21,8 @@ statuses and ``stamp`` adds the transition times.
 - ``RenewIneffective``: a renew the service accepted did not move a session's expiry (reason
   ``ExpiryUnchanged``, the ids in the message); it is not sent again until the expiry changes or an
   hour passes.
+- ``Conflict``: another writer (a second controller with the same prefix) has live sessions in the
+  set (reason ``SecondWriter``, their ids in the message): the set creates and destroys nothing.
 - ``Invalid``: the set's manifest is invalid (its last good spec is in force, if any).
 - ``Suspended``: ``spec.suspend`` is set.
 - ``ScalingActive`` (autoscaled sets only): the signals can be read; ``False`` with
@@ -41,12 +43,12 @@ from controller.plan.memory import ConditionMark
 ConditionType = Literal[
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
     "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
-    "RenewIneffective",
+    "RenewIneffective", "Conflict",
 ]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing", "DestroyFailing", "WaitingForCapacity",
     "Stuck", "Invalid", "Suspended", "ScalingActive", "ScalingLimited",
-    "RenewIneffective",
+    "RenewIneffective", "Conflict",
 )
 #: Conditions only autoscaled sets have.
 AUTOSCALE_CONDITIONS: frozenset[ConditionType] = frozenset({"ScalingActive", "ScalingLimited"})
@@ -94,6 +96,8 @@ class SetFacts:
     stuck: str | None = None
     #: Which sessions' last renew did not move their expiry.
     renew_ineffective: str | None = None
+    #: Another writer's live sessions in the set (rule *Second writer*).
+    conflict: str | None = None
 
 
 def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
@@ -136,6 +140,8 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
     result["RenewIneffective"] = (("True", "ExpiryUnchanged", facts.renew_ineffective)
                                   if facts.renew_ineffective is not None
                                   else ("False", "RenewsTakeEffect", "every renew moved its session's expiry"))
+    result["Conflict"] = (("True", "SecondWriter", facts.conflict) if facts.conflict is not None
+                          else ("False", "NoSecondWriter", "every live session of the set is this controller's"))
     if facts.scaling is not None:
         active, limited = facts.scaling
         result["ScalingActive"] = (_status(active[0]), active[1], active[2])

@@ -33,6 +33,7 @@ from controller.plan.memory import (
     SlotHistory,
     SlotKey,
 )
+from controller.plan.ownership import Ownership
 from controller.plan.trust import Trust
 from controller.spec import DesiredState, SessionSet
 
@@ -63,6 +64,8 @@ class PassContext:
     destroys_allowed: bool = True
     #: Autoscaled sets: this run's decision (the count in force, and why).
     scaling: dict[str, Decision] = field(default_factory=dict)
+    #: The rules *Inventory* and *Second writer*: what this run may destroy, and which sets wait.
+    ownership: Ownership = field(default_factory=Ownership)
 
 
 @dataclass(slots=True)
@@ -88,7 +91,7 @@ class Decisions:
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
           capacity: Capacity | None, trust: Trust,
           signals: Mapping[str, Sequence[Reading]], lingering: LingeringView, *,
-          destroys_allowed: bool = True) -> tuple[PassContext, Decisions]:
+          destroys_allowed: bool = True, ownership: Ownership | None = None) -> tuple[PassContext, Decisions]:
     """The run's context and its decisions as carried over from the memory."""
     expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
     sets = desired.sets
@@ -108,6 +111,7 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
         lingering=lingering,
         destroys_allowed=destroys_allowed,
         scaling=scaling,
+        ownership=ownership if ownership is not None else Ownership(owned=frozenset(listing.ids)),
     )
     decisions = Decisions(
         conditions={name: marks for name, marks in memory.conditions.items()
@@ -131,11 +135,19 @@ def _in_force(session_set: SessionSet, scaling: Mapping[str, Decision], memory: 
     return decision.count if decision is not None else count_in_force(session_set, memory.autoscale)
 
 
+def acts(context: PassContext, session_set: SessionSet) -> bool:
+    """Whether the set creates and destroys this run: not suspended, no second writer in it."""
+    return not session_set.spec.suspend and session_set.name not in context.ownership.conflicts
+
+
 def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:
     """Destroy ``seen``; report its end first the first time an ended session is destroyed.
 
-    Nothing is destroyed from an answer that broke *One id, one session*.
+    Nothing is destroyed from an answer that broke *One id, one session*, nor what is not in the
+    inventory, nor anything of a set another writer uses (``ownership``).
     """
+    if not context.ownership.may_destroy(seen.id, seen.set_name):
+        return
     if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
         context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
     if not context.destroys_allowed:

@@ -24,7 +24,7 @@ def outstanding_creates(memory: Memory, listing: Listing, now: float, options: P
             if expected.session_id not in listing.ids and now - expected.at < options.expectation_ttl:
                 kept[key] = expected
             continue
-        if any(_could_be(expected, sid, memory) for sid in listing.ids_named(expected.name)):
+        if any(could_be_its_session(expected, sid, memory) for sid in listing.ids_named(expected.name)):
             continue  # it happened: the session is in the list
         misses = expected.misses + (0 if lossy else 1)
         if misses >= UNCERTAIN_MIN_LISTS and now - expected.at >= options.uncertain_window:
@@ -33,7 +33,7 @@ def outstanding_creates(memory: Memory, listing: Listing, now: float, options: P
     return kept
 
 
-def _could_be(expected: ExpectedCreate, session_id: str, memory: Memory) -> bool:
+def could_be_its_session(expected: ExpectedCreate, session_id: str, memory: Memory) -> bool:
     """Whether the listed ``session_id`` (named like ``expected``) can be the session its create made.
 
     Not one the list showed under that name before the create was sent, nor one this controller

@@ -144,6 +144,7 @@ class _Expectations:
 
     creates: dict[SlotKey, ExpectedCreate]
     destroys: dict[str, float]
+    owned: set[str]
 
     def expect(self, key: SlotKey, expected: ExpectedCreate) -> bool:
         """A create is about to be sent for ``key``: until a list shows it, the slot is taken."""
@@ -156,6 +157,7 @@ class _Expectations:
         if expected is None or expected.name != name:
             return False
         self.creates[key] = replace(expected, session_id=session_id)
+        self.owned.add(session_id)  # the inventory (``controller.plan.ownership``): ours from its answer
         return True
 
     def withdraw(self, key: SlotKey, name: str) -> bool:
@@ -334,6 +336,19 @@ class Memory(_Expectations, _Backoffs, _Reports):
     lingering: Lingering = field(default_factory=Lingering)
     #: Each live session's last accepted renew and what it did: the learnt lifetime (rule *Renewal*).
     renews: dict[str, RenewMark] = field(default_factory=dict)
+    #: The inventory (``controller.plan.ownership``): whether the first pass has adopted what it found
+    #: (``False`` on a fresh memory and on one written before the inventory existed) ...
+    inventoried: bool = False
+    #: ... the sets this controller manages or managed (while they have sessions) ...
+    managed_sets: set[str] = field(default_factory=set)
+    #: ... the session ids it created or adopted ...
+    owned: set[str] = field(default_factory=set)
+    #: ... those no list has shown since (id -> when first missed): kept for ``INVENTORY_KEEP``, since a
+    #: lossy or partial list may leave out a session that still runs ...
+    owned_missed: dict[str, float] = field(default_factory=dict)
+    #: ... and the names of uncertain creates written off (name -> when): a session that appears under
+    #: one of them later (a create applied after the window) is ours, not a second writer's.
+    written_off: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> Memory:
         """A copy whose containers can be changed without touching this one."""
@@ -346,7 +361,9 @@ class Memory(_Expectations, _Backoffs, _Reports):
                        renew_failures=dict(self.renew_failures), notes=dict(self.notes),
                        autoscale=dict(self.autoscale), lookups=dict(self.lookups),
                        lingering=self.lingering.copy(),
-                       renews=dict(self.renews))
+                       renews=dict(self.renews),
+                       managed_sets=set(self.managed_sets), owned=set(self.owned),
+                       owned_missed=dict(self.owned_missed), written_off=dict(self.written_off))
 
 
 @dataclass(frozen=True, slots=True)

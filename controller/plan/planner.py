@@ -94,6 +94,14 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   Unknown (or was left out by only one list since), whatever the desired count says; the destroy
   is retried with the destroy back-off (5 s doubling to 10 min), and from the second list still
   showing it Running or Pending the set is ``DestroyFailing`` (reason ``Ignored``, the ids).
+- **Inventory** (``ownership``): only sessions this controller created or adopted are destroyed,
+  whatever rule wants them gone. The memory keeps the sets it manages and the ids it created (the
+  create's answer, or the name of a create written ahead) or adopted; the first pass of a memory
+  without an inventory adopts the owned-name sessions of its sets. Sessions of sets it never managed
+  are reported (``unmanaged``), never touched.
+- **Second writer** (``ownership``): after the first pass, a live session of a managed set that is
+  not in the inventory was made by another writer with the same prefix: the set creates and destroys
+  nothing (``Conflict``, reason ``SecondWriter``, the ids) until those sessions are gone.
 - **Stuck sessions** (``lingering``): a session Terminating or Unknown for longer than
   ``terminating_limit`` (10 min) is reported once with its events and makes the set ``Stuck``; a
   ``Recreate`` set keeps waiting for it and says so in its status.
@@ -109,7 +117,7 @@ from collections.abc import Mapping, Sequence
 from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
 from controller.plan import context as ctx
-from controller.plan import lingering, vanished
+from controller.plan import lingering, ownership, vanished
 from controller.plan import listing as lists
 from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
@@ -118,7 +126,7 @@ from controller.plan.autoscale import Reading
 from controller.plan.autoscaled import remembered
 from controller.plan.capacity import Capacity
 from controller.plan.context import Decisions, PassContext
-from controller.plan.memory import Memory
+from controller.plan.memory import Memory, SeenSession
 from controller.plan.sets import SetPlan, plan_set
 from controller.plan.status import idle_statuses, invalid_status, status
 from controller.spec import DesiredState
@@ -150,8 +158,10 @@ def plan(
         return _suspect(desired, memory, now, gone - memory.missing)
     trust = trusts.hold_names(trusts.judge(memory, listing, gone), anomalies.held_names, options.prefix)
     linger = lingering.view(memory.lingering, listing, desired, now, options.terminating_limit, lossy=trust.lossy)
+    owners = ownership.judge(memory, listing, desired, now, prefix=options.prefix,
+                             trusted=not trust.lossy and not anomalies.suspect)
     context, decisions = ctx.build(desired, listing, memory, now, options, capacity, trust, signals or {}, linger,
-                                   destroys_allowed=not anomalies.suspect)
+                                   destroys_allowed=not anomalies.suspect, ownership=owners)
     return _decide(context, decisions)
 
 
@@ -177,7 +187,8 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
     orphans_seen = _orphans(context, decisions)
     if context.destroys_allowed:
         decisions.destroys.extend(d for d in context.lingering.destroys
-                                  if d.set_name not in desired.sets or not desired.sets[d.set_name].spec.suspend)
+                                  if (d.set_name not in desired.sets or not desired.sets[d.set_name].spec.suspend)
+                                  and context.ownership.may_destroy(d.session_id, d.set_name))
     destroys = tuple(sorted(decisions.destroys, key=lambda d: (d.set_name, d.name, d.session_id)))
     renews = tuple(sorted(decisions.renews, key=lambda r: (r.set_name, r.name, r.session_id)))
     unschedulable = tuple(sorted(decisions.unschedulable, key=lambda u: (u.set_name, u.name, u.session_id)))
@@ -188,7 +199,9 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
                 unschedulable=unschedulable, stuck=stuck, deferred=deferred,
                 left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown,
                 renew_ineffective=tuple(sorted(decisions.renew_ineffective,
-                                               key=lambda r: (r.set_name, r.name, r.session_id))))
+                                               key=lambda r: (r.set_name, r.name, r.session_id))),
+                unmanaged=context.ownership.unmanaged, conflicts=context.ownership.conflicts,
+                adopted=tuple(sorted(context.ownership.adopted)))
 
 
 def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:
@@ -199,13 +212,24 @@ def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:
         for seen in orphans:
             if seen.id in context.memory.orphans_seen:
                 ctx.destroy(context, decisions, seen, "orphaned")
-    return frozenset(seen.id for seen in orphans)
+    return frozenset(seen.id for seen in orphans if context.ownership.ours(seen.id))
+
+
+def _ours(context: PassContext, live: dict[str, SeenSession]) -> dict[str, SeenSession]:
+    """The rule *Inventory*: only this controller's sessions are remembered as seen (another writer's
+    are no sessions of its slots, and a memory's first pass must not adopt them from it later)."""
+    ownership = context.ownership
+    if not ownership.strangers and not ownership.unmanaged_ids:
+        return live
+    return {sid: seen for sid, seen in live.items() if ownership.ours(sid)}
 
 
 def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: frozenset[str]) -> Memory:
     """The memory the next pass plans with."""
     memory, listing, sets = context.memory, context.listing, context.desired.sets
     held_ids = context.trust.held_ids
+    inventory = ownership.after(context.ownership, memory, listing, context.desired, context.expected_creates,
+                                context.now)
     return Memory(
         creates=context.expected_creates,
         destroys=context.expected_destroys,
@@ -214,7 +238,7 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
                   for slot, history in histories.items()},
         finished={(name, slot, template) for name, entries in decisions.finished.items() if name in sets
                   for slot, template in entries if slot <= ctx.replicas(context, sets[name])},
-        seen_live={**listing.live, **{sid: memory.seen_live[sid] for sid in held_ids}},
+        seen_live={**_ours(context, listing.live), **{sid: memory.seen_live[sid] for sid in held_ids}},
         missing=held_ids,
         suspect_since=None,
         lookups=vanished.kept(memory.lookups, held_ids, listing.live, context.now),
@@ -231,6 +255,11 @@ def _next_memory(context: PassContext, decisions: Decisions, orphans_seen: froze
         lingering=context.lingering.after(),
         renews={sid: decisions.renew_marks.get(sid, mark) for sid, mark in memory.renews.items()
                 if sid in listing.ids or sid in held_ids},
+        inventoried=inventory.inventoried,
+        managed_sets=inventory.managed_sets,
+        owned=inventory.owned,
+        owned_missed=inventory.owned_missed,
+        written_off=inventory.written_off,
     )
 
 

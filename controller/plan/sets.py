@@ -63,7 +63,7 @@ def plan_set(context: PassContext, decisions: Decisions, session_set: SessionSet
     template, and nothing remembered about it, costs a few dictionary lookups."""
     spec, name = session_set.spec, session_set.name
     current = spec.template.hash()
-    replicas, act = ctx.replicas(context, session_set), not spec.suspend
+    replicas, act = ctx.replicas(context, session_set), ctx.acts(context, session_set)
     kept = keep(context, decisions, session_set, current)
     recreating = spec.update_strategy.type == "Recreate" and bool(
         kept.outdated or context.listing.terminating_outdated[name])
@@ -133,7 +133,7 @@ class _Slots:
                  histories: dict[int, SlotHistory], blocked: dict[int, str], *, recreating: bool) -> None:
         spec = session_set.spec
         self.context, self.decisions, self.name, self.current = context, decisions, session_set.name, current
-        self.act = not spec.suspend
+        self.act = ctx.acts(context, session_set)
         self.rollout = Rollout(spec.update_strategy, ctx.replicas(context, session_set), current, result.kept.by_slot,
                                recreating=recreating)
         self.result, self.expected, self.held, self.histories = result, expected, held, histories

@@ -43,12 +43,17 @@ class Kept:
 def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, current: str) -> Kept:
     """Sort the set's listed sessions into slots: destroy the ended, the scaled-down and the duplicates."""
     spec = session_set.spec
-    replicas, act = ctx.replicas(context, session_set), not spec.suspend
-    renewing = act and spec.renew
+    replicas, act = ctx.replicas(context, session_set), ctx.acts(context, session_set)
+    renewing = not spec.suspend and spec.renew
     kept = Kept()
     above: list[Listed] = []  # autoscaled: sessions in slots above the count
     counts = kept.counts
+    strangers = context.ownership.strangers  # another writer's: not counted, never touched
     for slot, sessions in context.listing.slots.get(session_set.name, {}).items():
+        if strangers:
+            sessions = [seen for seen in sessions if seen.id not in strangers]
+            if not sessions:
+                continue
         if len(sessions) > 1:
             sessions = sorted(sessions, key=lambda seen: (seen.started, seen.id))
         for seen in sessions:

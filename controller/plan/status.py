@@ -57,6 +57,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         scaling=(scaling.active, scaling.limited) if scaling is not None else None,
         destroy_failing=context.lingering.destroy_failing(name), stuck=context.lingering.stuck_message(name),
         renew_ineffective=_renew_ineffective(decisions.renew_unchanged.get(name)),
+        conflict=context.ownership.conflict_message(name),
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks

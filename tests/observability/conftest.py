@@ -123,6 +123,7 @@ def populated(metrics: ControllerMetrics) -> ControllerMetrics:
     metrics.reconcile_done("success", 0.4, 1_700_000_001.0)
     metrics.reconcile_done("partial", 1.5, 1_700_000_031.0)
     metrics.manifest_errors({"broken.yaml": 2})
+    metrics.ownership({"beta": 2}, {"workers": 1})
     metrics.credential.update(expiry_kind="oidc_refresh", expiry=1_700_172_800.0, usable=True)
     metrics.credential.refreshed("success")
     metrics.list_anomalies({"duplicate_id": 2, "missing_id": 0})

@@ -337,7 +337,8 @@ def test_each_condition_has_one_series_per_status(metrics: ControllerMetrics, re
     }
     assert set(CONDITION_TYPES) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
                                     "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended",
-                                    "ScalingActive", "ScalingLimited", "RenewIneffective"}
+                                    "ScalingActive", "ScalingLimited", "RenewIneffective",
+                                    "Conflict"}
     # Only autoscaled sets have the scaling conditions: a fixed set exports no series for them.
     assert exported[("ScalingActive", "False")] is None
 
@@ -417,3 +418,15 @@ def test_autoscale_series_follow_the_sets(metrics: ControllerMetrics, registry: 
     assert value(registry, "canfar_controller_autoscale_signal_failures_total", **labels, signal="file /q") == 0
     metrics.autoscale.sync({}, count_failures=True)
     assert "queue" not in str([s for f in registry.collect() for s in f.samples if "autoscale" in s.name])
+
+
+def test_unmanaged_and_second_writer_sessions_are_replaced_each_pass(
+        metrics: ControllerMetrics, registry: CollectorRegistry) -> None:
+    """Sessions with our prefix that are not ours: per unmanaged set (label ``set``), and per managed set
+    another writer uses; a set that no longer has any loses its series."""
+    metrics.ownership({"beta": 2, "gamma": 1}, {"alpha": 3})
+    assert value(registry, "canfar_controller_unmanaged_sessions", set="beta") == 2
+    assert value(registry, "canfar_controller_second_writer_sessions", sessionset="alpha") == 3
+    metrics.ownership({"gamma": 1}, {})
+    assert value(registry, "canfar_controller_unmanaged_sessions", set="beta") is None
+    assert value(registry, "canfar_controller_second_writer_sessions", sessionset="alpha") is None

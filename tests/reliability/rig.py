@@ -94,6 +94,8 @@ class Rig:
     stats_timeout: float = STATS_TIMEOUT
     #: Extra ``PlanOptions`` fields.
     options: dict[str, Any] = field(default_factory=dict)
+    #: A second controller (its own state directory and memory) against this rig's service, clock and loop.
+    service_of: Rig | None = None
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -102,13 +104,16 @@ class Rig:
         self.token_file.write_text(TOKEN)
         self.status_file = self.root / "status" / "status.json"
         config = {"cores": 100_000, "ram_gb": 400_000, **self.service}
-        self.simulator = Simulator(SimulatorConfig(token=TOKEN, seed=self.seed, **config), clock=self.clock)
+        if self.service_of is not None:
+            self.clock, self.simulator = self.service_of.clock, self.service_of.simulator
+        else:
+            self.simulator = Simulator(SimulatorConfig(token=TOKEN, seed=self.seed, **config), clock=self.clock)
         self.metrics = ControllerMetrics(clock=self.clock)
         self.health = HealthState(interval=self.interval, clock=self.clock)
         self.handler = OutcomeHandler(metrics=self.metrics, health=self.health, status_file=self.status_file,
                                       interval=self.interval, clock=self.clock)
         self.restarts = 0
-        self.loop = asyncio.new_event_loop()
+        self.loop = asyncio.new_event_loop() if self.service_of is None else self.service_of.loop
         self.client: AsyncSession | None = None
         self.reconciler = self._start()
 
@@ -195,7 +200,8 @@ class Rig:
 
     def close(self) -> None:
         self._close()
-        self.loop.close()
+        if self.service_of is None:  # a second controller shares the first one's loop
+            self.loop.close()
 
     # -- the world --------------------------------------------------------------------------------
 

@@ -20,9 +20,11 @@ not against what lists said:
    and it does retry: the check must have compared attempts, or it proved nothing;
 5. the controller stays live during the faults: a share of the passes succeed;
 6. no create reaches the service before its intent record was completely written and fsynced;
-7. once faults stop, every set converges within a few passes.
+7. once faults stop, every set converges within a few passes;
 8. a session a list left out is looked up by id at most once a pass, and by the same process again
-   only once its re-check is due, 1 min later (the rule *Disappearance confirmed*).
+   only once its re-check is due, 1 min later (the rule *Disappearance confirmed*);
+9. nothing outside the inventory is destroyed: a second writer's sessions of a managed set never
+   (``writer_soak``), and every destroyed session is in the controller's inventory.
 
 The platform ends notebooks after a minute while ``--session-expiry`` says 4 days, and now and then
 ignores a renew (``renew_soak``): no session is renewed twice within a quarter of that minute by one
@@ -56,6 +58,7 @@ from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
 from tests.reliability.renew_soak import LIFE, ShortLifetime
 from tests.reliability.renew_soak import OPTIONS as RENEW_OPTIONS
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
+from tests.reliability.writer_soak import SecondWriter
 
 #: Sets that should always converge, and one whose creates the service always refuses.
 SETS = {"alpha": 6, "beta": 3, "gamma": 4}
@@ -163,6 +166,8 @@ class Soak:
         self.kinds += self.lingering.kinds()
         self.short_lifetime = ShortLifetime(self.rig, self.tally.faults)
         self.kinds += self.short_lifetime.kinds()
+        self.writer = SecondWriter(self.rig, list(SETS), lambda name: _hash(name, self.world))
+        self.kinds += self.writer.kinds()
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
 
@@ -198,17 +203,20 @@ class Soak:
             if not self.disk_full_steps:
                 self.disk.space = None
         self.lingering.release(self.tally.passes)
+        self.writer.release(self.tally.passes)
         self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
             rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=3, apply=rng.choice(["before", "after"]))
             self.faults.expect("slow creates", "POST", 3)
             self.generation = rig.restarts  # the dying process makes this pass's requests
+            killed = True
             if rig.crash_mid_pass(in_flight=1):
                 self.tally.faults[KILL] += 1
             else:
                 self.tally.late_kills += 1
         else:
+            killed = False
             if rng.random() < 0.01 or forced == RESTART:
                 self.tally.faults[RESTART] += 1
                 rig.restart()
@@ -219,7 +227,7 @@ class Soak:
         if not self.token_ok:
             rig.token_file.write_text("rig-token")
             self.token_ok = True
-        self.check(truth_before)
+        self.check(truth_before, killed=killed)
 
     def _forced(self) -> str | None:
         """Near the end of every ``FORCE_EVERY`` steps, the first kind of fault that has not fired yet.
@@ -354,7 +362,7 @@ class Soak:
 
     # -- invariants -------------------------------------------------------------------------------
 
-    def check(self, truth_before: dict[str, tuple[str, str]]) -> None:
+    def check(self, truth_before: dict[str, tuple[str, str]], *, killed: bool = False) -> None:
         rig = self.rig
         current = {name: _hash(name, self.world) for name in SETS}
         per_slot: Counter[tuple[str, int]] = Counter()
@@ -382,6 +390,8 @@ class Soak:
         self.lingering.check(self.fail)
         self.short_lifetime.check(fresh, self.generation, self.fail)
         deletes = [r for r in fresh if r.method == "DELETE"]
+        self.tally.checks += 1
+        self.writer.check(deletes, self.fail, killed=killed)
         for request in deletes:
             self.tally.checks += 1
             sid = request.path.rsplit("/", 1)[-1]
@@ -442,6 +452,7 @@ class Soak:
         rig.simulator.clear_faults()
         self.disk.space = None
         self.lingering.stop()
+        self.writer.stop()
         if self.torn is not None:
             rig.write(*self.torn)
             self.torn = None

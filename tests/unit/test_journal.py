@@ -14,7 +14,7 @@ import pytest
 
 from controller.journalfile import frame, scan
 from controller.ledger import Ledger, ledger_paths
-from controller.plan import ExpectedCreate
+from controller.plan import ExpectedCreate, Memory
 from controller.plan.memory import Confirm, Destroyed, Expect
 from tests.faultfs import FullDisk
 
@@ -162,6 +162,7 @@ def test_memory_check_says_what_is_held_and_what_a_repair_keeps_and_changes_noth
     assert code == 2
     assert "4 complete records, 1 torn" in out
     assert "3 creates expected (2 not confirmed yet: cc-a-abcdef-2, cc-a-abcdef-3)" in out
+    assert "inventory none yet: the next pass adopts" in out  # no pass has finished with this memory
     assert "keeps all 4 complete records and drops 1 torn (30 bytes" in out
     assert journal.read_bytes() == before and sorted(p.name for p in journal.parent.iterdir()) == [journal.name]
 
@@ -171,6 +172,15 @@ def test_memory_check_of_a_clean_memory_exits_0(tmp_path, capsys):
     Ledger.beside(status_file).write_ahead([intent(1)])
     code, out = _check(status_file, capsys)
     assert code == 0 and "nothing to repair" in out
+
+
+def test_memory_check_says_what_the_inventory_claims(tmp_path, capsys):
+    status_file = tmp_path / "state" / "status.json"
+    ledger = Ledger.beside(status_file)
+    ledger.save(Memory(inventoried=True, managed_sets={"a", "b"}, owned={"id1", "id2", "id3"}), force=True)
+    ledger.close()
+    code, out = _check(status_file, capsys)
+    assert code == 0 and "inventory 2 sets managed, 3 sessions created or adopted" in out
 
 
 def test_memory_check_of_an_unreadable_snapshot_says_copy_not_move(tmp_path, capsys):

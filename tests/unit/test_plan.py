@@ -53,7 +53,17 @@ def running(s: SessionSet, slot: int, sid: str | None = None, *, status: str = "
 def created(memory: Memory, create: Create, session_id: str | None, at: float) -> Memory:
     """The memory after ``create`` was sent at ``at``: ``session_id`` None when its outcome is unknown."""
     memory = memory.copy()
-    memory.creates[(create.set_name, create.slot)] = ExpectedCreate(create.name, at, session_id, create.prior_ids)
+    key = (create.set_name, create.slot)
+    memory.expect(key, ExpectedCreate(create.name, at, None, create.prior_ids))  # written ahead, as the reconciler does
+    if session_id is not None:
+        memory.confirm(key, create.name, session_id)
+    return memory
+
+
+def ours(memory: Memory, *session_ids: str) -> Memory:
+    """The memory after creates the planner asked for were answered with these ids (the reconciler's
+    ``Confirm``): the sessions a test lists next are this controller's, not another writer's."""
+    memory.owned.update(session_ids)
     return memory
 
 
@@ -189,7 +199,8 @@ def test_crash_loop_backs_off_exponentially_and_caps():
     s = session_set(replicas=1)
     t = NOW
     for n in range(1, 5):
-        result = plan(desired(s), [running(s, 1, f"run{n}", status="Failed")], memory, t, options=OPTIONS)
+        result = plan(desired(s), [running(s, 1, f"run{n}", status="Failed")], ours(memory, f"run{n}"), t,
+                      options=OPTIONS)
         memory = result.memory
         assert memory.restarts[("workers", 1)].count == n
         too_early = plan(desired(s), [], memory, t + restart_delay(n) - 1, options=OPTIONS)
@@ -204,7 +215,7 @@ def test_back_off_resets_after_a_long_healthy_run():
     s = session_set(replicas=1)
     memory = plan(desired(s), [running(s, 1, "a", status="Failed")], Memory(), NOW, options=OPTIONS).memory
     healthy = running(s, 1, "b", started=NOW + 20)
-    result = plan(desired(s), [healthy], memory, NOW + 20 + RESTART_RESET_AFTER, options=OPTIONS)
+    result = plan(desired(s), [healthy], ours(memory, "b"), NOW + 20 + RESTART_RESET_AFTER, options=OPTIONS)
     assert result.memory.restarts == {}
 
 
@@ -252,7 +263,8 @@ def test_orphans_are_pruned_only_when_safe(complete, sets_left, allow_empty, see
     orphan = running(gone, 1, "orph")
     sets = (WORKERS,) if sets_left else ()
     observed = [orphan] + ([running(WORKERS, n) for n in (1, 2, 3)] if sets_left else [])
-    memory = Memory(orphans_seen=frozenset({"orph"} if seen_before else set()))
+    # The controller created orph while "gone" was in its manifests.
+    memory = Memory(orphans_seen=frozenset({"orph"} if seen_before else set()), owned={"orph"})
     result = plan(desired(*sets, errors=0 if complete else 1), observed, memory, NOW,
                   options=PlanOptions(prefix="cc", allow_empty=allow_empty))
     assert destroyed(result) == ({"orph": "orphaned"} if pruned else {})

@@ -16,7 +16,7 @@ from controller.plan import (
     plan,
     restart_delay,
 )
-from tests.unit.test_plan import NOW, OPTIONS, desired, destroyed, name_of, running, session_set
+from tests.unit.test_plan import NOW, OPTIONS, desired, destroyed, name_of, ours, running, session_set
 from tests.unit.test_plan import slots_created as slots
 
 GIB = 2**30
@@ -130,7 +130,7 @@ def test_three_early_ends_in_half_an_hour_are_a_crash_loop_with_the_evidence():
     memory, t = Memory(), NOW
     for n in range(1, 4):
         failed = running(s, 1, f"run{n}", status="Failed", started=t - 30)
-        result = plan(desired(s), [failed], memory, t, options=OPTIONS)
+        result = plan(desired(s), [failed], ours(memory, f"run{n}"), t, options=OPTIONS)
         memory = result.memory
         t += restart_delay(n) + 1
     assert conditions(result)["CrashLooping"] == ("True", "EarlyEnds")
@@ -146,7 +146,7 @@ def test_sessions_that_ran_long_are_not_a_crash_loop():
     memory, t = Memory(), NOW
     for n in range(1, 4):
         ended = running(s, 1, f"run{n}", status="Completed", started=t - 3600)
-        memory = plan(desired(s), [ended], memory, t, options=OPTIONS).memory
+        memory = plan(desired(s), [ended], ours(memory, f"run{n}"), t, options=OPTIONS).memory
         t += restart_delay(n) + 1
     assert conditions(plan(desired(s), [], memory, t, options=OPTIONS))["CrashLooping"][0] == "False"
 
@@ -268,7 +268,7 @@ def test_conditions_keep_their_transition_time_until_their_status_changes():
     assert ready is not None and (ready.status, ready.last_transition) == ("False", NOW)
     still = plan(desired(s), [], first.memory, NOW + 10, options=OPTIONS).statuses["workers"].condition("Ready")
     assert still is not None and still.last_transition == NOW
-    up = plan(desired(s), [running(s, 1)], first.memory, NOW + 20, options=OPTIONS)
+    up = plan(desired(s), [running(s, 1)], ours(first.memory, "wor1"), NOW + 20, options=OPTIONS)
     assert (up.statuses["workers"].condition("Ready").status,
             up.statuses["workers"].condition("Ready").last_transition) == ("True", NOW + 20)
 
@@ -286,7 +286,7 @@ def test_every_condition_is_reported_for_every_set():
     result = plan(desired(session_set(suspend=True)), [], Memory(), NOW, options=OPTIONS)
     assert set(conditions(result)) == {"Ready", "Progressing", "Complete", "CrashLooping", "CreateFailing",
                                        "DestroyFailing", "WaitingForCapacity", "Stuck", "Invalid", "Suspended",
-                                       "RenewIneffective"}
+                                       "RenewIneffective", "Conflict"}
     assert conditions(result)["Suspended"] == ("True", "Suspended")
 
 

@@ -173,10 +173,12 @@ def test_a_session_we_destroyed_does_not_settle_an_uncertain_create(destroyed_ho
 
 def test_a_create_applied_after_the_window_is_destroyed_as_the_newer_duplicate():
     """Two live sessions in one slot after a very late create: the newer one goes."""
-    listed = [running(WORKERS, 1, "first", started=NOW - 300), running(WORKERS, 1, "late", started=NOW - 2),
-              *ALL[1:]]
-    result = plan(desired(WORKERS), listed, converged_memory(), NOW, options=OPTIONS)
+    listed = [*ALL, running(WORKERS, 1, "late", started=NOW - 2)]
+    memory = converged_memory()
+    memory.written_off[name_of(WORKERS, 1)] = NOW - 200  # its uncertain create, written off after the window
+    result = plan(desired(WORKERS), listed, memory, NOW, options=OPTIONS)
     assert destroyed(result) == {"late": "duplicate"}
+    assert result.adopted == ("late",) and result.conflicts == {}
 
 
 # -- refusals and throttling ------------------------------------------------------------------------
@@ -282,7 +284,9 @@ def test_a_suspect_answer_destroys_nothing_even_what_ended():
 def test_two_different_ids_in_one_slot_are_still_a_duplicate():
     """What a duplicate really is, untouched by rule 13: the newer of two ids in a slot goes."""
     newer = running(WORKERS, 1, "new1", started=NOW - 5)
-    result = plan(desired(WORKERS), [*ALL, newer], converged_memory(), NOW + 5, options=OPTIONS)
+    memory = converged_memory()
+    memory.owned.add("new1")  # a create of ours answered with that id
+    result = plan(desired(WORKERS), [*ALL, newer], memory, NOW + 5, options=OPTIONS)
     assert destroyed(result) == {"new1": "duplicate"}
 
 
