@@ -134,11 +134,13 @@ def _in_force(session_set: SessionSet, scaling: Mapping[str, Decision], memory: 
 def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:
     """Destroy ``seen``; report its end first the first time an ended session is destroyed.
 
-    Nothing is destroyed from an answer that broke *One id, one session*.
+    Nothing is destroyed from an answer that broke *One id, one session*, nor before the retry time
+    of a destroy that failed (rule *Failing destroys*).
     """
-    if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
+    live = seen.phase in LIVE
+    if live:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
         context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
-    if not context.destroys_allowed:
+    if context.lingering.failing(seen.set_name, seen.id, live=live) or not context.destroys_allowed:
         return
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,

@@ -57,6 +57,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         scaling=(scaling.active, scaling.limited) if scaling is not None else None,
         destroy_failing=context.lingering.destroy_failing(name), stuck=context.lingering.stuck_message(name),
         renew_ineffective=_renew_ineffective(decisions.renew_unchanged.get(name)),
+        stranded=context.lingering.stranded_count(name),
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks
@@ -72,6 +73,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         backoff_message=p.refused.message if p.refused is not None else None,
         complete=complete, unschedulable=kept.unschedulable, stuck=context.lingering.stuck_count(name),
         next_expiry=kept.next_expiry, conditions=conditions, scaling=scaling, draining=kept.draining,
+        destroy_failing=context.lingering.failing_count(name),
     )
 
 
