@@ -17,7 +17,7 @@ records the failure (``destroy_failed``, the retry time and the service's messag
 and the planner does not plan that destroy again before its retry time. While it fails the set is
 ``DestroyFailing`` (reason ``Failed``, the ids and the service's message) and not ``Ready`` when
 the session is live: the set runs more than it should. The memory keeps the failure while the
-session is listed (an answered destroy starts the count afresh).
+session is listed; an answered destroy clears the message, and the attempts count on.
 
 *Stuck sessions.* A session Terminating or Unknown for longer than ``terminating_limit`` is
 reported once, with its events (the reconciler fetches them), and the set's ``Stuck`` condition
@@ -62,15 +62,13 @@ def retry_now(lingering: Lingering) -> None:
 
 
 def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None) -> None:
-    """The service answered a destroy at ``at``: the next one waits for the destroy back-off (counted
-    afresh after failures: an answered destroy is news).
+    """The service answered a destroy at ``at``: the next one waits for the destroy back-off.
 
-    ``rng`` is the caller's (the reconciler's): the planner reads no randomness; ``None``, no jitter.
+    The attempts count on after failures: a service that fails some destroys and ignores the others
+    still gets one back-off per session, doubling until the session is gone. ``rng`` is the caller's
+    (the reconciler's): the planner reads no randomness; ``None``, no jitter.
     """
-    previous = lingering.retries.get(session_id)
-    if previous is not None and previous.error:
-        previous = replace(previous, attempts=0, error="")
-    _back_off(lingering, session_id, previous, at, rng, "")
+    _back_off(lingering, session_id, lingering.retries.get(session_id), at, rng, "")
 
 
 def destroy_failed(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None,

@@ -144,13 +144,15 @@ def test_a_failed_destroy_keeps_its_back_off_through_a_pass_that_does_not_want_i
     assert conditions(forgotten)["DestroyFailing"][0] == "False" and conditions(forgotten)["Ready"][0] == "True"
 
 
-def test_a_destroy_answered_after_failures_starts_its_back_off_afresh_and_sighup_retries_at_once():
+def test_one_back_off_per_session_whether_its_destroys_fail_or_are_ignored_and_sighup_retries_at_once():
+    """A destroy answered after failures clears the message, but the attempts count on: a service that fails
+    some destroys and ignores the others still sees them slow down."""
     memory = after_failure(after_failure(Memory(), "b", NOW), "b", NOW + 5)
     assert memory.lingering.retries["b"].attempts == 2 and memory.lingering.retries["b"].retry_at == NOW + 15
     retry_now(memory.lingering)
     assert memory.lingering.retries["b"].retry_at == 0.0
-    destroy_sent(memory.lingering, "b", NOW + 6, None)
-    assert memory.lingering.retries["b"] == DestroyRetry(1, NOW + 11)
+    destroy_sent(memory.lingering, "b", NOW + 16, None)
+    assert memory.lingering.retries["b"] == DestroyRetry(3, NOW + 36)
 
 
 def test_a_failing_destroy_survives_the_memory_document():
