@@ -16,9 +16,11 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from controller.cli.statustable import table
 from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER
 from controller.simulator.faults import DELETE_FAILURE
+from controller.statusfile import StatusDocument
 from tests.reliability.rig import Rig, manifest
 from tests.reliability.test_lingering import condition, converge, ids_in_slots, rewrite, status
 
@@ -55,6 +57,10 @@ def deletes_per_minute(rig: Rig, since: float, minutes: int) -> dict[str, list[i
     return counts
 
 
+def status_table(rig: Rig) -> str:
+    return table(StatusDocument.model_validate_json(rig.status_file.read_text()), rig.status_file)
+
+
 def sample(rig: Rig, name: str, labels: dict[str, str]) -> float | None:
     return rig.metrics.registry.get_sample_value(name, {"sessionset": "workers", **labels})
 
@@ -89,6 +95,8 @@ def test_scale_down_while_every_delete_fails_backs_off_says_why_and_recovers(
     ready = condition(rig, "workers", "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "DestroyFailing")
     assert status(rig, "workers")["destroy_failing"] == 4 and status(rig, "workers")["running"] == 6
+    [line] = [line for line in status_table(rig).splitlines() if line.startswith("workers")]
+    assert "DestroyFailing" in line and "Ready" not in line and DELETE_FAILURE in line  # `canfar-controller status`
     assert sample(rig, "canfar_controller_sessionset_failing_destroys", {}) == 4
     assert sample(rig, "canfar_controller_destroy_failures_total", {"reason": "ServerError"}) >= 4
     warned = [e for e in logs if e["log_level"] == "warning"]
