@@ -21,7 +21,7 @@ from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER
 from controller.simulator.faults import DELETE_FAILURE
 from controller.statusfile import StatusDocument
-from tests.reliability.rig import Rig, manifest
+from tests.reliability.rig import LIVE, Rig, manifest
 from tests.reliability.test_lingering import condition, converge, ids_in_slots, rewrite, status
 
 #: Most DELETE calls one session may get in the first minute while every delete fails (client retries included).
@@ -147,3 +147,26 @@ def test_a_failing_destroy_keeps_backing_off_across_a_restart_and_sighup_retries
     assert not ids_in_slots(rig, "workers", range(1, 7)) & surplus
     assert condition(rig, "workers", "DestroyFailing")["status"] == "False"
     assert condition(rig, "workers", "Ready")["status"] == "True"
+
+
+def test_a_delete_answered_404_means_the_session_is_already_gone(retrying: Rig) -> None:
+    """A 404 is no failure: the destroy counts as done (no FailedDestroy, no DestroyFailing Failed, no failure
+    counted); a session a list still shows afterwards is an ignored destroy, retried with the destroy back-off."""
+    rig = retrying
+    converge(rig, "workers", manifest("workers", 3), 3)
+    [surplus] = ids_in_slots(rig, "workers", range(3, 4))
+    rig.simulator.fail_deletes(count=1, status=404, message=f"session {surplus} not found")
+    rewrite(rig, "workers", manifest("workers", 2))
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        rig.run_pass()
+        outcome = rig.run_pass()  # the list still shows it (the 404 was a lie): retried after the back-off
+        assert condition(rig, "workers", "DestroyFailing")["status"] == "False"
+        for _ in range(3):
+            rig.clock.advance(2.0)
+            rig.run_pass()
+    assert [r.status for r in rig.requests("DELETE")] == [404, 200]  # once more, 5 s later, not every pass
+    assert outcome.result == "success"
+    assert not [sid for sid, _, phase in rig.truth() if sid == surplus and phase in LIVE]
+    assert not [e for e in logs if e.get("reason") == "FailedDestroy"]
+    assert [e["reason"] for e in logs if e.get("event") == "audit"] == ["Pruned", "DestroyIgnored", "SuccessfulDestroy"]
+    assert sample(rig, "canfar_controller_destroy_failures_total", {"reason": "NotFound"}) == 0
