@@ -68,18 +68,19 @@ def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSo
     still gets one back-off per session, doubling until the session is gone. ``rng`` is the caller's
     (the reconciler's): the planner reads no randomness; ``None``, no jitter.
     """
-    _back_off(lingering, session_id, lingering.retries.get(session_id), at, rng, "")
+    _back_off(lingering, session_id, at, rng, "")
 
 
 def destroy_failed(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None,
                    error: str) -> None:
     """A destroy failed at ``at`` with ``error``: it is not planned again before the destroy back-off
     ends (rule *Failing destroys*)."""
-    _back_off(lingering, session_id, lingering.retries.get(session_id), at, rng, error)
+    _back_off(lingering, session_id, at, rng, error)
 
 
-def _back_off(lingering: Lingering, session_id: str, previous: DestroyRetry | None, at: float,
-              rng: RandomSource | None, error: str) -> None:
+def _back_off(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None, error: str) -> None:
+    """One more destroy of ``session_id`` at ``at``: the next waits for ``DESTROY_BACKOFF`` of the attempts."""
+    previous = lingering.retries.get(session_id)
     attempts = previous.attempts + 1 if previous is not None else 1
     retry_at = at + DESTROY_BACKOFF.delay(attempts, rng)
     lingering.retries[session_id] = (DestroyRetry(attempts, retry_at, error=error) if previous is None
