@@ -22,7 +22,7 @@ not against what lists said:
 5. the controller stays live during the faults: a share of the passes succeed (failed destroys backing
    off aside);
 6. no create reaches the service before its intent record was completely written and fsynced;
-7. once faults stop, every set converges within a few passes.
+7. once faults stop, every set converges within a few passes;
 8. a session a list left out is looked up by id at most once a pass, and by the same process again
    only once its re-check is due, 1 min later (the rule *Disappearance confirmed*);
 9. no session gets more than ``DELETES_PER_HOUR`` DELETE calls in an hour (``lingering_soak``).
