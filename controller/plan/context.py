@@ -98,7 +98,7 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
         desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
         trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
         # A destroyed session that lingers stays destroyed (and retried) however long it takes.
-        expected_destroys={**expectations.outstanding_destroys(memory, listing, now, options),
+        expected_destroys={**expectations.outstanding_destroys(memory, listing, now, options, lossy=trust.lossy),
                            **{sid: at for sid, at in memory.destroys.items() if sid in lingering.retries}},
         backoffs={name: b for name, b in memory.backoffs.items()
                   if name in sets
