@@ -218,6 +218,8 @@ class OutcomeHandler:
             self.metrics.destroyed(name, reason, count)
         for (name, reason), count in outcome.create_failures.items():
             self.metrics.create_failed(name, reason, count)
+        for (name, reason), count in outcome.destroy_failures.items():
+            self.metrics.destroy_failed(name, reason, count)
         for name, count in outcome.renewed.items():
             self.metrics.renewed(name, count)
         for name, count in outcome.renew_failures.items():

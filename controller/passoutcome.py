@@ -40,6 +40,8 @@ class PassOutcome:
     destroyed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (set, reason label) of each create that failed or whose outcome is unknown.
     create_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (set, reason label) of each destroy that failed (``failure_reason``).
+    destroy_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Creates whose outcome is unknown this pass, by set.
     uncertain: Counter[str] = field(default_factory=Counter)
     renewed: Counter[str] = field(default_factory=Counter)

@@ -24,6 +24,9 @@ carries the decisions out in the safe order and keeps the memory true while doin
 - a session Pending too long, or Terminating or Unknown too long (stuck), is reported once, with
   its events; a destroy the service answered but ignored is retried with the destroy back-off; a
   failed session's evidence (log tail, events) is kept for the set's ``CrashLooping`` condition;
+- a destroy that fails (a 5xx, no answer, a 4xx other than 404) backs off per session with the same
+  destroy back-off (the planner does not plan it again before then); its ``FailedDestroy`` warning
+  is logged when the session's error changes, not per retry; a 404 means it is already gone;
 - ``canfar-controller restart SET`` requests are consumed at the start of a pass
   (``controller.restarts``);
 - once a stop is requested nothing new starts; calls in flight finish (the daemon gives them a
@@ -49,16 +52,17 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from controller.creates import CreateRunner, server_text
-from controller.errors import ControllerError
+from controller.errors import ControllerError, NotFoundError
 from controller.ledger import Ledger, apply
 from controller.listanswer import anomalies_of
 from controller.lookups import LOOKUP_TIMEOUT, look_up
 from controller.memoryhealth import MemoryUnwritable, unwritable
 from controller.models import Event, ObservedSession
 from controller.observability.audit import AuditLog, AuditReason, evidence
+from controller.observability.metrics import failure_reason
 from controller.passoutcome import PassOutcome
 from controller.plan import Create, Destroy, Memory, Plan, PlanOptions, Renew, Stuck, Unschedulable, plan
-from controller.plan.lingering import destroy_sent, retry_now
+from controller.plan.lingering import destroy_failed, destroy_sent, retry_now
 from controller.plan.memory import Destroyed
 from controller.platform import STATS_TIMEOUT, PlatformView
 from controller.restarts import RestartRequests
@@ -129,8 +133,8 @@ class Reconciler:
         return self._stopping.is_set()
 
     def reset_backoffs(self) -> None:
-        """Forget every create back-off and pause, and retry ignored destroys at once (SIGHUP: the user
-        says the cause is fixed)."""
+        """Forget every create back-off and pause, and retry ignored and failed destroys at once (SIGHUP:
+        the user says the cause is fixed)."""
         self.memory.reset_backoffs()
         retry_now(self.memory.lingering)
 
@@ -279,18 +283,30 @@ class Reconciler:
                               attempts=retry.attempts if retry is not None else 0)
         try:
             await self.client.destroy(action.session_id)
+        except NotFoundError:
+            pass  # already gone: as good as destroyed (a lagging list must not count it)
         except ControllerError as exc:
-            message = str(exc)
-            self.last_errors[action.set_name] = server_text(exc)
-            outcome.errors.append(f"destroy {action.session_id}: {message}")
-            self._audit.event("FailedDestroy", sessionset=action.set_name, message=message, cause=action.reason)
+            self._destroy_failed(action, exc, outcome)
             return
         at = self.clock()
         apply(Destroyed(action.session_id, at), self.memory, self.ledger)
         destroy_sent(self.memory.lingering, action.session_id, at, self._rng)
         outcome.destroyed[(action.set_name, action.reason)] += 1
         reason: AuditReason = "SuccessfulDestroy" if action.reason in ("ended", "retry") else "Pruned"
-        self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase)
+        self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase,
+                          subject=action.session_id)
+
+    def _destroy_failed(self, action: Destroy, exc: ControllerError, outcome: PassOutcome) -> None:
+        """The rule *Failing destroys*: this session's destroy backs off; the warning is said once per error
+        (the audit log's repeat memory is per session here), not per retry."""
+        message, at = str(exc), self.clock()
+        self.last_errors[action.set_name] = server_text(exc)
+        outcome.errors.append(f"destroy {action.session_id}: {message}")
+        outcome.destroy_failures[(action.set_name, failure_reason(exc))] += 1
+        destroy_failed(self.memory.lingering, action.session_id, at, self._rng, message)
+        retry = self.memory.lingering.retries[action.session_id]
+        self._audit.event("FailedDestroy", sessionset=action.set_name, message=message, cause=action.reason,
+                          subject=action.session_id, attempts=retry.attempts, retry_in=round(retry.retry_at - at, 1))
 
     async def _evidence(self, action: Destroy) -> dict[str, Any]:
         """The tail of a failed session's logs and its events, before it is gone for good."""

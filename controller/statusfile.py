@@ -58,6 +58,8 @@ class SetRow(BaseModel):
     complete: bool = False
     unschedulable: int = 0
     stuck: int = 0
+    #: Sessions the set wants gone whose destroy fails or is ignored (``DestroyFailing``).
+    destroy_failing: int = 0
     next_expiry: float | None = None
     conditions: list[ConditionRow] = []
     last_error: str | None = None

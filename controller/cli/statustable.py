@@ -39,7 +39,8 @@ def table(document: StatusDocument, path: Path, credential: str | None = None) -
 
 
 #: Conditions shown in the table when true (Ready and Progressing are the normal states, shown when false).
-_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended", "Conflict")
+_NOTABLE = ("Complete", "CrashLooping", "CreateFailing", "WaitingForCapacity", "Invalid", "Suspended",
+            "DestroyFailing", "Conflict")
 
 
 def _conditions(row: SetRow) -> str:

@@ -44,6 +44,8 @@ class Request:
     path: str
     params: tuple[tuple[str, str], ...] = ()  # a list of pairs: ``env`` repeats
     idempotent: bool = True  # False: never resent once it may have reached the server
+    #: The most retries for this request, below the policy's (``None``: the policy's).
+    retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,13 @@ class RetryPolicy:
     backoff: float = 0.5
     jitter: Callable[[], float] = field(default=random.random, repr=False)
 
+    def limit(self, request: Request) -> int:
+        """The most retries ``request`` gets: the policy's, or fewer if the request says so."""
+        return self.retries if request.retries is None else min(self.retries, request.retries)
+
     def delay(self, request: Request, error: APIError, attempt: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up with ``error``."""
-        if attempt >= self.retries or not error.retryable:
+        if attempt >= self.limit(request) or not error.retryable:
             return None
         if not request.idempotent and not _never_sent(error):
             return None
@@ -151,7 +157,7 @@ def exchange(
                 if hint is not None:
                     error.hint = hint(error)
                 raise
-            log.warning("%s; retry %d of %d in %.2fs", error, attempt + 1, policy.retries, seconds)
+            log.warning("%s; retry %d of %d in %.2fs", error, attempt + 1, policy.limit(call.request), seconds)
         yield Backoff(seconds)
         attempt += 1
 

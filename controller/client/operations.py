@@ -43,6 +43,8 @@ R = TypeVar("R")
 
 #: Characters that turn a ``destroy_with`` prefix into a regular expression (same set as canfar).
 REGEX_METACHARACTERS = frozenset(".^$*+?{}[]()|\\")
+#: The most retries of one DELETE inside the client (3 attempts): the controller retries with back-off.
+DESTROY_RETRIES = 2
 
 Ids = str | Sequence[str]
 
@@ -206,10 +208,13 @@ def events(ids: Ids) -> Operation[dict[str, list[Event]]]:
 def destroy(ids: Ids) -> Operation[list[str]]:
     """Delete sessions; returns the ids the service accepted (it accepts unknown ids too).
 
-    DELETE is idempotent (deleting twice is deleting once), so it is retried like a read.
+    DELETE is idempotent (deleting twice is deleting once), so it is retried like a read, but at most
+    ``DESTROY_RETRIES`` times whatever the settings: the controller retries a failed destroy itself,
+    with a back-off per session, and a service that fails every DELETE must not get a burst each time.
     """
     results = yield from _for_each(
-        "destroy", ids, lambda key: Call(Request("destroy", "DELETE", session_path(key)), parse_nothing)
+        "destroy", ids,
+        lambda key: Call(Request("destroy", "DELETE", session_path(key), retries=DESTROY_RETRIES), parse_nothing),
     )
     return list(results)
 

@@ -9,6 +9,8 @@ A failure that repeats every pass (quota full, image missing) would bury everyth
 ``AuditLog`` logs identical failures once: an event with the same sessionset, reason and message
 as the previous one of its kind is suppressed until the message changes, the same action
 succeeds again, or ``repeat_after`` seconds pass; the next line says how many were suppressed.
+A failure about one session (``subject``: a destroy that keeps failing) is counted per session, so
+each session's error is said when it changes, not once per retry.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ RENEW_INEFFECTIVE: Final = "RenewIneffective"
 REASONS: Final = (SUCCESSFUL_CREATE, FAILED_CREATE, CREATE_UNCERTAIN, SUCCESSFUL_DESTROY, FAILED_DESTROY, PRUNED,
                   ENDED, RENEWED, FAILED_RENEW, UNSCHEDULABLE, DESTROY_IGNORED, STUCK, RENEW_INEFFECTIVE)
 
-#: Failure reasons, each with the success that shows the action works again.
-_FAILURES: Final = {FAILED_CREATE: SUCCESSFUL_CREATE, CREATE_UNCERTAIN: SUCCESSFUL_CREATE,
-                    FAILED_DESTROY: SUCCESSFUL_DESTROY, FAILED_RENEW: RENEWED}
+#: Failure reasons, each with the successes that show the action works again.
+_FAILURES: Final = {FAILED_CREATE: (SUCCESSFUL_CREATE,), CREATE_UNCERTAIN: (SUCCESSFUL_CREATE,),
+                    FAILED_DESTROY: (SUCCESSFUL_DESTROY, PRUNED), FAILED_RENEW: (RENEWED,)}
 #: Events that are warnings without being failures of an action.
 _WARNINGS: Final = (UNSCHEDULABLE, DESTROY_IGNORED, STUCK, RENEW_INEFFECTIVE)
 #: Default pause before an unchanged failure is logged again.
 REPEAT_AFTER: Final = 3600.0
+#: Remembered failures beyond which the expired ones are dropped, so memory stays bounded.
+MAX_REMEMBERED: Final = 1000
 #: How much of a failed session's log is kept: the end is where the error is.
 LOG_TAIL_LINES: Final = 50
 LOG_TAIL_CHARS: Final = 8000
@@ -100,16 +104,17 @@ class AuditLog:
         self._repeats = Repeats(repeat_after, clock=clock)
 
     def event(self, reason: AuditReason, *, sessionset: str, message: str = "", log: Any = None,
-              **fields: Any) -> bool:
+              subject: str = "", **fields: Any) -> bool:
         """Record one audit event; returns False when it was suppressed as a repeat.
 
         ``log`` overrides the logger for this event (pass the pass's bound logger so its context
         rides along); ``fields`` are added as they are (``session_id=``, ``phase=``, ``evidence(...)``).
+        ``subject`` (a session id) keeps a failure's repeats apart from other sessions' of the set.
         Failures, and ``Ended`` with ``phase="Failed"``, are ``Warning`` events; the rest ``Normal``.
         """
         if reason not in REASONS:
             raise ValueError(f"unknown audit reason {reason!r}: use one of {', '.join(REASONS)}")
-        suppressed = self._admit(reason, sessionset, message)
+        suppressed = self._admit(reason, sessionset, message, subject)
         if suppressed is None:
             return False
         if suppressed:
@@ -125,14 +130,17 @@ class AuditLog:
         """Drop the repeat memory of a removed set, so memory stays bounded by the live sets."""
         self._repeats.forget(lambda key: isinstance(key, tuple) and key[0] == sessionset)
 
-    def _admit(self, reason: str, sessionset: str, message: str) -> int | None:
+    def _admit(self, reason: str, sessionset: str, message: str, subject: str) -> int | None:
         """``None`` to suppress, else how many repeats were suppressed before this one."""
-        for failure, success in _FAILURES.items():
-            if reason == success:  # the action works again: the next failure is news
-                self._repeats.clear((sessionset, failure))
+        about = (subject,) if subject else ()
+        for failure, successes in _FAILURES.items():
+            if reason in successes:  # the action works again: the next failure is news
+                self._repeats.clear((sessionset, failure, *about))
         if reason not in _FAILURES:
             return 0
-        return self._repeats.admit((sessionset, reason), message)
+        if len(self._repeats) > MAX_REMEMBERED:  # sessions that failed and went some other way
+            self._repeats.expire()
+        return self._repeats.admit((sessionset, reason, *about), message)
 
 
 def evidence(

@@ -23,7 +23,7 @@ SESSION_STATUSES: Final[tuple[str, ...]] = get_args(Phase)
 #: Why the controller destroys a session (label ``reason`` of ``sessions_destroyed_total``): the
 #: planner's own vocabulary, so the two cannot drift apart. Each starts at 0 for every set.
 DESTROY_REASONS: Final[tuple[str, ...]] = get_args(DestroyReason)
-#: Labels ``failure_reason`` gives to create failures; each starts at 0 for every set.
+#: Labels ``failure_reason`` gives to create (and destroy) failures; each starts at 0 for every set.
 CREATE_FAILURE_REASONS: Final = (
     "BadRequest", "Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "ServerError",
     "ServiceUnavailable", "Transport", "Unknown",
@@ -116,9 +116,9 @@ def platform_families(stats: PlatformStats | None, success: float) -> Iterable[M
     )
 
 
-def lifecycle_families(snapshots: Mapping[str, SetStatus | None],
-                        renewals: Mapping[str, tuple[int, int]]) -> Iterable[Metric]:
-    """Conditions, renewals, deadlines, unschedulable and stuck sessions per set."""
+def lifecycle_families(snapshots: Mapping[str, SetStatus | None], renewals: Mapping[str, tuple[int, int]],
+                       destroy_failures: Mapping[str, Tally[str]] | None = None) -> Iterable[Metric]:
+    """Conditions, renewals, deadlines, unschedulable and stuck sessions, failing destroys per set."""
     condition = GaugeMetricFamily(
         "canfar_controller_sessionset_condition",
         "1 for the status each condition of a SessionSet has (True, False or Unknown), 0 for the others.",
@@ -149,6 +149,16 @@ def lifecycle_families(snapshots: Mapping[str, SetStatus | None],
         "by default).",
         labels=["sessionset"],
     )
+    failing = GaugeMetricFamily(
+        "canfar_controller_sessionset_failing_destroys",
+        "Sessions a SessionSet wants gone whose destroy fails or is ignored (DestroyFailing); each is retried "
+        "with back-off.",
+        labels=["sessionset"],
+    )
+    destroy_failed = CounterMetricFamily(
+        "canfar_controller_destroy_failures", "Failed session destroys per SessionSet, by reason (404 is not one).",
+        labels=["sessionset", "reason"],
+    )
     renewed = CounterMetricFamily(
         "canfar_controller_sessions_renewed", "Interactive sessions renewed before their expiry, per SessionSet.",
         labels=["sessionset"],
@@ -171,10 +181,14 @@ def lifecycle_families(snapshots: Mapping[str, SetStatus | None],
                 expiry.add_metric([name], snapshot.next_expiry)
             unschedulable.add_metric([name], snapshot.unschedulable)
             stuck.add_metric([name], snapshot.stuck)
+            failing.add_metric([name], snapshot.destroy_failing)
+        failures = (destroy_failures or {}).get(name, Tally())
+        for label in with_defaults(CREATE_FAILURE_REASONS, failures):
+            destroy_failed.add_metric([name, label], failures[label])
         n_renewed, n_failed = renewals.get(name, (0, 0))
         renewed.add_metric([name], n_renewed)
         renew_failures.add_metric([name], n_failed)
-    yield from (condition, reason, expiry, unschedulable, stuck, renewed, renew_failures)
+    yield from (condition, reason, expiry, unschedulable, stuck, failing, destroy_failed, renewed, renew_failures)
 
 
 def ownership_families(unmanaged: Mapping[str, int], foreign: Mapping[str, int]) -> Iterable[Metric]:

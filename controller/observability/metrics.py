@@ -121,6 +121,7 @@ class _SetState:
     create_failures: Tally[str] = field(default_factory=Tally)
     renewed: int = 0
     renew_failures: int = 0
+    destroy_failures: Tally[str] = field(default_factory=Tally)
 
 
 class ControllerMetrics:
@@ -252,6 +253,11 @@ class ControllerMetrics:
         with self._lock:
             self._set(sessionset).create_failures[reason] += count
 
+    def destroy_failed(self, sessionset: str, reason: str, count: int = 1) -> None:
+        """Count failed destroys of ``sessionset``'s sessions; ``failure_reason(error)`` makes ``reason``."""
+        with self._lock:
+            self._set(sessionset).destroy_failures[reason] += count
+
     def renewed(self, sessionset: str, count: int = 1) -> None:
         """Count interactive sessions of ``sessionset`` renewed before their expiry."""
         with self._lock:
@@ -304,6 +310,7 @@ class ControllerMetrics:
                 for name, s in sorted(self._sets.items())
             }
             renewals = {name: (s.renewed, s.renew_failures) for name, s in sorted(self._sets.items())}
+            destroy_failures = {name: Tally(s.destroy_failures) for name, s in sorted(self._sets.items())}
             stats, stats_success = self._stats, self._stats_success
             last_success = self._last_reconcile_success
             manifest_errors = dict(self._manifest_errors)
@@ -312,7 +319,7 @@ class ControllerMetrics:
         yield from platform_families(stats, stats_success)
 
         yield from set_families(sets, self._clock())
-        yield from lifecycle_families({name: s[0] for name, s in sets.items()}, renewals)
+        yield from lifecycle_families({name: s[0] for name, s in sets.items()}, renewals, destroy_failures)
 
         reconciled = GaugeMetricFamily(
             "canfar_controller_last_reconcile_success_timestamp_seconds",

@@ -49,8 +49,8 @@ PENDING_LIMIT = 600.0
 PROGRESS_DEADLINE = 600.0
 #: A session Terminating or Unknown this long is reported as stuck.
 TERMINATING_LIMIT = 600.0
-#: A destroy the service answered but did not carry out is sent again after 5 s, doubling to 10 min,
-#: ±10% (the jitter spreads the retries of many sessions destroyed together).
+#: A destroy the service answered but did not carry out, or that failed, is sent again after 5 s,
+#: doubling to 10 min, ±10% (the jitter spreads the retries of many sessions destroyed together).
 DESTROY_BACKOFF = Backoff(base=5.0, cap=600.0, jitter=0.1)
 
 
@@ -171,6 +171,8 @@ class SetStatus:
     scaling: Decision | None = None
     #: Autoscaled sets: sessions in slots above the count still running (Drain waits for them to end).
     draining: int = 0
+    #: Sessions the set wants gone whose destroy fails or is ignored (``DestroyFailing``).
+    destroy_failing: int = 0
 
     def scaling_why(self) -> str | None:
         """Why the count in force differs from the recommendation, or from the sessions running."""

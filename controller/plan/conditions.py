@@ -6,14 +6,17 @@ survives restarts. The planner gathers ``SetFacts`` for each set; ``evaluate`` t
 statuses and ``stamp`` adds the transition times.
 
 - ``Ready``: every slot that should run has a Running session of the current template (a
-  ``Complete`` set is ready: there is nothing left to run).
+  ``Complete`` set is ready: there is nothing left to run), and no live session the set wants gone
+  is left running because its destroy fails or is ignored (reason ``DestroyFailing``).
 - ``Progressing``: a rollout or a scale-up is under way; ``False`` with ``ProgressDeadlineExceeded``
   when it has made no progress for 10 minutes.
 - ``Complete``: every slot has ended and will not run again (``OnFailure`` after success, ``Never``).
 - ``CrashLooping``: a slot's sessions ended early (within 10 min) 3 times within 30 min.
 - ``CreateFailing``: the service refuses the set's creates (back-off), or asked to slow down.
 - ``DestroyFailing``: the service answered a destroy but a second list still shows the session
-  Running or Pending (reason ``Ignored``, the ids in the message); it is retried with back-off.
+  Running or Pending (reason ``Ignored``, the ids in the message), or a destroy failed (reason
+  ``Failed``: a 5xx, no answer, a 4xx other than 404; the ids and the service's message); it is
+  retried with back-off.
 - ``WaitingForCapacity``: creates wait because the platform is full, or sessions have been
   ``Pending`` too long; ``Unknown`` when the platform statistics are unavailable.
 - ``Stuck``: a session has been Terminating or Unknown for longer than ``--terminating-limit``
@@ -90,8 +93,10 @@ class SetFacts:
     stall_after: float
     #: Autoscaled sets: ``ScalingActive`` and ``ScalingLimited`` as (status, reason, message).
     scaling: tuple[tuple[str, str, str], tuple[str, str, str]] | None = None
-    #: Why destroys are failing (ids the service acknowledged destroying but still lists live).
-    destroy_failing: str | None = None
+    #: Why destroys are failing: (``Failed`` or ``Ignored``, the message with the ids).
+    destroy_failing: tuple[str, str] | None = None
+    #: Live sessions the set wants gone whose destroy fails or is ignored: the set is not ``Ready``.
+    stranded: int = 0
     #: Which sessions are stuck Terminating or Unknown, with their events.
     stuck: str | None = None
     #: Which sessions' last renew did not move their expiry.
@@ -105,6 +110,9 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
     result: dict[ConditionType, tuple[Status, str, str]] = {}
     if facts.complete:
         result["Ready"] = ("True", "Complete", f"all {facts.replicas} slots have ended and will not run again")
+    elif facts.stranded:
+        result["Ready"] = ("False", "DestroyFailing", f"{facts.ready} of {facts.wanted} slots running, and "
+                           f"{facts.stranded} session(s) that should go still run: their destroy fails")
     elif facts.ready >= facts.wanted:
         result["Ready"] = ("True", "AllRunning", f"{facts.ready} of {facts.wanted} slots running")
     else:
@@ -127,7 +135,7 @@ def evaluate(facts: SetFacts) -> dict[ConditionType, tuple[Status, str, str]]:
                               else ("False", "Stable", "no slot is ending early repeatedly"))
     result["CreateFailing"] = (("True", *facts.create_failing) if facts.create_failing is not None
                                else ("False", "CreatesSucceed", "no create is being refused"))
-    result["DestroyFailing"] = (("True", "Ignored", facts.destroy_failing) if facts.destroy_failing is not None
+    result["DestroyFailing"] = (("True", *facts.destroy_failing) if facts.destroy_failing is not None
                                 else ("False", "DestroysTakeEffect", "every destroyed session has gone"))
     result["WaitingForCapacity"] = (facts.capacity if facts.capacity is not None
                                     else ("False", "Fits", "every session fits on the platform"))

@@ -101,7 +101,7 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
         desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
         trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
         # A destroyed session that lingers stays destroyed (and retried) however long it takes.
-        expected_destroys={**expectations.outstanding_destroys(memory, listing, now, options),
+        expected_destroys={**expectations.outstanding_destroys(memory, listing, now, options, lossy=trust.lossy),
                            **{sid: at for sid, at in memory.destroys.items() if sid in lingering.retries}},
         backoffs={name: b for name, b in memory.backoffs.items()
                   if name in sets
@@ -144,13 +144,15 @@ def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: De
     """Destroy ``seen``; report its end first the first time an ended session is destroyed.
 
     Nothing is destroyed from an answer that broke *One id, one session*, nor what is not in the
-    inventory, nor anything of a set another writer uses (``ownership``).
+    inventory, nor anything of a set another writer uses (``ownership``), nor before the retry time
+    of a destroy that failed (rule *Failing destroys*).
     """
     if not context.ownership.may_destroy(seen.id, seen.set_name):
         return
-    if seen.phase in LIVE:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
+    live = seen.phase in LIVE
+    if live:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
         context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
-    if not context.destroys_allowed:
+    if context.lingering.failing(seen.set_name, seen.id, live=live) or not context.destroys_allowed:
         return
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,

@@ -45,10 +45,12 @@ def could_be_its_session(expected: ExpectedCreate, session_id: str, memory: Memo
             and session_id not in memory.lingering.retries and session_id not in memory.ended_reported)
 
 
-def outstanding_destroys(memory: Memory, listing: Listing, now: float, options: PlanOptions) -> dict[str, float]:
-    """Our destroys whose sessions this list still shows, within the expectation TTL."""
+def outstanding_destroys(memory: Memory, listing: Listing, now: float, options: PlanOptions, *,
+                         lossy: bool = False) -> dict[str, float]:
+    """Our destroys whose sessions this list still shows (or may have left out: a lossy list proves
+    nothing), within the expectation TTL: a session we destroyed is never taken for a new one."""
     return {sid: at for sid, at in memory.destroys.items()
-            if sid in listing.ids and now - at < options.expectation_ttl}
+            if (lossy or sid in listing.ids) and now - at < options.expectation_ttl}
 
 
 def by_set(creates: dict[SlotKey, ExpectedCreate]) -> dict[str, dict[int, ExpectedCreate]]:

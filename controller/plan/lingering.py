@@ -1,4 +1,5 @@
-"""Sessions the service will not let go: the planner rules *ignored destroys* and *stuck sessions*.
+"""Sessions the service will not let go: the planner rules *ignored destroys*, *failing destroys* and
+*stuck sessions*.
 
 *Ignored destroys.* The service may answer a DELETE with 200 and keep the session running. So a
 slot is never refilled in the pass that destroys a live session of it, and a session this
@@ -9,6 +10,14 @@ Running sessions because a delete was ignored, and a ``Recreate`` set counts suc
 outdated one still going. The destroy is sent again with the destroy back-off (5 s doubling to
 10 min, jittered by the reconciler), and from the second list that still shows the session
 Running or Pending the set's ``DestroyFailing`` condition says so (reason ``Ignored``, the ids).
+
+*Failing destroys.* A destroy that fails (a 5xx, no answer, a 4xx other than 404: a 404 means the
+session is already gone) backs off per session with the same destroy back-off: the reconciler
+records the failure (``destroy_failed``, the retry time and the service's message in the memory),
+and the planner does not plan that destroy again before its retry time. While it fails the set is
+``DestroyFailing`` (reason ``Failed``, the ids and the service's message) and not ``Ready`` when
+the session is live: the set runs more than it should. The memory keeps the failure while the
+session is listed; an answered destroy clears the message, and the attempts count on.
 
 *Stuck sessions.* A session Terminating or Unknown for longer than ``terminating_limit`` is
 reported once, with its events (the reconciler fetches them), and the set's ``Stuck`` condition
@@ -37,6 +46,13 @@ LINGER_PHASES = frozenset({"Terminating", "Unknown"})
 _HOLDING = frozenset({"Pending", "Running", "Unknown"})
 #: Phases that prove a destroy was ignored (``DestroyFailing``).
 _IGNORED = frozenset({"Pending", "Running"})
+#: The service's distinct messages a ``DestroyFailing`` message quotes, and how much of each.
+_MESSAGES = 3
+_MESSAGE_CHARS = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 1] + "…"
 
 
 def retry_now(lingering: Lingering) -> None:
@@ -48,15 +64,27 @@ def retry_now(lingering: Lingering) -> None:
 def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None) -> None:
     """The service answered a destroy at ``at``: the next one waits for the destroy back-off.
 
-    ``rng`` is the caller's (the reconciler's): the planner reads no randomness; ``None``, no jitter.
+    The attempts count on after failures: a service that fails some destroys and ignores the others
+    still gets one back-off per session, doubling until the session is gone. ``rng`` is the caller's
+    (the reconciler's): the planner reads no randomness; ``None``, no jitter.
     """
+    _back_off(lingering, session_id, at, rng, "")
+
+
+def destroy_failed(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None,
+                   error: str) -> None:
+    """A destroy failed at ``at`` with ``error``: it is not planned again before the destroy back-off
+    ends (rule *Failing destroys*)."""
+    _back_off(lingering, session_id, at, rng, error)
+
+
+def _back_off(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None, error: str) -> None:
+    """One more destroy of ``session_id`` at ``at``: the next waits for ``DESTROY_BACKOFF`` of the attempts."""
     previous = lingering.retries.get(session_id)
     attempts = previous.attempts + 1 if previous is not None else 1
-    delay = DESTROY_BACKOFF.delay(attempts, rng)
-    if previous is None:
-        lingering.retries[session_id] = DestroyRetry(attempts, at + delay)
-    else:
-        lingering.retries[session_id] = replace(previous, attempts=attempts, retry_at=at + delay)
+    retry_at = at + DESTROY_BACKOFF.delay(attempts, rng)
+    lingering.retries[session_id] = (DestroyRetry(attempts, retry_at, error=error) if previous is None
+                                     else replace(previous, attempts=attempts, retry_at=retry_at, error=error))
 
 
 def view(memory: Lingering, listing: Listing, desired: DesiredState, now: float, limit: float, *,
@@ -89,6 +117,10 @@ class LingeringView:
         self.blocked: dict[str, dict[int, str]] = {}
         #: Per set, the destroyed sessions shown Running or Pending by two lists or more.
         self.ignored: dict[str, list[str]] = {}
+        #: Per set, the sessions whose last destroy failed: id -> the service's message (*Failing destroys*).
+        self.failed: dict[str, dict[str, str]] = {}
+        #: Per set, live sessions it wants gone that the service does not destroy (failed or ignored).
+        self.stranded: dict[str, set[str]] = {}
         #: Lingering sessions this list left out (still held).
         self.carried: list[DestroyRetry] = []
         #: Per set, the stuck sessions: (id, phase, since).
@@ -112,6 +144,9 @@ class LingeringView:
             retry = replace(retry, lists=retry.lists + 1)
             if retry.lists >= 2:
                 self.ignored.setdefault(set_name, []).append(session_id)
+                self.stranded.setdefault(set_name, set()).add(session_id)
+        if retry.error:  # its retry failed too
+            self._failed(set_name, session_id, retry.error, live=True)
         self.retries[session_id] = retry
         self.blocked.setdefault(set_name, {})[slot] = session_id
         if self.now >= retry.retry_at:
@@ -119,16 +154,38 @@ class LingeringView:
 
     def carry_missing(self, listed: set[str], lossy: bool) -> None:
         """A lingering session this list left out keeps its slot until a second trusted list confirms it
-        is gone: a partial answer must not let its slot be refilled beside it."""
+        is gone: a partial answer must not let its slot be refilled beside it. A failing destroy keeps its
+        back-off while its session is listed, and through one list without it (its slot is not held: the
+        session was not destroyed), whatever this pass decides about it: a pass that does not want it gone
+        (a manifest not settled yet) must not start its back-off afresh."""
         for session_id, retry in self.memory.retries.items():
-            if session_id in listed or not retry.set_name:
-                continue  # listed (seen in the scan), or never listed live after its destroy: gone at once
+            if session_id in listed:
+                if retry.error and session_id not in self.retries:
+                    self.retries[session_id] = replace(retry, misses=0) if retry.misses else retry
+                continue  # else seen in the scan
+            if not (retry.set_name or retry.error):
+                continue  # never listed live after its destroy: gone at once
             misses = retry.misses + (0 if lossy else 1)
             if misses >= 2:
                 continue
             self.retries[session_id] = replace(retry, misses=misses)
-            self.carried.append(self.retries[session_id])
-            self.blocked.setdefault(retry.set_name, {})[retry.slot] = session_id
+            if retry.set_name:
+                self.carried.append(self.retries[session_id])
+                self.blocked.setdefault(retry.set_name, {})[retry.slot] = session_id
+
+    def failing(self, set_name: str, session_id: str, *, live: bool) -> bool:
+        """A session the planner wants destroyed: True when its last destroy failed and its retry is not
+        due yet (rule *Failing destroys*); the set's ``DestroyFailing`` counts it either way."""
+        retry = self.memory.retries.get(session_id)
+        if retry is None or not retry.error:
+            return False
+        self._failed(set_name, session_id, retry.error, live=live)
+        return self.now < retry.retry_at
+
+    def _failed(self, set_name: str, session_id: str, error: str, *, live: bool) -> None:
+        self.failed.setdefault(set_name, {})[session_id] = error
+        if live:
+            self.stranded.setdefault(set_name, set()).add(session_id)
 
     def after(self) -> Lingering:
         """The memory to keep: only what concerns sessions this list still showed."""
@@ -145,13 +202,30 @@ class LingeringView:
     def waiting(slot: int, session_id: str) -> str:
         return f"slot {slot}: destroyed session {session_id} is still listed live; waiting for it to go"
 
-    def destroy_failing(self, set_name: str) -> str | None:
+    def destroy_failing(self, set_name: str) -> tuple[str, str] | None:
+        """``DestroyFailing``'s (reason, message): a failure (with the service's words) before an ignored one."""
+        failed = self.failed.get(set_name)
+        if failed:
+            errors = sorted(set(failed.values()))
+            said = "; ".join(_clip(error) for error in errors[:_MESSAGES])
+            more = f" (and {len(errors) - _MESSAGES} other errors)" if len(errors) > _MESSAGES else ""
+            policy = f"{DESTROY_BACKOFF.base:g} s doubling to {DESTROY_BACKOFF.cap / 60:g} min"
+            return "Failed", (f"the destroy of {', '.join(sorted(failed))} failed: {said}{more}; it is retried "
+                              f"with back-off ({policy})")
         ids = self.ignored.get(set_name)
         if not ids:
             return None
-        return (f"the service answered the destroy of {', '.join(sorted(ids))} but still lists "
-                f"{'it' if len(ids) == 1 else 'them'} Running or Pending; the destroy is retried with back-off "
-                "and the slot is not refilled until the session is gone")
+        return "Ignored", (f"the service answered the destroy of {', '.join(sorted(ids))} but still lists "
+                           f"{'it' if len(ids) == 1 else 'them'} Running or Pending; the destroy is retried with "
+                           "back-off and the slot is not refilled until the session is gone")
+
+    def stranded_count(self, set_name: str) -> int:
+        """Live sessions the set wants gone whose destroy fails or is ignored (the set is not ``Ready``)."""
+        return len(self.stranded.get(set_name, ()))
+
+    def failing_count(self, set_name: str) -> int:
+        """Sessions of the set whose destroy fails or is ignored (the metric)."""
+        return len(set(self.failed.get(set_name, ())) | set(self.ignored.get(set_name, ())))
 
     def stuck_count(self, set_name: str) -> int:
         return len(self.stuck.get(set_name, ()))

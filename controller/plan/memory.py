@@ -250,7 +250,8 @@ class _Reports:
         self.notes[set_name] = replace(self.notes.get(set_name, SetNotes()), **notes)
 @dataclass(frozen=True, slots=True)
 class DestroyRetry:
-    """A session destroyed with a 200 that the service may still list as live: retried with back-off."""
+    """A destroy to send again with back-off: answered with a 200 while the service may still list the
+    session live (*Ignored destroys*), or failed (*Failing destroys*: ``error`` says how)."""
 
     #: Destroys sent so far (the back-off doubles per attempt).
     attempts: int
@@ -264,6 +265,9 @@ class DestroyRetry:
     template: str = ""
     #: Trusted lists in a row that left it out: gone once two did (one lossy list proves nothing).
     misses: int = 0
+    #: The service's answer to the last destroy when it failed (5xx, no answer, a 4xx other than 404);
+    #: "" once one was answered. A failed destroy is not planned again before ``retry_at``.
+    error: str = ""
 
 
 @dataclass(slots=True)

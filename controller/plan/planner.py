@@ -102,6 +102,11 @@ Rules, in the order they protect users (each is named in the code that keeps it)
 - **Second writer** (``ownership``): after the first pass, a live session of a managed set that is
   not in the inventory was made by another writer with the same prefix: the set creates and destroys
   nothing (``Conflict``, reason ``SecondWriter``, the ids) until those sessions are gone.
+- **Failing destroys** (``lingering``, ``context``): a destroy that failed (a 5xx, no answer, a 4xx
+  other than 404, which means already gone) is not planned again before its retry time, which the
+  reconciler sets with the destroy back-off (5 s doubling to 10 min, per session) and keeps in the
+  memory while the session is listed; the set is ``DestroyFailing`` (reason ``Failed``, the ids and
+  the service's message) and not ``Ready`` while a live session it wants gone still runs.
 - **Stuck sessions** (``lingering``): a session Terminating or Unknown for longer than
   ``terminating_limit`` (10 min) is reported once with its events and makes the set ``Stuck``; a
   ``Recreate`` set keeps waiting for it and says so in its status.

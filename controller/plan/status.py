@@ -58,6 +58,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         destroy_failing=context.lingering.destroy_failing(name), stuck=context.lingering.stuck_message(name),
         renew_ineffective=_renew_ineffective(decisions.renew_unchanged.get(name)),
         conflict=context.ownership.conflict_message(name),
+        stranded=context.lingering.stranded_count(name),
     )
     conditions, marks = stamp(evaluate(facts), decisions.conditions.get(name, {}), now)
     decisions.conditions[name] = marks
@@ -73,6 +74,7 @@ def status(context: PassContext, decisions: Decisions, session_set: SessionSet, 
         backoff_message=p.refused.message if p.refused is not None else None,
         complete=complete, unschedulable=kept.unschedulable, stuck=context.lingering.stuck_count(name),
         next_expiry=kept.next_expiry, conditions=conditions, scaling=scaling, draining=kept.draining,
+        destroy_failing=context.lingering.failing_count(name),
     )
 
 

@@ -12,7 +12,8 @@ A ``Fault`` says three things about one request, each independent of the others:
 - **how long the answer takes**: ``delay`` real seconds.
 
 An ``ignored`` fault answers ``200`` and does nothing: a DELETE the service acknowledges while the
-session keeps running.
+session keeps running. ``message`` replaces an error answer's text (a DELETE failing with the
+service's own words).
 
 Targeted rules are tried first, in the order added; each matches on method, path (exact, or a
 prefix ending in ``*``), optionally the glob of the request's ``name`` parameter and its ``view``
@@ -39,6 +40,8 @@ from controller.simulator.wire import JSON, Response, json_response, text
 
 #: Statuses the random error rate picks from: the server's unexpected exception and its transient one.
 RANDOM_STATUSES = (500, 503)
+#: What the service says when a DELETE fails (``Simulator.fail_deletes``).
+DELETE_FAILURE = "failed to delete session: the Kubernetes API did not answer in time (simulated)"
 
 #: When a request takes effect: ``none`` (not at all), ``arrival``, ``answer`` (just before its
 #: answer is sent, after ``delay``), or ``later`` (``apply_after`` simulated seconds after arrival).
@@ -75,6 +78,8 @@ class Fault:
     """A ``view=stats`` answer (200, JSON) instead of the service's: statistics as a broken service sends them."""
     ignored: bool = False
     """Answer ``200`` with an empty body and do nothing (a DELETE the service acknowledges and ignores)."""
+    message: str | None = None
+    """The error answer's text (``text/plain``) instead of the default one for ``status``."""
 
     def respond(self, path: str, served: Response | None) -> Response | None:
         """The answer the client gets, given what the service answered (``None`` if it did not handle it)."""
@@ -83,6 +88,9 @@ class Fault:
         if self.ignored:
             return text(200, "")
         if self.status is not None:
+            if self.message is not None:
+                headers = () if self.retry_after is None else (("Retry-After", _seconds(self.retry_after)),)
+                return text(self.status, self.message, headers=headers)
             return _error(self.status, path, self.retry_after)
         if served is None:  # not reachable for faults built by the injector: they all handle the request
             raise RuntimeError("a fault without an error status needs the service's answer")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from controller.simulator.config import SimulatorConfig
-from controller.simulator.faults import Fault, FaultInjector, ListMode
+from controller.simulator.faults import DELETE_FAILURE, Fault, FaultInjector, ListMode
 from controller.simulator.routes import handle, relative_path
 from controller.simulator.state import Cluster
 from controller.simulator.transport import AsyncSimulatorTransport, SimulatorTransport
@@ -211,13 +211,22 @@ class Simulator:
 
         ``name`` is a glob of the *session's* name (a DELETE carries only the id).
         """
+        self._fault_deletes(Fault(ignored=True), count, name)
+
+    def fail_deletes(self, count: int | None = None, *, name: str | None = None, status: int = 500,
+                     message: str = DELETE_FAILURE) -> None:
+        """Fail the next ``count`` DELETEs (``None``: every one) with ``status`` and the service's ``message``;
+        the sessions keep running. ``name`` is a glob of the session's name, as for ``ignore_deletes``."""
+        self._fault_deletes(Fault(status=status, message=message), count, name)
+
+    def _fault_deletes(self, fault: Fault, count: int | None, name: str | None) -> None:
         if name is None:
-            self._faults.add(Fault(ignored=True), method="DELETE", path="/session/*", count=count)
+            self._faults.add(fault, method="DELETE", path="/session/*", count=count)
             return
         with self._lock:
             ids = [record.id for record in self.cluster if fnmatch.fnmatchcase(record.name, name)]
         for session_id in ids:
-            self._faults.add(Fault(ignored=True), method="DELETE", path=f"/session/{session_id}", count=count)
+            self._faults.add(fault, method="DELETE", path=f"/session/{session_id}", count=count)
 
     def ignore_renews(self, count: int | None = 1, *, session_id: str | None = None) -> None:
         """Answer the next ``count`` renews ``200`` and do nothing: the expiry does not move.

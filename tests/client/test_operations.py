@@ -75,6 +75,16 @@ def test_backoff_doubles_with_jitter_and_stops_after_the_retries() -> None:
     assert [half.delay(READ, error, attempt) for attempt in range(3)] == [0.25, 0.5, 1.0]
 
 
+def test_a_delete_is_retried_at_most_twice_whatever_the_settings() -> None:
+    """The controller retries a failed destroy with its own back-off: the client adds at most 2 calls to each."""
+    error = ServerError("destroy", status=500)
+    [call] = next(ops.destroy("abc")).values()
+    policy = ex.RetryPolicy(retries=10, backoff=0.5, jitter=lambda: 1.0)
+    assert [policy.delay(call.request, error, attempt) for attempt in range(3)] == [0.5, 1.0, None]
+    assert ex.RetryPolicy(retries=1).limit(call.request) == 1  # fewer settings win
+    assert policy.limit(READ) == 10
+
+
 def test_retry_after_raises_the_delay_and_a_longer_one_is_left_to_the_caller() -> None:
     """A Retry-After up to MAX_DELAY wins over the backoff; a longer one is not waited out here."""
     policy = ex.RetryPolicy(retries=3, backoff=0.5, jitter=lambda: 1.0)

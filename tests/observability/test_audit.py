@@ -103,6 +103,21 @@ def test_sets_are_independent(audit: AuditLog) -> None:
     )
 
 
+def test_a_failure_about_a_session_is_said_once_per_session_and_error() -> None:
+    """A destroy failing for several sessions of a set, retried with back-off: each session's error is said once,
+    again when it changes, and after that session's destroy (Pruned) succeeds."""
+    audit = AuditLog(repeat_after=3600.0, clock=FakeClock())
+    failed = {"sessionset": "workers", "message": "destroy failed (HTTP 500): boom"}
+    logs = record(audit, *[("FailedDestroy", {**failed, "subject": sid}) for sid in ("a", "b", "a", "b", "a")],
+                  ("FailedDestroy", {**failed, "subject": "a", "message": "destroy failed (no response)"}),
+                  ("Pruned", {"sessionset": "workers", "subject": "b"}),
+                  ("FailedDestroy", {**failed, "subject": "b"}))
+    said = [(entry["reason"], entry["message"]) for entry in logs]
+    assert said == [("FailedDestroy", failed["message"])] * 2 + [
+        ("FailedDestroy", "destroy failed (no response)"), ("Pruned", ""), ("FailedDestroy", failed["message"])]
+    assert "subject" not in logs[0]
+
+
 def test_forget_rearms_a_removed_set(audit: AuditLog) -> None:
     """Forgetting a set drops its repeat memory."""
     with capture_logs() as logs:

@@ -96,6 +96,8 @@ class Rig:
     options: dict[str, Any] = field(default_factory=dict)
     #: A second controller (its own state directory and memory) against this rig's service, clock and loop.
     service_of: Rig | None = None
+    #: Client settings instead of the rig's (no retries): ``retries``, ``backoff``.
+    client_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = self.root / "state"
@@ -121,7 +123,7 @@ class Rig:
 
     def _start(self) -> Reconciler:
         self.client = AsyncSession(url=URL, token_file=self.token_file, transport=self.simulator.async_transport(),
-                                   retries=0)
+                                   **{"retries": 0, **self.client_settings})
         return Reconciler(
             # Every file looks freshly written (wall clock 0), so settling is decided on the manual clock.
             loader=StateLoader(self.state, prefix="cc", settle_window=SETTLE_WINDOW, wall_clock=lambda: 0.0),

@@ -250,7 +250,7 @@ def test_a_failed_sessions_end_is_reported_once_however_long_its_destroy_fails(r
     rig.run_pass()
     rig.clock.advance(30)  # the session ran and completed
     rig.simulator.inject_fault("DELETE", "/session/*", status=500, count=None)
-    rig.passes(5)
+    rig.passes(30)  # 2.5 minutes: the failing destroy is retried with back-off (5 s, 10 s, 20 s, 40 s)
     fetches = [r for r in rig.requests("GET") if r.param("view") in ("logs", "events")]
     deletes = list(rig.requests("DELETE"))
     assert len(deletes) >= 5

@@ -4,8 +4,9 @@ Each step may inject faults (5xx answers whose create still happens later, lost 
 creates, empty, partial and garbled lists, lists leaving out the same sessions several times in a
 row, lists repeating rows, torn manifest writes, a vanishing
 token file, 429s, a set whose creates are always refused, a memory disk that fills up so appends
-become short writes for a few steps, deletes answered 200 and ignored, sessions stuck Terminating
-or Unknown for a while, a hanging stats call: ``lingering_soak``), change the world the way users
+become short writes for a few steps, deletes answered 200 and ignored, deletes that fail while a
+set is scaled down, sessions stuck Terminating or Unknown for a while, a hanging stats call:
+``lingering_soak``), change the world the way users
 do (scale up and down, change a template, delete a session by hand), kill the controller while a
 create is on the wire (also between sending it and recording it) and start it again from its
 ledger. Then one pass runs and the invariants are checked against the simulator's ground truth,
@@ -18,13 +19,15 @@ not against what lists said:
 3. no session of another owner is touched;
 4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process),
    and it does retry: the check must have compared attempts, or it proved nothing;
-5. the controller stays live during the faults: a share of the passes succeed;
+5. the controller stays live during the faults: a share of the passes succeed (failed destroys backing
+   off aside);
 6. no create reaches the service before its intent record was completely written and fsynced;
 7. once faults stop, every set converges within a few passes;
 8. a session a list left out is looked up by id at most once a pass, and by the same process again
    only once its re-check is due, 1 min later (the rule *Disappearance confirmed*);
 9. nothing outside the inventory is destroyed: a second writer's sessions of a managed set never
-   (``writer_soak``), and every destroyed session is in the controller's inventory.
+   (``writer_soak``), and every destroyed session is in the controller's inventory;
+10. no session gets more than ``DELETES_PER_HOUR`` DELETE calls in an hour (``lingering_soak``).
 
 The platform ends notebooks after a minute while ``--session-expiry`` says 4 days, and now and then
 ignores a renew (``renew_soak``): no session is renewed twice within a quarter of that minute by one
@@ -54,7 +57,7 @@ from controller.plan.vanished import RECHECK
 from controller.simulator import RecordedRequest
 from controller.statedir import SETTLE_WINDOW, parse_text
 from tests.faultfs import FullDisk
-from tests.reliability.lingering_soak import STATS_TIMEOUT, Lingering
+from tests.reliability.lingering_soak import FAILED, STATS_TIMEOUT, Lingering, only_failed_destroys
 from tests.reliability.renew_soak import LIFE, ShortLifetime
 from tests.reliability.renew_soak import OPTIONS as RENEW_OPTIONS
 from tests.reliability.rig import LIVE, FaultMirror, RequestCursor, Rig, manifest, owned
@@ -168,6 +171,7 @@ class Soak:
         self.kinds += self.short_lifetime.kinds()
         self.writer = SecondWriter(self.rig, list(SETS), lambda name: _hash(name, self.world))
         self.kinds += self.writer.kinds()
+        self.kinds.append((0.005, FAILED, self._failing_deletes))  # last: the other kinds keep their dice
         for name in ("analysis", "cc", f"ccx-{'alpha'}-abcdef-1", "my-alpha-1"):
             self.world.foreign.add(self.rig.add_foreign(name))
 
@@ -222,7 +226,7 @@ class Soak:
                 rig.restart()
             self.generation = rig.restarts
             outcome = rig.run_pass()
-            self.tally.succeeded += outcome.result == "success"
+            self.tally.succeeded += outcome.result == "success" or only_failed_destroys(outcome)
         self.tally.passes += 1
         if not self.token_ok:
             rig.token_file.write_text("rig-token")
@@ -341,6 +345,20 @@ class Soak:
         self.world.replicas[name] = max(SETS[name] - 1, self.world.replicas[name] - rng.randint(1, 3))
         self._write(name)
         return True
+
+    def _failing_deletes(self, rng: random.Random) -> bool:
+        """Scale a set down by one while its top slot's DELETEs fail 16-40 times (issue 15: every one, once per
+        pass); fired once a DELETE takes it (``Lingering.record``)."""
+        above = [name for name in SETS if self.world.replicas[name] > SETS[name] - 1]
+        if not above:
+            return False
+        name = rng.choice(above)
+        slot = self.world.replicas[name]
+        self.rig.simulator.fail_deletes(count=rng.randint(16, 40), name=f"cc-{name}-*-{slot}",
+                                        status=rng.choice([500, 502, 503]))
+        self.world.replicas[name] -= 1
+        self._write(name)
+        return False
 
     def _template_change(self, rng: random.Random) -> bool:
         name = rng.choice(list(SETS))

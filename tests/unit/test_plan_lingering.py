@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from controller.memorydoc import MemoryDocument, from_document, to_document
 from controller.plan import TERMINATING_LIMIT, Memory, Plan, plan
-from controller.plan.lingering import destroy_sent
+from controller.plan.lingering import destroy_failed, destroy_sent, retry_now
+from controller.plan.memory import DestroyRetry
 from tests.unit.test_plan import NOW, OPTIONS, desired, destroyed, running, session_set
 
 
@@ -83,3 +87,76 @@ def test_a_destroyed_session_stuck_unknown_keeps_its_slot_through_a_partial_list
     back = plan(desired(two), [running(two, 1, "a"), running(two, 2, "b")], partial.memory, NOW + 15,
                 options=OPTIONS)
     assert back.creates == () and destroyed(back) == {"b": "retry"}
+
+
+# -- failing destroys ----------------------------------------------------------------------------------
+
+ERROR = "destroy failed (HTTP 500): failed to delete session: the Kubernetes API did not answer in time"
+
+
+def after_failure(memory: Memory, session_id: str, at: float, error: str = ERROR) -> Memory:
+    """The memory once the reconciler's destroy failed at ``at`` (no jitter)."""
+    memory = memory.copy()
+    destroy_failed(memory.lingering, session_id, at, None, error)
+    return memory
+
+
+def test_a_failed_destroy_is_not_planned_again_before_its_back_off_ends():
+    """Scaled 3 -> 1 while every destroy fails: each surplus session is destroyed again after 5 s, 10 s, 20 s...
+    never once per pass; the set says DestroyFailing (Failed, the ids, the service's message) and is not Ready."""
+    three, one = session_set(replicas=3), session_set(replicas=1)
+    sessions = [running(three, 1, "a"), running(three, 2, "b"), running(three, 3, "c")]
+    result = plan(desired(one), sessions, Memory(), NOW, options=OPTIONS)
+    assert destroyed(result) == {"b": "scaled-down", "c": "scaled-down"}
+    sent = {"b": [NOW], "c": [NOW]}
+    memory = after_failure(after_failure(result.memory, "b", NOW), "c", NOW)
+    for second in range(1, 80):
+        result = plan(desired(one), sessions, memory, NOW + second, options=OPTIONS)
+        memory = result.memory
+        for sid in destroyed(result):
+            sent[sid].append(NOW + second)
+            memory = after_failure(memory, sid, NOW + second)
+    assert sent["b"] == sent["c"] == [NOW, NOW + 5, NOW + 15, NOW + 35, NOW + 75]
+    failing = conditions(result)["DestroyFailing"]
+    assert failing[:2] == ("True", "Failed") and "b, c" in failing[2] and ERROR in failing[2]
+    assert conditions(result)["Ready"][:2] == ("False", "DestroyFailing")
+    assert result.statuses["workers"].destroy_failing == 2 and result.creates == ()
+
+
+def test_a_failed_destroy_keeps_its_back_off_through_a_pass_that_does_not_want_it_and_a_partial_list():
+    """An unsettled manifest (the set missing for a pass) or one list leaving the session out must not start the
+    back-off afresh; two trusted lists without it mean it is gone, and the memory forgets it."""
+    two, one = session_set(replicas=2), session_set(replicas=1)
+    sessions = [running(two, 1, "a"), running(two, 2, "b")]
+    first = plan(desired(one), sessions, Memory(), NOW, options=OPTIONS)
+    memory = after_failure(after_failure(first.memory, "b", NOW), "b", NOW + 5)  # two failures: next at +15
+    unsettled = plan(desired(), sessions, memory, NOW + 6, options=OPTIONS)
+    partial = plan(desired(one), sessions[:1], unsettled.memory, NOW + 7, options=OPTIONS)
+    early = plan(desired(one), sessions, partial.memory, NOW + 14, options=OPTIONS)
+    assert early.destroys == () and conditions(early)["DestroyFailing"][1] == "Failed"
+    due = plan(desired(one), sessions, early.memory, NOW + 15, options=OPTIONS)
+    assert destroyed(due) == {"b": "scaled-down"}
+    memory = due.memory
+    for second in (20, 25, 30):  # the first list leaving a live session out is lossy: it confirms nothing
+        memory = plan(desired(one), sessions[:1], memory, NOW + second, options=OPTIONS).memory
+    forgotten = plan(desired(one), sessions[:1], memory, NOW + 35, options=OPTIONS)
+    assert "b" not in forgotten.memory.lingering.retries
+    assert conditions(forgotten)["DestroyFailing"][0] == "False" and conditions(forgotten)["Ready"][0] == "True"
+
+
+def test_one_back_off_per_session_whether_its_destroys_fail_or_are_ignored_and_sighup_retries_at_once():
+    """A destroy answered after failures clears the message, but the attempts count on: a service that fails
+    some destroys and ignores the others still sees them slow down."""
+    memory = after_failure(after_failure(Memory(), "b", NOW), "b", NOW + 5)
+    assert memory.lingering.retries["b"].attempts == 2 and memory.lingering.retries["b"].retry_at == NOW + 15
+    retry_now(memory.lingering)
+    assert memory.lingering.retries["b"].retry_at == 0.0
+    destroy_sent(memory.lingering, "b", NOW + 16, None)
+    assert memory.lingering.retries["b"] == DestroyRetry(3, NOW + 36)
+
+
+def test_a_failing_destroy_survives_the_memory_document():
+    """The retry time and the service's message are rows of the memory document: a restart keeps backing off."""
+    memory = after_failure(Memory(), "b", NOW)
+    document = MemoryDocument.model_validate(json.loads(json.dumps(to_document(memory, 0))))
+    assert from_document(document).lingering.retries["b"] == DestroyRetry(1, NOW + 5, error=ERROR)

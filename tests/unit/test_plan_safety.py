@@ -171,6 +171,22 @@ def test_a_session_we_destroyed_does_not_settle_an_uncertain_create(destroyed_ho
     assert ("workers", 1) not in slots(later)
 
 
+def test_a_session_we_destroyed_stays_destroyed_through_a_lossy_list_and_never_settles_an_uncertain_create():
+    """A partial answer leaves out the old session we destroyed (and live ones): it proves nothing, so the
+    memory keeps the destroy; when the old session shows up again under the slot's name it is not taken for
+    the uncertain create (found by the soak: a second create was sent beside the first, both landed)."""
+    memory = uncertain(prior=())
+    memory.seen_live.pop("wor1")
+    memory.destroys["old1"] = NOW - 1
+    lossy = plan(desired(WORKERS), ALL[2:], memory, NOW + 3, options=OPTIONS)  # wor2 and old1 left out
+    assert "old1" in lossy.memory.destroys
+    listed = [running(WORKERS, 1, "old1", status="Failed", started=NOW - 900), *ALL[1:]]
+    result = plan(desired(WORKERS), listed, lossy.memory, NOW + 6, options=OPTIONS)
+    assert ("workers", 1) in result.memory.creates and result.creates == ()
+    later = plan(desired(WORKERS), listed, result.memory, NOW + 9, options=OPTIONS)
+    assert ("workers", 1) not in slots(later)
+
+
 def test_a_create_applied_after_the_window_is_destroyed_as_the_newer_duplicate():
     """Two live sessions in one slot after a very late create: the newer one goes."""
     listed = [*ALL, running(WORKERS, 1, "late", started=NOW - 2)]
