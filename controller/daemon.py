@@ -15,6 +15,10 @@
 - SIGTERM/SIGINT: nothing new starts, calls in flight get ``STOP_GRACE`` seconds to finish, then
   the pass is cancelled (a create cancelled mid-flight stays expected by name in the ledger), and
   the process exits. Stopping never destroys anything.
+- Time inside the process cannot jump (``controller.clock``): the reconciler measures on process
+  time, which runs at monotonic speed, and the scheduler's jobs follow a step of the wall clock
+  (``controller.scheduler``), so NTP or a resumed VM neither stalls the loop nor ends a window
+  early. A step is logged once, with its size.
 - One writer per state directory: an exclusive ``flock`` on the directory itself, which works on a
   read-only mount too.
 """
@@ -34,15 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from controller.clock import ProcessClock, StepWatch, process_time
 from controller.errors import ControllerError, LockError
 from controller.models import PlatformStats
 from controller.observability.metrics import ControllerMetrics, failure_reason
 from controller.observability.repeats import repeat_fields
 from controller.outcome import OutcomeHandler, PassReport, run_one_pass
 from controller.reconcile import Reconciler
+from controller.scheduler import SteadyScheduler
 from controller.statedir import fingerprint
 
 WATCH_PERIOD = 0.5
@@ -97,6 +102,7 @@ class Daemon:
         schedule: Schedule,
         metrics: ControllerMetrics,
         state_dir: Path,
+        clock: ProcessClock = process_time,
     ) -> None:
         self.reconciler = reconciler
         self.handler = handler
@@ -108,15 +114,16 @@ class Daemon:
         self._fingerprint: Any = None
         self._pass_task: asyncio.Task[PassReport] | None = None
         self._wake_requested = False
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: SteadyScheduler | None = None
+        self._steps = StepWatch(clock)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self._hangup)
-        scheduler = AsyncIOScheduler(event_loop=loop, job_defaults={"coalesce": True, "max_instances": 1,
-                                                                     "misfire_grace_time": None})
+        scheduler = SteadyScheduler(self._steps, self._stepped, event_loop=loop,
+                                    job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._scheduler = scheduler
         self._fingerprint = (fingerprint(self.state_dir), self.reconciler.requests.pending())
         scheduler.add_job(self._watch, "interval", seconds=WATCH_PERIOD, id="watch")
@@ -149,6 +156,7 @@ class Daemon:
         if self._pass_task is not None:
             self._wake_requested = True
             return
+        self._scheduler.follow_steps()  # a step not yet seen must not move the job set now
         job = self._scheduler.get_job("reconcile")
         if job is not None:
             job.modify(next_run_time=datetime.now() + timedelta(milliseconds=10))
@@ -163,8 +171,15 @@ class Daemon:
             return
         # Two instances: the run scheduling its successor is still counted as running, and passes
         # cannot overlap anyway (each is scheduled only when the previous one is done).
+        self._scheduler.follow_steps()  # a step not yet seen must not move the job added now
         self._scheduler.add_job(job, DateTrigger(datetime.now() + timedelta(seconds=seconds)), id=job_id,
                                 replace_existing=True, max_instances=2)
+
+    def _stepped(self, seconds: float) -> None:
+        """The wall clock stepped: said once; nothing the controller measures moved with it."""
+        self._log.warning("the wall clock stepped: intervals, windows and back-offs keep running on the monotonic "
+                          "clock; times shown and persisted follow the wall clock",
+                          step_seconds=round(seconds, 1), direction="forward" if seconds > 0 else "back")
 
     async def _reconcile(self) -> None:
         if self._stopped.is_set():

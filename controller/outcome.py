@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from controller.client.credentials import CredentialStatus
+from controller.clock import process_time
 from controller.errors import ControllerError
 from controller.listanswer import LEFT_OUT_LIVE
 from controller.models import PlatformContext
@@ -60,7 +61,8 @@ class OutcomeHandler:
         health: HealthState | None = None,
         status_file: Path | None = None,
         interval: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = process_time,
+        wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         log: Any = None,
         credential: Callable[[], CredentialStatus] | None = None,
@@ -69,7 +71,8 @@ class OutcomeHandler:
         self.health = health
         self.status_file = status_file
         self.interval = interval
-        self._clock = clock
+        self._clock = clock  # process time: what the pass's times are measured on
+        self._wall = wall  # only for what is shown: the status file's time, Unix-time metrics, the credential
         self._rng = rng if rng is not None else random.Random()
         self._log = log if log is not None else structlog.get_logger("canfar_controller")
         self.repeats = Repeats(REPEAT_AFTER, clock=clock)
@@ -88,7 +91,7 @@ class OutcomeHandler:
 
     def handle(self, outcome: PassOutcome) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
-        now = self._clock()
+        now, shown = self._clock(), self._wall()
         log = self._log.bind(pass_id=outcome.pass_id)
         self.repeats.clear("pass")  # this pass did not crash: the next crash is news
         statuses = self._statuses(outcome)
@@ -97,7 +100,7 @@ class OutcomeHandler:
         self._report_ownership(outcome, log)
         self._count(outcome, statuses)
         self._tally(outcome, statuses)
-        self.metrics.reconcile_done(outcome.result, outcome.seconds, now)
+        self.metrics.reconcile_done(outcome.result, outcome.seconds, shown)
         self.metrics.list_anomalies(outcome.list_anomalies.counts)
         self.metrics.list_anomalies({LEFT_OUT_LIVE: outcome.lookups["live"]})
         self.metrics.memory_unwritable(outcome.memory_unwritable is not None)
@@ -108,8 +111,8 @@ class OutcomeHandler:
                 self.health.manifests_loaded()
             if outcome.list_ok:
                 self.health.list_succeeded()
-        self._write_status(outcome, statuses, now)
-        self._report_credential(now)
+        self._write_status(outcome, statuses, now, shown)
+        self._report_credential(shown)
         decided = outcome.plan
         report = log.info if decided.changes or (outcome.result != "success" and not quiet) else log.debug
         report("pass done", result=outcome.result, seconds=round(outcome.seconds, 3),
@@ -120,14 +123,13 @@ class OutcomeHandler:
 
     def crashed(self, error: BaseException, seconds: float) -> float:
         """Report a pass that raised (a bug, or an error nothing below handled); returns the next run."""
-        now = self._clock()
         if isinstance(error, ControllerError):  # expected kinds of failure: one line, no traceback
             suppressed = self.repeats.admit("pass", str(error))
             if suppressed is not None:
                 self._log.error("pass failed", error=str(error), **repeat_fields(suppressed))
         else:
             self._log.error("pass crashed", exc_info=error)
-        self.metrics.reconcile_done("error", seconds, now)
+        self.metrics.reconcile_done("error", seconds, self._wall())
         if self.health is not None:
             self.health.pass_completed("error", f"{type(error).__name__}: {error}")
         return self._jittered(self.interval)
@@ -244,19 +246,20 @@ class OutcomeHandler:
             default_cores=context.default_cores or DEFAULT_CORES, default_ram=context.default_ram_bytes or DEFAULT_RAM,
         ))
 
-    def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], now: float) -> None:
+    def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], now: float, shown: float) -> None:
+        """The status file; its times on the wall clock (``shown``), the pause re-anchored on it."""
         if self.status_file is None:
             return
         paused = outcome.creates_paused_until
         document = StatusDocument(
-            updated_at=now,
+            updated_at=shown,
             pass_id=outcome.pass_id,
             result=outcome.result,
             list_ok=outcome.list_ok,
             errors=[e for e in [outcome.list_error, *outcome.errors] if e],
             manifest_errors=[str(e) for e in outcome.desired.errors],
             unsettled=list(outcome.desired.unsettled),
-            creates_paused_until=paused if paused > now else None,
+            creates_paused_until=paused - now + shown if paused > now else None,
             memory_unwritable=dataclasses.asdict(outcome.memory_unwritable) if outcome.memory_unwritable else None,
             sets={name: status_row(s, outcome.set_errors.get(name)) for name, s in sorted(statuses.items())},
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import Callable
 
 import structlog
 
+from controller.clock import process_time
 from controller.errors import ControllerError, StatsError, TransportError
 from controller.models import PlatformContext, PlatformStats, stats_problem
 from controller.plan import Capacity
@@ -31,7 +31,7 @@ class PlatformView:
     """The last statistics (and when they were fetched, clock seconds) and the platform's context."""
 
     def __init__(self, client: SessionAPI, *, max_age: float = 180.0,
-                 clock: Callable[[], float] = time.time, timeout: float = STATS_TIMEOUT) -> None:
+                 clock: Callable[[], float] = process_time, timeout: float = STATS_TIMEOUT) -> None:
         self.client = client
         self.timeout = timeout
         self.max_age = max_age

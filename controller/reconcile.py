@@ -51,6 +51,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from controller.clock import process_time
 from controller.creates import CreateRunner, server_text
 from controller.errors import ControllerError, NotFoundError
 from controller.ledger import Ledger, apply
@@ -65,6 +66,7 @@ from controller.plan import Create, Destroy, Memory, Plan, PlanOptions, Renew, S
 from controller.plan.lingering import destroy_failed, destroy_sent, retry_now
 from controller.plan.memory import Destroyed
 from controller.platform import STATS_TIMEOUT, PlatformView
+from controller.rebase import rebase
 from controller.restarts import RestartRequests
 from controller.sessionapi import SessionAPI
 from controller.signals import SignalReader
@@ -84,7 +86,7 @@ class Reconciler:
         ledger: Ledger | None = None,
         dry_run: bool = False,
         concurrency: int = 32,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = process_time,
         rng: random.Random | None = None,
         requests_dir: Path | None = None,
         stats_max_age: float = 180.0,
@@ -100,6 +102,8 @@ class Reconciler:
         self.clock = clock
         self.lookup_timeout = lookup_timeout
         self.memory = ledger.load() if ledger is not None else Memory()
+        self._log = structlog.get_logger("canfar_controller")
+        self._rebase()
         self.requests = RestartRequests(requests_dir)
         self.platform = PlatformView(client, max_age=stats_max_age, clock=clock, timeout=stats_timeout)
         self._rng = rng if rng is not None else random.Random()
@@ -110,7 +114,6 @@ class Reconciler:
         self._stopping = asyncio.Event()
         self._bound = asyncio.Semaphore(concurrency)
         self._pass_ids = itertools.count(1)
-        self._log = structlog.get_logger("canfar_controller")
         self._audit = AuditLog(self._log)
         #: Set while the memory cannot be written (no create is sent then).
         self.unwritable: MemoryUnwritable | None = None
@@ -121,6 +124,13 @@ class Reconciler:
                                     writable=lambda: self.unwritable is None,
                                     rng=self._rng, bound=self._bound,
                                     stopping=self._stopping.is_set, audit=self._audit, set_errors=self.last_errors)
+
+    def _rebase(self) -> None:
+        """Persisted times in the future (the wall clock stepped back since) are clamped (``controller.rebase``)."""
+        moved = rebase(self.memory, self.clock())
+        if moved:
+            self._log.warning("persisted times lay in the future (the wall clock was stepped back since they were "
+                              "written): windows restart from now, back-offs end within their caps", times=moved)
 
     # -- control ---------------------------------------------------------------------------------
 

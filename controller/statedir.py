@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from controller.clock import file_clock
 from controller.errors import ManifestError
 from controller.names import longest_set_name
 from controller.spec import DesiredState, SessionSet
@@ -99,7 +99,7 @@ class StateLoader:
     """
 
     def __init__(self, directory: Path, *, prefix: str, settle_window: float = 0.0,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = file_clock) -> None:
         self.directory = directory
         self.prefix = prefix
         self.settle_window = settle_window

@@ -19,7 +19,6 @@ All methods are thread-safe: the HTTP server scrapes from its own thread.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controller import __version__
+from controller.clock import process_time
 from controller.errors import (
     APIError,
     AuthenticationError,
@@ -132,7 +132,7 @@ class ControllerMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, version: str = __version__,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = process_time) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._clock = clock  # only to turn back-off deadlines into seconds left, at scrape time
         self._lock = threading.Lock()

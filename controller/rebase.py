@@ -1,0 +1,99 @@
+"""Persisted times re-based on load: nothing read from the ledger lies in the future beyond its window.
+
+A new process anchors its process time on the wall clock as it is now (``controller.clock``), so
+the times an earlier process persisted are read against today's wall clock. If that clock was
+stepped back since they were written (or the old process's clock was ahead), they lie in the
+future, and read as they are an *event* (a create sent, a session first seen Pending, a
+condition's transition) would not have happened yet, so every window measured from it would last
+the step on top of its own length, and a *deadline* (a back-off's end) would be held for hours.
+
+The rule, per field of ``Memory`` (``FIELDS`` below names every one, times or not):
+
+- an event time in the future becomes now: the window measured from it starts again in full, so
+  it is never shorter than it was (the uncertain-create window, the expectation TTL, the restart
+  and pending limits) and never held for the step;
+- a deadline more than its cap ahead becomes now + cap (a create back-off: 15 min; a destroy
+  retry: 10 min; a pause the service asked for: as a create back-off), so no back-off outlives its
+  own cap; one within its cap is kept as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controller.creates import CREATE_BACKOFF
+from controller.plan import Memory
+from controller.plan.actions import DESTROY_BACKOFF
+
+#: The longest a persisted create pause may still hold after a restart (Retry-After has no cap of its own).
+PAUSE_CAP = CREATE_BACKOFF.cap
+
+
+@dataclass
+class _Rebase:
+    """Clamps times against ``now`` and counts how many it moved."""
+
+    now: float
+    moved: int = 0
+
+    def event(self, at: float) -> float:
+        if at > self.now:
+            self.moved += 1
+            return self.now
+        return at
+
+    def deadline(self, until: float, cap: float) -> float:
+        if until > self.now + cap:
+            self.moved += 1
+            return self.now + cap
+        return until
+
+    def events(self, times: dict[Any, float]) -> dict[Any, float]:
+        return {key: self.event(at) for key, at in times.items()}
+
+
+def _lingering(r: _Rebase, value: Any) -> Any:
+    value.retries = {sid: replace(retry, retry_at=r.deadline(retry.retry_at, DESTROY_BACKOFF.cap))
+                     for sid, retry in value.retries.items()}
+    value.since = r.events(value.since)
+    return value
+
+
+_Field = Callable[[_Rebase, Any], Any] | None
+
+#: Every field of ``Memory``: how its times are re-based (``None``: it holds no time).
+FIELDS: dict[str, _Field] = {
+    "creates": lambda r, v: {k: replace(e, at=r.event(e.at)) for k, e in v.items()},
+    "destroys": lambda r, v: r.events(v),
+    "orphans_seen": None,
+    "restarts": lambda r, v: {k: replace(h, last_end=r.event(h.last_end),
+                                         early_ends=tuple(r.event(t) for t in h.early_ends)) for k, h in v.items()},
+    "finished": None,
+    "seen_live": None,
+    "missing": None,
+    "suspect_since": lambda r, v: None if v is None else r.event(v),
+    "backoffs": lambda r, v: {k: replace(b, until=r.deadline(b.until, CREATE_BACKOFF.cap)) for k, b in v.items()},
+    "creates_paused_until": lambda r, v: r.deadline(v, PAUSE_CAP),
+    "ended_reported": None,
+    "conditions": lambda r, v: {name: {kind: replace(mark, since=r.event(mark.since)) for kind, mark in marks.items()}
+                                for name, marks in v.items()},
+    "progress": lambda r, v: {k: (fingerprint, r.event(since)) for k, (fingerprint, since) in v.items()},
+    "pending_since": lambda r, v: r.events(v),
+    "unschedulable_reported": None,
+    "renew_failures": lambda r, v: r.events(v),
+    "notes": None,
+    "autoscale": lambda r, v: {k: replace(s, history=tuple((r.event(at), n) for at, n in s.history))
+                               for k, s in v.items()},
+    "lingering": _lingering,
+}
+
+
+def rebase(memory: Memory, now: float) -> int:
+    """Clamp ``memory``'s persisted times against ``now`` (process time) in place; returns how many moved."""
+    r = _Rebase(now)
+    for name, field in FIELDS.items():
+        if field is not None:
+            setattr(memory, name, field(r, getattr(memory, name)))
+    return r.moved

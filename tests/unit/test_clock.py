@@ -1,0 +1,143 @@
+"""Process time never jumps; a step of the wall clock is seen once; persisted times are re-based on load."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from controller.clock import STEP_TOLERANCE, ProcessClock, StepWatch
+from controller.creates import CREATE_BACKOFF
+from controller.memorydoc import MemoryDocument, from_document
+from controller.plan import Memory
+from controller.plan.actions import DESTROY_BACKOFF
+from controller.rebase import FIELDS, PAUSE_CAP, rebase
+
+T = 1_780_000_000.0
+HOURS_2 = 7200.0
+
+
+class Sources:
+    """A steady source and a wall clock that a test moves: the wall may step, the steady one only runs."""
+
+    def __init__(self) -> None:
+        self.steady_now = 100.0
+        self.wall_now = T
+
+    def run(self, seconds: float) -> None:
+        self.steady_now += seconds
+        self.wall_now += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall_now += seconds
+
+    def steady(self) -> float:
+        return self.steady_now
+
+    def wall(self) -> float:
+        return self.wall_now
+
+
+@pytest.fixture
+def sources() -> Sources:
+    return Sources()
+
+
+def test_process_time_starts_at_the_wall_clock_and_ignores_its_steps(sources):
+    clock = ProcessClock(wall=sources.wall, steady=sources.steady)
+    assert clock() == T and clock.offset() == 0.0
+    sources.run(30)
+    assert clock() == T + 30
+    sources.step(HOURS_2)
+    assert clock() == T + 30 and clock.offset() == HOURS_2  # the step is seen, not followed
+    sources.run(5)
+    sources.step(-2 * HOURS_2)
+    assert clock() == T + 35 and clock.offset() == -HOURS_2
+
+
+def test_a_new_process_anchors_on_the_wall_clock_as_it_is_then(sources):
+    sources.step(-HOURS_2)
+    assert ProcessClock(wall=sources.wall, steady=sources.steady)() == T - HOURS_2
+
+
+def test_each_step_is_reported_once_with_its_size(sources):
+    watch = StepWatch(ProcessClock(wall=sources.wall, steady=sources.steady))
+    assert watch.look() is None
+    sources.run(10)
+    sources.step(HOURS_2)
+    assert watch.look() == HOURS_2
+    sources.run(0.5)
+    assert watch.look() is None  # once
+    sources.step(-HOURS_2)
+    assert watch.look() == -HOURS_2
+
+
+def test_drift_within_the_tolerance_never_adds_up_to_a_step(sources):
+    """An NTP slew moves the wall clock a little at every look: never reported, however long it goes on."""
+    watch = StepWatch(ProcessClock(wall=sources.wall, steady=sources.steady))
+    for _ in range(100):
+        sources.run(0.5)
+        sources.step(STEP_TOLERANCE / 2)
+        assert watch.look() is None
+
+
+FUTURE = T + HOURS_2
+PAST = T - 60.0
+
+
+def document() -> dict:
+    """A persisted memory with a time in the future (the wall clock stepped back 2 h since) in every time field."""
+    return {
+        "version": 1, "journal_seq": 0,
+        "creates": [{"set": "web", "slot": 1, "name": "web-1", "at": FUTURE, "session_id": None},
+                    {"set": "web", "slot": 2, "name": "web-2", "at": PAST, "session_id": "s2"}],
+        "destroys": {"gone": FUTURE, "old": PAST},
+        "restarts": [{"set": "web", "slot": 3, "count": 2, "last_end": FUTURE, "last_session": "s3",
+                      "early_ends": [PAST, FUTURE]}],
+        "suspect_since": FUTURE,
+        "backoffs": [{"set": "broken", "failures": 3, "until": FUTURE + 20, "message": "no", "spec_key": "k"},
+                     {"set": "short", "failures": 1, "until": T + 5, "message": "no", "spec_key": "k"}],
+        "creates_paused_until": FUTURE,
+        "conditions": [{"set": "web", "type": "Available", "status": "True", "since": FUTURE}],
+        "progress": [{"set": "web", "fingerprint": "1/2", "since": FUTURE}],
+        "pending_since": {"p": FUTURE},
+        "renew_failures": {"r": FUTURE},
+        "autoscale": [{"set": "auto", "count": 2, "history": [[PAST, 1], [FUTURE, 2]]}],
+        "lingering": {"retries": {"l": {"attempts": 2, "retry_at": FUTURE}, "m": {"attempts": 1, "retry_at": T + 3}},
+                      "since": {"l": FUTURE}},
+    }
+
+
+def test_persisted_times_in_the_future_are_clamped_per_field():
+    """Events in the future become now (their windows start again in full); deadlines end within their cap."""
+    memory = from_document(MemoryDocument.model_validate(document()))
+    moved = rebase(memory, T)
+    assert memory.creates[("web", 1)].at == T and memory.creates[("web", 2)].at == PAST
+    assert memory.destroys == {"gone": T, "old": PAST}
+    history = memory.restarts[("web", 3)]
+    assert (history.last_end, history.early_ends) == (T, (PAST, T))
+    assert memory.suspect_since == T
+    assert memory.backoffs["broken"].until == T + CREATE_BACKOFF.cap  # never longer than its cap
+    assert memory.backoffs["short"].until == T + 5  # within its cap: as it was
+    assert memory.creates_paused_until == T + PAUSE_CAP
+    assert memory.conditions["web"]["Available"].since == T
+    assert memory.progress["web"] == ("1/2", T)
+    assert memory.pending_since == {"p": T} and memory.renew_failures == {"r": T}
+    assert memory.autoscale["auto"].history == ((PAST, 1), (T, 2))
+    assert memory.lingering.retries["l"].retry_at == T + DESTROY_BACKOFF.cap
+    assert memory.lingering.retries["m"].retry_at == T + 3
+    assert memory.lingering.since == {"l": T}
+    assert moved == 14
+
+
+def test_times_in_the_past_are_left_as_they_are():
+    """A memory written on a clock that did not step loads unchanged (nothing to re-base)."""
+    memory = from_document(MemoryDocument.model_validate(document()))
+    before = dataclasses.replace(memory)
+    assert rebase(memory, FUTURE + CREATE_BACKOFF.cap) == 0
+    assert memory == before
+
+
+def test_every_field_of_the_memory_is_classified_for_re_basing():
+    """A new memory field must say whether it holds times (and how they are clamped) in ``controller.rebase``."""
+    assert list(FIELDS) == [f.name for f in dataclasses.fields(Memory)]
