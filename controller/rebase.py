@@ -12,9 +12,10 @@ The rule, per field of ``Memory`` (``FIELDS`` below names every one, times or no
 - an event time in the future becomes now: the window measured from it starts again in full, so
   it is never shorter than it was (the uncertain-create window, the expectation TTL, the restart
   and pending limits) and never held for the step;
-- a deadline more than its cap ahead becomes now + cap (a create back-off: 15 min; a destroy
-  retry: 10 min; a pause the service asked for: as a create back-off), so no back-off outlives its
-  own cap; one within its cap is kept as it is.
+- a deadline further ahead than the wait that set it becomes now + that wait: a create back-off
+  or a destroy retry waits at most what its policy gives its attempt (jitter at the top), a pause
+  the service asked for at most ``PAUSE_CAP`` (5 s: the service says 429 again if it still needs one), so
+  no back-off is held longer than it was set for; one within that is kept as it is.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controller.creates import CREATE_BACKOFF
+from controller.creates import CREATE_BACKOFF, DEFAULT_THROTTLE
 from controller.plan import Memory
 from controller.plan.actions import DESTROY_BACKOFF
+from controller.plan.backoff import Backoff
 
-#: The longest a persisted create pause may still hold after a restart (Retry-After has no cap of its own).
-PAUSE_CAP = CREATE_BACKOFF.cap
+#: The longest a persisted create pause may still hold after a restart: what a 429 without Retry-After gets.
+#: Retry-After has no cap of its own, and a pause cut short costs one create answered 429 again (which
+#: sets the pause anew): nothing unsafe.
+PAUSE_CAP = DEFAULT_THROTTLE
 
 
 @dataclass
@@ -54,8 +58,13 @@ class _Rebase:
         return {key: self.event(at) for key, at in times.items()}
 
 
+def _longest(policy: Backoff, attempt: int) -> float:
+    """The longest wait ``policy`` gives the ``attempt``-th try (its jitter at the top)."""
+    return policy.delay(attempt) * (1 + policy.jitter)
+
+
 def _lingering(r: _Rebase, value: Any) -> Any:
-    value.retries = {sid: replace(retry, retry_at=r.deadline(retry.retry_at, DESTROY_BACKOFF.cap))
+    value.retries = {sid: replace(retry, retry_at=r.deadline(retry.retry_at, _longest(DESTROY_BACKOFF, retry.attempts)))
                      for sid, retry in value.retries.items()}
     value.since = r.events(value.since)
     return value
@@ -74,7 +83,8 @@ FIELDS: dict[str, _Field] = {
     "seen_live": None,
     "missing": None,
     "suspect_since": lambda r, v: None if v is None else r.event(v),
-    "backoffs": lambda r, v: {k: replace(b, until=r.deadline(b.until, CREATE_BACKOFF.cap)) for k, b in v.items()},
+    "backoffs": lambda r, v: {k: replace(b, until=r.deadline(b.until, _longest(CREATE_BACKOFF, b.failures)))
+                              for k, b in v.items()},
     "creates_paused_until": lambda r, v: r.deadline(v, PAUSE_CAP),
     "ended_reported": None,
     "conditions": lambda r, v: {name: {kind: replace(mark, since=r.event(mark.since)) for kind, mark in marks.items()}

@@ -3,7 +3,9 @@
 ``Rig`` wires what ``canfar-controller run`` wires (state directory, client, ledger, reconciler,
 outcome handler), except that the client talks to the simulator through an in-process httpx
 transport and every clock is a ``ManualClock``: a pass takes milliseconds, and simulated time
-moves only when the test says so. ``crash()`` models kill -9 exactly: the ledger files are as they
+moves only when the test says so. The controller's wall clock (``Rig.wall``) is that clock plus
+the steps a test makes; its process time (``controller.clock``) runs on the manual clock from the
+wall clock at each start. ``crash()`` models kill -9 exactly: the ledger files are as they
 were at the instant of the kill, whatever the dying process would still have written.
 
 The simulator's own state (``simulator.cluster``) is the ground truth the invariants are checked
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.client import AsyncSession
+from controller.clock import ProcessClock
 from controller.errors import ControllerError
 from controller.journalfile import FileOps
 from controller.ledger import Ledger, ledger_paths
@@ -78,6 +81,24 @@ def owned(name: str) -> tuple[str, str, int] | None:
     return (match["set"], match["hash"], int(match["slot"])) if match else None
 
 
+class SteppingWall:
+    """The controller's wall clock: the manual clock plus the steps a test makes (NTP, a resumed VM).
+
+    The manual clock stays the monotonic time of the controller and the simulator's own clock: a
+    step moves only what the controller reads as the wall clock, as libfaketime does to a process.
+    """
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self.clock() + self.offset
+
+    def step(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class Rig:
     """One controller and one simulated service in the same process."""
@@ -110,16 +131,21 @@ class Rig:
             self.clock, self.simulator = self.service_of.clock, self.service_of.simulator
         else:
             self.simulator = Simulator(SimulatorConfig(token=TOKEN, seed=self.seed, **config), clock=self.clock)
-        self.metrics = ControllerMetrics(clock=self.clock)
+        self.wall = SteppingWall(self.clock)
+        self.metrics = ControllerMetrics(clock=self.process_time)
         self.health = HealthState(interval=self.interval, clock=self.clock)
         self.handler = OutcomeHandler(metrics=self.metrics, health=self.health, status_file=self.status_file,
-                                      interval=self.interval, clock=self.clock)
+                                      interval=self.interval, clock=self.process_time, wall=self.wall)
         self.restarts = 0
         self.loop = asyncio.new_event_loop() if self.service_of is None else self.service_of.loop
         self.client: AsyncSession | None = None
         self.reconciler = self._start()
 
     # -- the controller process -------------------------------------------------------------------
+
+    def process_time(self) -> float:
+        """The controller process's clock (``controller.clock``): each start anchors it on the wall clock."""
+        return self.reconciler.clock()
 
     def _start(self) -> Reconciler:
         self.client = AsyncSession(url=URL, token_file=self.token_file, transport=self.simulator.async_transport(),
@@ -130,7 +156,7 @@ class Rig:
             client=self.client,
             options=PlanOptions(prefix="cc", **self.options),
             ledger=Ledger(*ledger_paths(self.status_file), ops=self.file_ops),
-            clock=self.clock,
+            clock=ProcessClock(wall=self.wall, steady=self.clock),
             requests_dir=requests_dir(self.status_file),
             # Autoscale signals are waited for in full: a pass's readings do not depend on the machine's speed.
             signals=SignalReader(grace=SIGNAL_TIMEOUT),
@@ -139,7 +165,7 @@ class Rig:
 
     def run_pass(self) -> PassOutcome:
         """One pass, reported through the outcome handler as the daemon does (stats refreshed as its job would)."""
-        if self.clock() - self.reconciler.platform.at >= STATS_INTERVAL:
+        if self.process_time() - self.reconciler.platform.at >= STATS_INTERVAL:
             with contextlib.suppress(ControllerError):
                 self.loop.run_until_complete(self.reconciler.platform.refresh())
         report = self.loop.run_until_complete(run_one_pass(self.reconciler, self.handler))

@@ -10,7 +10,6 @@ from controller.clock import STEP_TOLERANCE, ProcessClock, StepWatch
 from controller.creates import CREATE_BACKOFF
 from controller.memorydoc import MemoryDocument, from_document
 from controller.plan import Memory
-from controller.plan.actions import DESTROY_BACKOFF
 from controller.rebase import FIELDS, PAUSE_CAP, rebase
 
 T = 1_780_000_000.0
@@ -117,14 +116,14 @@ def test_persisted_times_in_the_future_are_clamped_per_field():
     history = memory.restarts[("web", 3)]
     assert (history.last_end, history.early_ends) == (T, (PAST, T))
     assert memory.suspect_since == T
-    assert memory.backoffs["broken"].until == T + CREATE_BACKOFF.cap  # never longer than its cap
-    assert memory.backoffs["short"].until == T + 5  # within its cap: as it was
+    assert memory.backoffs["broken"].until == T + 20 * 1.1  # never longer than its 3rd wait (20 s, jitter 10 %)
+    assert memory.backoffs["short"].until == T + 5  # within its wait: as it was
     assert memory.creates_paused_until == T + PAUSE_CAP
     assert memory.conditions["web"]["Available"].since == T
     assert memory.progress["web"] == ("1/2", T)
     assert memory.pending_since == {"p": T} and memory.renew_failures == {"r": T}
     assert memory.autoscale["auto"].history == ((PAST, 1), (T, 2))
-    assert memory.lingering.retries["l"].retry_at == T + DESTROY_BACKOFF.cap
+    assert memory.lingering.retries["l"].retry_at == pytest.approx(T + 10 * 1.1)  # the 2nd wait of 10 s, at most
     assert memory.lingering.retries["m"].retry_at == T + 3
     assert memory.lingering.since == {"l": T}
     assert moved == 14
