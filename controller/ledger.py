@@ -14,6 +14,10 @@ Two files next to each other:
   kept in memory and appended with the next write: losing such a line only errs on the safe side
   (the create stays expected by name until a list shows it or the uncertain window ends).
 
+Times are the writer's process time (``controller.clock``); the snapshot also holds how far the
+wall clock was ahead of it (``clock_offset``, after a step of the wall clock), so that the next
+process can move them onto its own clock (``controller.rebase``).
+
 Loading reads the snapshot, then replays the journal records written after it. A torn record
 (a crash in the middle of an append, a short write on a full disk), wherever it lies, is skipped:
 its fsync never completed, so its creates were never sent; every complete record is kept, and the
@@ -59,6 +63,8 @@ class Ledger:
         self.journal = journal
         self._seq = 0
         self._saved: Memory | None = None
+        #: The writer's clock offset (``controller.clock``) the last snapshot read or written holds.
+        self.clock_offset = 0.0
         self._file = JournalFile(journal, ops)
         self._pending: list[bytes] = []  # framed records not written yet
         #: What the last ``load`` found torn in the journal, and where it copied the journal first.
@@ -75,7 +81,7 @@ class Ledger:
 
     def load(self) -> Memory:
         """The memory as the last process left it (empty when there is none); ``LedgerError`` if unreadable."""
-        memory, self._seq = self._read_snapshot()
+        memory, self._seq, self.clock_offset = self._read_snapshot()
         self.unusable = []
         for entry in self._read_journal():
             if entry["seq"] > self._seq:
@@ -87,11 +93,11 @@ class Ledger:
         self._saved = None  # the replayed memory is not on disk as a snapshot yet
         return memory
 
-    def _read_snapshot(self) -> tuple[Memory, int]:
+    def _read_snapshot(self) -> tuple[Memory, int, float]:
         try:
             text = self.snapshot.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return Memory(), 0
+            return Memory(), 0, 0.0
         except (OSError, UnicodeDecodeError) as exc:
             raise LedgerError(f"cannot read the controller's memory {self.snapshot}: {exc}") from None
         try:
@@ -109,7 +115,7 @@ class Ledger:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
             raise LedgerError(f"the controller's memory {self.snapshot} is damaged: {problems}; {_SEE_CHECK}") from None
-        return from_document(document), document.journal_seq
+        return from_document(document), document.journal_seq, document.clock_offset
 
     def _read_journal(self) -> Iterator[dict[str, Any]]:
         try:
@@ -136,13 +142,16 @@ class Ledger:
         """Record what happened to a create or a destroy; it is written with the next write."""
         self._append([_record(transition)])
 
-    def save(self, memory: Memory, *, force: bool = False) -> None:
-        """Replace the snapshot with ``memory`` (if it changed, or ``force``) and start an empty journal."""
-        if memory == self._saved and not force and not self._file.opened and not self._pending:
+    def save(self, memory: Memory, *, force: bool = False, clock_offset: float = 0.0) -> None:
+        """Replace the snapshot with ``memory`` (if it or ``clock_offset`` changed, or ``force``) and start an
+        empty journal. ``clock_offset`` is how far the wall clock is ahead of the times in ``memory``."""
+        if (memory == self._saved and clock_offset == self.clock_offset and not force and not self._file.opened
+                and not self._pending):
             return
-        text = json.dumps(to_document(memory, self._seq), separators=(",", ":"))
+        text = json.dumps(to_document(memory, self._seq, clock_offset), separators=(",", ":"))
         replace_file(self.snapshot, text + "\n", durable=True, ops=self._file.ops)
         self._saved = memory.copy()
+        self.clock_offset = clock_offset
         self._pending.clear()  # the snapshot holds what they said
         self._file.remove()
 

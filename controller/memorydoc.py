@@ -234,15 +234,19 @@ class _Header(_Strict):
     version: Literal[1] = 1
     #: The last journal record already contained in this snapshot.
     journal_seq: int = 0
+    #: How far the wall clock was ahead of the writer's process time (``controller.clock``) when it
+    #: wrote this: its times + this are wall-clock times. Written only when not 0 (no step seen).
+    clock_offset: float = 0.0
 
 
 _columns: dict[str, Any] = {f.name: (f.annotation, _plain(f.default)) for f in FIELDS}
 MemoryDocument: type[_Header] = create_model("MemoryDocument", __base__=_Header, **_columns)
 
 
-def to_document(memory: Memory, journal_seq: int) -> dict[str, Any]:
+def to_document(memory: Memory, journal_seq: int, clock_offset: float = 0.0) -> dict[str, Any]:
     """The snapshot of ``memory`` as plain JSON data in the shape of ``MemoryDocument``."""
-    return {"version": VERSION, "journal_seq": journal_seq,
+    offset = {"clock_offset": clock_offset} if clock_offset else {}
+    return {"version": VERSION, "journal_seq": journal_seq, **offset,
             **{f.name: f.dump(getattr(memory, f.name)) for f in FIELDS}}
 
 

@@ -1,9 +1,12 @@
-"""Persisted times re-based on load: nothing read from the ledger lies in the future beyond its window.
+"""Persisted times re-based on load: onto the new process's clock, and nothing in the future beyond its window.
 
-A new process anchors its process time on the wall clock as it is now (``controller.clock``), so
-the times an earlier process persisted are read against today's wall clock. If that clock was
-stepped back since they were written (or the old process's clock was ahead), they lie in the
-future, and read as they are an *event* (a create sent, a session first seen Pending, a
+A new process anchors its process time on the wall clock as it is now (``controller.clock``). The
+times an earlier process persisted are its process time; where its wall clock had stepped since
+it started, the ledger says by how much (``clock_offset``), and they are first moved by that, onto
+the wall clock, so a window is not cut short by a step forward the old process had seen.
+
+If the wall clock was stepped back while no process ran (or the old process's clock was ahead),
+the times lie in the future, and read as they are an *event* (a create sent, a session first seen Pending, a
 condition's transition) would not have happened yet, so every window measured from it would last
 the step on top of its own length, and a *deadline* (a back-off's end) would be held for hours.
 
@@ -40,15 +43,20 @@ class _Rebase:
     """Clamps times against ``now`` and counts how many it moved."""
 
     now: float
+    shift: float = 0.0
     moved: int = 0
 
     def event(self, at: float) -> float:
+        at += self.shift
         if at > self.now:
             self.moved += 1
             return self.now
         return at
 
     def deadline(self, until: float, cap: float) -> float:
+        if until == 0.0:  # "none" (a pause never asked for, a retry due at once), not a time
+            return until
+        until += self.shift
         if until > self.now + cap:
             self.moved += 1
             return self.now + cap
@@ -100,9 +108,10 @@ FIELDS: dict[str, _Field] = {
 }
 
 
-def rebase(memory: Memory, now: float) -> int:
-    """Clamp ``memory``'s persisted times against ``now`` (process time) in place; returns how many moved."""
-    r = _Rebase(now)
+def rebase(memory: Memory, now: float, shift: float = 0.0) -> int:
+    """Move ``memory``'s persisted times by ``shift`` (the writer's clock offset), then clamp them against
+    ``now`` (process time), in place; returns how many had to be clamped."""
+    r = _Rebase(now, shift)
     for name, field in FIELDS.items():
         if field is not None:
             setattr(memory, name, field(r, getattr(memory, name)))

@@ -51,7 +51,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from controller.clock import process_time
+from controller.clock import STEP_TOLERANCE, ProcessClock, process_time
 from controller.creates import CreateRunner, server_text
 from controller.errors import ControllerError, NotFoundError
 from controller.ledger import Ledger, apply
@@ -104,6 +104,7 @@ class Reconciler:
         self.memory = ledger.load() if ledger is not None else Memory()
         self._log = structlog.get_logger("canfar_controller")
         self._rebase()
+        self._offset = 0.0  # the clock offset the ledger was last given (see _clock_offset)
         self.requests = RestartRequests(requests_dir)
         self.platform = PlatformView(client, max_age=stats_max_age, clock=clock, timeout=stats_timeout)
         self._rng = rng if rng is not None else random.Random()
@@ -126,8 +127,8 @@ class Reconciler:
                                     stopping=self._stopping.is_set, audit=self._audit, set_errors=self.last_errors)
 
     def _rebase(self) -> None:
-        """Persisted times in the future (the wall clock stepped back since) are clamped (``controller.rebase``)."""
-        moved = rebase(self.memory, self.clock())
+        """Persisted times onto this process's clock; any still in the future are clamped (``controller.rebase``)."""
+        moved = rebase(self.memory, self.clock(), self.ledger.clock_offset if self.ledger is not None else 0.0)
         if moved:
             self._log.warning("persisted times lay in the future (the wall clock was stepped back since they were "
                               "written): windows restart from now, back-offs end within their caps", times=moved)
@@ -250,11 +251,18 @@ class Reconciler:
     def _save(self, *, force: bool = False) -> None:
         if self.ledger is not None and not self.dry_run:
             try:
-                self.ledger.save(self.memory, force=force)
+                self.ledger.save(self.memory, force=force, clock_offset=self._clock_offset())
             except OSError as exc:
                 self._memory_failed(exc, self.ledger.snapshot)
             else:
                 self._memory_written()
+
+    def _clock_offset(self) -> float:
+        """How far the wall clock is ahead of process time, for the ledger: it changes only with a step."""
+        offset = self.clock.offset() if isinstance(self.clock, ProcessClock) else 0.0
+        if abs(offset - self._offset) > STEP_TOLERANCE:
+            self._offset = offset
+        return self._offset
 
     def _memory_failed(self, exc: OSError, path: Path) -> None:
         """The memory could not be written: the condition starts (logged once), creates stop."""

@@ -127,6 +127,27 @@ def test_a_restart_after_a_step_back_re_bases_what_was_persisted(rig: Rig) -> No
     assert len(posts(rig, "workers", 2)) == 2  # and not 2 h long either
 
 
+def test_a_restart_after_a_step_forward_does_not_cut_an_uncertain_creates_window_short(rig: Rig) -> None:
+    """The old process saw +2 h and said so in its ledger: the new one, anchored 2 h later, still waits."""
+    converge(rig, "workers", 1)
+    rig.simulator.inject_fault("POST", "/session", status=503)  # never applied
+    rig.write("workers", manifest("workers", 2))
+    rig.run_pass()
+    rig.clock.advance(SETTLE_WINDOW)
+    rig.run_pass()
+    rig.wall.step(HOURS_2)
+    rig.clock.advance(5)
+    rig.run_pass()
+    rig.restart()
+    rig.run_pass()
+    rig.clock.advance(SETTLE_WINDOW)
+    rig.passes(3, every=20)
+    assert len(posts(rig, "workers", 2)) == 1  # 46 s after the create: inside its window
+    rig.clock.advance(UNCERTAIN_WINDOW)
+    rig.passes(2, every=1)
+    assert len(posts(rig, "workers", 2)) == 2 and rig.live_by_slot("workers").total() == 2
+
+
 def test_the_daemon_logs_a_step_once_and_its_passes_go_on(rig: Rig) -> None:
     """The real daemon and scheduler, on real time, with a wall clock that steps back 2 h: one warning."""
     rig.write("workers", manifest("workers", 1))

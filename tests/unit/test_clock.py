@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from controller.clock import STEP_TOLERANCE, ProcessClock, StepWatch
 from controller.creates import CREATE_BACKOFF
+from controller.ledger import Ledger
 from controller.memorydoc import MemoryDocument, from_document
 from controller.plan import Memory
 from controller.rebase import FIELDS, PAUSE_CAP, rebase
@@ -140,3 +142,29 @@ def test_times_in_the_past_are_left_as_they_are():
 def test_every_field_of_the_memory_is_classified_for_re_basing():
     """A new memory field must say whether it holds times (and how they are clamped) in ``controller.rebase``."""
     assert list(FIELDS) == [f.name for f in dataclasses.fields(Memory)]
+
+
+def test_times_of_a_process_whose_wall_clock_stepped_are_moved_onto_the_wall_clock_first():
+    """The old process saw the wall clock step 2 h ahead: its times are 2 h behind the wall clock; the new
+    process (anchored on the wall clock) moves them by the persisted offset, so no window is cut short."""
+    old = T - HOURS_2  # the old process's time, as it saved; the wall clock said T
+    memory = from_document(MemoryDocument.model_validate({
+        "version": 1, "journal_seq": 0, "clock_offset": HOURS_2,
+        "creates": [{"set": "web", "slot": 1, "name": "web-1", "at": old - 30, "session_id": None}],
+        "backoffs": [{"set": "broken", "failures": 1, "until": old + 4, "message": "no", "spec_key": "k"}],
+    }))
+    assert rebase(memory, T, shift=HOURS_2) == 0
+    assert memory.creates[("web", 1)].at == T - 30  # sent 30 s ago, not 2 h ago
+    assert memory.backoffs["broken"].until == T + 4
+
+
+def test_the_ledger_keeps_the_clock_offset_only_when_the_wall_clock_stepped(tmp_path):
+    """A snapshot says how far the wall clock was ahead of its times; without a step it is as before."""
+    ledger = Ledger(tmp_path / "m.json", tmp_path / "m.journal")
+    ledger.save(Memory())
+    assert "clock_offset" not in json.loads(ledger.snapshot.read_text())
+    ledger.save(Memory(), clock_offset=HOURS_2)  # the same memory: written again for the offset
+    assert json.loads(ledger.snapshot.read_text())["clock_offset"] == HOURS_2
+    again = Ledger(tmp_path / "m.json", tmp_path / "m.journal")
+    again.load()
+    assert again.clock_offset == HOURS_2
