@@ -18,7 +18,8 @@ not against what lists said:
    retried even once its slot is wanted again: the slot waits for it to go);
 3. no session of another owner is touched;
 4. a set whose creates are refused backs off (never two attempts within 4.5 s in one process),
-   and it does retry: the check must have compared attempts, or it proved nothing;
+   and it does retry: the check must have compared attempts, or it proved nothing; nor does it
+   wait longer than the back-off's cap (``LONGEST_BACKOFF``), whatever the wall clock did;
 5. the controller stays live during the faults: a share of the passes succeed (failed destroys backing
    off aside);
 6. no create reaches the service before its intent record was completely written and fsynced;
@@ -38,6 +39,9 @@ took it, see ``FaultMirror``; a kind the dice skipped is forced now and then), a
 only when it landed mid-pass. The simulator keeps a short request log
 here, so the checks read it through sequence cursors that survive its trimming.
 
+The controller's wall clock also steps 2 h away and back (``CLOCK_STEP``), while its monotonic
+time and the service's clock go on: every invariant holds across the steps.
+
 A failure names its seed: ``SOAK_SEEDS=1234 pytest tests/reliability/test_soak.py`` replays it
 exactly (``SOAK_PASSES`` changes the length; ``SOAK_SEEDS=random:20`` tries 20 fresh seeds).
 """
@@ -53,6 +57,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.creates import CREATE_BACKOFF
 from controller.plan.vanished import RECHECK
 from controller.simulator import RecordedRequest
 from controller.statedir import SETTLE_WINDOW, parse_text
@@ -83,6 +88,11 @@ KILL, RESTART = "kill -9 mid-pass", "restart"
 LIVENESS = 0.5
 #: The simulator's request log is kept short, so the soak runs across its trimming.
 REQUEST_LOG = 400
+#: The controller's wall clock steps 2 h away, and back the next time (NTP, a resumed VM).
+CLOCK_STEP, STEP_SECONDS = "wall-clock step (±2 h)", 7200.0
+#: The longest a refused set may wait between two attempts in one process: the back-off's cap, its
+#: jitter at the top, and a minute for the passes that cannot create (full disk, no token, a pause).
+LONGEST_BACKOFF = CREATE_BACKOFF.cap * (1 + CREATE_BACKOFF.jitter) + 60.0
 
 
 def seeds() -> list[int]:
@@ -159,6 +169,7 @@ class Soak:
             (0.05, "repeated rows", self._repeated_rows),
             (0.02, "short writes (memory disk full)", self._disk_full),
             (0.01, "scale down", self._scale_down),
+            (0.02, CLOCK_STEP, self._clock_step),
         ]
         for name in SETS:
             self._write(name)
@@ -371,6 +382,11 @@ class Soak:
         self.rig.simulator.inject_list_fault("repeated", keep=rng.uniform(0.05, 1.0), count=count)
         return self.faults.expect("repeated rows", "GET", count, list_only=True)
 
+    def _clock_step(self, rng: random.Random) -> bool:
+        wall = self.rig.wall
+        wall.step(-wall.offset if wall.offset else rng.choice([-1, 1]) * STEP_SECONDS)
+        return True
+
     def _disk_full(self, rng: random.Random) -> bool:
         if self.disk_full_steps:
             return False
@@ -445,6 +461,8 @@ class Soak:
                     self.fail(f"refused set retried after {at - previous[0]:.2f} s, without backing off")
             previous = (at, self.generation)
             self.refused_attempts.append(previous)
+        if previous is not None and previous[1] == self.generation and rig.clock() - previous[0] > LONGEST_BACKOFF:
+            self.fail(f"refused set not retried for {rig.clock() - previous[0]:.0f} s: a back-off held too long")
 
     def _check_lookups(self, fresh: list[RecordedRequest]) -> None:
         """A vanished session is looked up once, not once per pass: one process asks about one session
