@@ -34,6 +34,7 @@ from controller.models import ObservedSession
 from controller.outcome import describe_credential
 from controller.plan import Create, Destroy, plan
 from controller.plan.autoscale import Reading
+from controller.rebase import rebase
 from controller.reconcile import describe
 from controller.restarts import request_restart
 from controller.signals import SIGNAL_TIMEOUT, SignalReader
@@ -117,7 +118,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     client_config = client_settings(args)
     # Read only: a torn journal is copied aside by the daemon, not by a look at its plan.
     status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
-    memory = Ledger(*ledger_paths(status_file), copy_torn=False).load()
+    ledger = Ledger(*ledger_paths(status_file), copy_torn=False)
+    memory, now = ledger.load(), time.time()
+    rebase(memory, now, ledger.clock_offset)  # the daemon's times onto this clock, as a restart would
     # A refresh made here is kept where `run` looks for it (a read-only canfar config).
     client_config = client_config.model_copy(update={"credential_dir": status_file.parent})
 
@@ -132,7 +135,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     options = plan_options(settings.model_copy(update={"max_creates_per_pass": 10**6, "capacity": False}))
     observed, readings = asyncio.run(fetch())
-    decided = plan(desired, observed, memory, time.time(), options=options, anomalies=anomalies_of(observed),
+    decided = plan(desired, observed, memory, now, options=options, anomalies=anomalies_of(observed),
                    signals=readings)
     actions: list[Create | Destroy] = [*decided.destroys, *decided.creates]
     if args.output == "json":

@@ -11,8 +11,11 @@ from __future__ import annotations
 import collections
 import json
 import re
+import socket
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.controller.conftest import TOKEN, DaemonProcess, manifest, wait_until
@@ -30,20 +33,29 @@ def _slot(name: str | None) -> int | None:
     return int(match[1]) if match else None
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _steps(process: DaemonProcess) -> list[float]:
     lines = [json.loads(line) for line in process.log_file.read_text().splitlines() if STEP in line]
     return [line["step_seconds"] for line in lines]
 
 
 def test_a_wall_clock_step_either_way_changes_nothing_the_controller_does(service, state, tmp_path):
-    """+2 h with an uncertain create pending: no duplicate; then -2 h: passes go on; each step logged once."""
+    """+2 h with an uncertain create pending: no duplicate; then -2 h: passes go on, /healthz stays ok; each
+    step is logged once."""
     if not LIBFAKETIME.exists():
         missing(f"libfaketime ({LIBFAKETIME}, Debian package faketime)")
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
+    port = free_port()
     process = DaemonProcess(
         state=state, status_file=tmp_path / "status.json", log_file=tmp_path / "daemon.log",
-        args=["--server", service.url, "--interval", "0.5", "--metrics-port", "0", "--restart-backoff", "0.5"],
+        args=["--server", service.url, "--interval", "0.5", "--metrics-host", "127.0.0.1",
+              "--metrics-port", str(port), "--restart-backoff", "0.5"],
         env={"CANFAR_TOKEN": TOKEN, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset),
              "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
     (state / "workers.yaml").write_text(manifest("workers", 2))
@@ -70,6 +82,9 @@ def test_a_wall_clock_step_either_way_changes_nothing_the_controller_does(servic
         before = lists()
         wait_until(lambda: lists() - before >= 5, timeout=15, what="lists after the step back")
         assert live() == {1: 1, 2: 1, 3: 1}
+        time.sleep(2.0)  # more than /healthz's limit of 3 intervals, on any clock
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status_code == 200 and health.text.startswith("ok"), health.text
 
         steps = _steps(process)
         assert [round(s / 3600) for s in steps] == [2, -2], steps  # each step once, with its size

@@ -36,6 +36,16 @@ def converge(rig: Rig, name: str, replicas: int) -> None:
     assert rig.live_by_slot(name).total() == replicas
 
 
+def uncertain_second_slot(rig: Rig) -> None:
+    """One session runs; the create of a second one is answered 503 and never happens (uncertain)."""
+    converge(rig, "workers", 1)
+    rig.simulator.inject_fault("POST", "/session", status=503)  # never applied
+    rig.write("workers", manifest("workers", 2))
+    rig.run_pass()
+    rig.clock.advance(SETTLE_WINDOW)
+    assert rig.run_pass().uncertain["workers"] == 1
+
+
 def test_a_step_forward_does_not_end_an_uncertain_creates_window(rig: Rig) -> None:
     """+2 h while a 504'd create is pending: the slot still waits its window; the late session is the only one."""
     converge(rig, "workers", 2)
@@ -54,12 +64,7 @@ def test_a_step_forward_does_not_end_an_uncertain_creates_window(rig: Rig) -> No
 
 def test_a_step_forward_still_refills_a_slot_only_after_the_window(rig: Rig) -> None:
     """The window is measured on the monotonic clock: +2 h neither ends it nor stretches it."""
-    converge(rig, "workers", 1)
-    rig.simulator.inject_fault("POST", "/session", status=503)  # never applied
-    rig.write("workers", manifest("workers", 2))
-    rig.run_pass()
-    rig.clock.advance(SETTLE_WINDOW)
-    rig.run_pass()
+    uncertain_second_slot(rig)
     rig.wall.step(HOURS_2)
     rig.clock.advance(UNCERTAIN_WINDOW - 10)
     rig.passes(2, every=1)
@@ -129,12 +134,7 @@ def test_a_restart_after_a_step_back_re_bases_what_was_persisted(rig: Rig) -> No
 
 def test_a_restart_after_a_step_forward_does_not_cut_an_uncertain_creates_window_short(rig: Rig) -> None:
     """The old process saw +2 h and said so in its ledger: the new one, anchored 2 h later, still waits."""
-    converge(rig, "workers", 1)
-    rig.simulator.inject_fault("POST", "/session", status=503)  # never applied
-    rig.write("workers", manifest("workers", 2))
-    rig.run_pass()
-    rig.clock.advance(SETTLE_WINDOW)
-    rig.run_pass()
+    uncertain_second_slot(rig)
     rig.wall.step(HOURS_2)
     rig.clock.advance(5)
     rig.run_pass()
