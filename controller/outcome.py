@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from controller.client.credentials import CredentialStatus
-from controller.clock import process_time
+from controller.clock import STEP_TOLERANCE, process_time
 from controller.errors import ControllerError
 from controller.listanswer import LEFT_OUT_LIVE
 from controller.models import PlatformContext
@@ -247,10 +247,11 @@ class OutcomeHandler:
         ))
 
     def _write_status(self, outcome: PassOutcome, statuses: dict[str, SetStatus], now: float, shown: float) -> None:
-        """The status file; its times on the wall clock (``shown``), the pause re-anchored on it."""
+        """The status file; its times on the wall clock (``shown``): the controller's own moved onto it."""
         if self.status_file is None:
             return
         paused = outcome.creates_paused_until
+        shift = shown - now if abs(shown - now) > STEP_TOLERANCE else 0.0  # process time onto the wall clock
         document = StatusDocument(
             updated_at=shown,
             pass_id=outcome.pass_id,
@@ -259,9 +260,9 @@ class OutcomeHandler:
             errors=[e for e in [outcome.list_error, *outcome.errors] if e],
             manifest_errors=[str(e) for e in outcome.desired.errors],
             unsettled=list(outcome.desired.unsettled),
-            creates_paused_until=paused - now + shown if paused > now else None,
+            creates_paused_until=paused + shift if paused > now else None,
             memory_unwritable=dataclasses.asdict(outcome.memory_unwritable) if outcome.memory_unwritable else None,
-            sets={name: status_row(s, outcome.set_errors.get(name)) for name, s in sorted(statuses.items())},
+            sets={name: status_row(s, outcome.set_errors.get(name), shift) for name, s in sorted(statuses.items())},
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),
             unmanaged=dict(self._unmanaged),
             conflicts={name: list(ids) for name, ids in self._conflicts.items()},
@@ -321,9 +322,15 @@ async def run_one_pass(reconciler: Reconciler, handler: OutcomeHandler) -> PassR
     return PassReport(outcome, handler.handle(outcome))
 
 
-def status_row(status: SetStatus, last_error: str | None) -> SetRow:
-    """One set's row of the status file and of ``status -o json``."""
+def status_row(status: SetStatus, last_error: str | None, shift: float = 0.0) -> SetRow:
+    """One set's row of the status file and of ``status -o json``; ``shift`` moves the controller's own times
+    (a back-off's end, a condition's transition) onto the wall clock, after a step (``controller.clock``)."""
     fields = dataclasses.asdict(status)
+    if shift:
+        if fields["backoff_until"] is not None:
+            fields["backoff_until"] += shift
+        for condition in fields["conditions"]:
+            condition["last_transition"] += shift
     del fields["name"]  # the key of the row
     del fields["scaling"], fields["draining"]
     if status.scaling is not None:

@@ -8,6 +8,7 @@ time and the service's clock, so a step here is what libfaketime does to the rea
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import structlog
@@ -104,6 +105,23 @@ def test_a_back_off_set_before_a_step_forward_ends_on_time_after_the_clock_retur
     rig.clock.advance(11.5)
     rig.run_pass()
     assert len(posts(rig, "bad")) == 3
+
+
+def test_what_is_shown_follows_the_wall_clock(rig: Rig) -> None:
+    """After +2 h the status file's time and a back-off's end read on the wall clock, as `status` compares them."""
+    rig.simulator.inject_fault("POST", "/session", status=400, name="cc-bad-*", count=None)
+    rig.write("bad", manifest("bad", 1))
+    rig.run_pass()
+    rig.clock.advance(SETTLE_WINDOW)
+    rig.run_pass()
+    rig.wall.step(HOURS_2)
+    rig.clock.advance(1)
+    rig.run_pass()
+    status = json.loads(rig.status_file.read_text())
+    assert status["updated_at"] == rig.wall()
+    assert rig.wall() < status["sets"]["bad"]["backoff_until"] < rig.wall() + 5
+    failing = next(c for c in status["sets"]["bad"]["conditions"] if c["type"] == "CreateFailing")
+    assert rig.wall() - 5 < failing["lastTransitionTime"] <= rig.wall()
 
 
 def test_a_restart_after_a_step_back_re_bases_what_was_persisted(rig: Rig) -> None:
