@@ -180,6 +180,8 @@ class Daemon:
         self._log.warning("the wall clock stepped: intervals, windows and back-offs keep running on the monotonic "
                           "clock; times shown and persisted follow the wall clock",
                           step_seconds=round(seconds, 1), direction="forward" if seconds > 0 else "back")
+        if self._pass_task is None:  # a pass in flight saves it when it ends
+            self.reconciler.save_clock_offset()
 
     async def _reconcile(self) -> None:
         if self._stopped.is_set():

@@ -159,6 +159,7 @@ class Reconciler:
     async def _run_pass(self, pass_id: int) -> PassOutcome:
         started = time.perf_counter()
         now = self.clock()
+        self.save_clock_offset()
         desired = self.loader.load(now)
         self.requests.take(self.memory)
         if self.unwritable is not None:  # has space come back? (no create is sent until it has)
@@ -256,6 +257,12 @@ class Reconciler:
                 self._memory_failed(exc, self.ledger.snapshot)
             else:
                 self._memory_written()
+
+    def save_clock_offset(self) -> None:
+        """After a step of the wall clock the ledger says so at once, not at the end of the next pass: a
+        restart moves the persisted times by it (``controller.rebase``), even after a kill mid-pass."""
+        if self.ledger is not None and self._clock_offset() != self.ledger.clock_offset:
+            self._save(force=True)
 
     def _clock_offset(self) -> float:
         """How far the wall clock is ahead of process time, for the ledger: it changes only with a step."""

@@ -88,8 +88,8 @@ KILL, RESTART = "kill -9 mid-pass", "restart"
 LIVENESS = 0.5
 #: The simulator's request log is kept short, so the soak runs across its trimming.
 REQUEST_LOG = 400
-#: The controller's wall clock steps 2 h away, and back the next time (NTP, a resumed VM).
-CLOCK_STEP, STEP_SECONDS = "wall-clock step (±2 h)", 7200.0
+#: The controller's wall clock steps 2 h away (NTP, a resumed VM), and back after a few steps.
+CLOCK_STEP, STEP_SECONDS, CLOCK_AWAY = "wall-clock step (±2 h)", 7200.0, 3
 #: The longest a refused set may wait between two attempts in one process: the back-off's cap, its
 #: jitter at the top, and a minute for the passes that cannot create (full disk, no token, a pause).
 LONGEST_BACKOFF = CREATE_BACKOFF.cap * (1 + CREATE_BACKOFF.jitter) + 60.0
@@ -149,6 +149,7 @@ class Soak:
         self.generation = 0  # which controller process made the requests of the current step
         #: Each looked-up session's last lookup: (time, process generation).
         self.last_lookup: dict[str, tuple[float, int]] = {}
+        self.clock_back = 0  # the step at which the controller's wall clock returns (``_clock_returns``)
         #: Each fault kind, by the share of steps the dice give it (in order; the rest inject nothing).
         self.kinds: list[tuple[float, str, Callable[[random.Random], bool]]] = [
             (0.05, "5xx, create applied later", self._late_5xx),
@@ -219,6 +220,7 @@ class Soak:
                 self.disk.space = None
         self.lingering.release(self.tally.passes)
         self.writer.release(self.tally.passes)
+        self._clock_returns()
         self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
@@ -383,9 +385,18 @@ class Soak:
         return self.faults.expect("repeated rows", "GET", count, list_only=True)
 
     def _clock_step(self, rng: random.Random) -> bool:
-        wall = self.rig.wall
-        wall.step(-wall.offset if wall.offset else rng.choice([-1, 1]) * STEP_SECONDS)
+        # Forward, then back; no draw from ``rng``, so the other faults keep their dice. The clock returns by
+        # itself after CLOCK_AWAY steps (``_clock_returns``): a skew from the service's clock that lasts (the
+        # process restarted meanwhile) is another matter than a step.
+        if self.rig.wall.offset:
+            return False
+        self.rig.wall.step((-1) ** self.tally.faults[CLOCK_STEP] * STEP_SECONDS)
+        self.clock_back = self.tally.passes + CLOCK_AWAY
         return True
+
+    def _clock_returns(self) -> None:
+        if self.rig.wall.offset and self.tally.passes >= self.clock_back:
+            self.rig.wall.step(-self.rig.wall.offset)
 
     def _disk_full(self, rng: random.Random) -> bool:
         if self.disk_full_steps:

@@ -91,7 +91,8 @@ def document() -> dict:
     return {
         "version": 1, "journal_seq": 0,
         "creates": [{"set": "web", "slot": 1, "name": "web-1", "at": FUTURE, "session_id": None},
-                    {"set": "web", "slot": 2, "name": "web-2", "at": PAST, "session_id": "s2"}],
+                    {"set": "web", "slot": 2, "name": "web-2", "at": PAST, "session_id": "s2"},
+                    {"set": "web", "slot": 3, "name": "web-3", "at": PAST, "session_id": None}],
         "destroys": {"gone": FUTURE, "old": PAST},
         "restarts": [{"set": "web", "slot": 3, "count": 2, "last_end": FUTURE, "last_session": "s3",
                       "early_ends": [PAST, FUTURE]}],
@@ -106,6 +107,7 @@ def document() -> dict:
         "autoscale": [{"set": "auto", "count": 2, "history": [[PAST, 1], [FUTURE, 2]]}],
         "lingering": {"retries": {"l": {"attempts": 2, "retry_at": FUTURE}, "m": {"attempts": 1, "retry_at": T + 3}},
                       "since": {"l": FUTURE}},
+        "renews": [{"id": "n", "at": FUTURE, "before": FUTURE + 60, "lifetime": 3600.0}],
     }
 
 
@@ -114,6 +116,7 @@ def test_persisted_times_in_the_future_are_clamped_per_field():
     memory = from_document(MemoryDocument.model_validate(document()))
     moved = rebase(memory, T)
     assert memory.creates[("web", 1)].at == T and memory.creates[("web", 2)].at == PAST
+    assert memory.creates[("web", 3)].at == T  # an uncertain create's age is not known: its window starts again
     assert memory.destroys == {"gone": T, "old": PAST}
     history = memory.restarts[("web", 3)]
     assert (history.last_end, history.early_ends) == (T, (PAST, T))
@@ -128,15 +131,21 @@ def test_persisted_times_in_the_future_are_clamped_per_field():
     assert memory.lingering.retries["l"].retry_at == pytest.approx(T + 10 * 1.1)  # the 2nd wait of 10 s, at most
     assert memory.lingering.retries["m"].retry_at == T + 3
     assert memory.lingering.since == {"l": T}
+    assert (memory.renews["n"].at, memory.renews["n"].before) == (T, FUTURE + 60)  # the service's expiry as it is
     assert moved == 14
 
 
 def test_times_in_the_past_are_left_as_they_are():
-    """A memory written on a clock that did not step loads unchanged (nothing to re-base)."""
+    """A memory written on a clock that did not step loads unchanged but for its uncertain creates' windows."""
     memory = from_document(MemoryDocument.model_validate(document()))
     before = dataclasses.replace(memory)
-    assert rebase(memory, FUTURE + CREATE_BACKOFF.cap) == 0
-    assert memory == before
+    now = FUTURE + CREATE_BACKOFF.cap
+    assert rebase(memory, now) == 0
+    uncertain = {key for key, expected in memory.creates.items() if expected.uncertain}
+    assert {key: e for key, e in memory.creates.items() if key not in uncertain} == {
+        key: e for key, e in before.creates.items() if key not in uncertain}
+    assert memory.destroys == before.destroys and memory.backoffs == before.backoffs
+    assert memory.conditions == before.conditions and memory.autoscale == before.autoscale
 
 
 def test_every_field_of_the_memory_is_classified_for_re_basing():
@@ -150,11 +159,11 @@ def test_times_of_a_process_whose_wall_clock_stepped_are_moved_onto_the_wall_clo
     old = T - HOURS_2  # the old process's time, as it saved; the wall clock said T
     memory = from_document(MemoryDocument.model_validate({
         "version": 1, "journal_seq": 0, "clock_offset": HOURS_2,
-        "creates": [{"set": "web", "slot": 1, "name": "web-1", "at": old - 30, "session_id": None}],
+        "creates": [{"set": "web", "slot": 1, "name": "web-1", "at": old - 30, "session_id": "s1"}],
         "backoffs": [{"set": "broken", "failures": 1, "until": old + 4, "message": "no", "spec_key": "k"}],
     }))
     assert rebase(memory, T, shift=HOURS_2) == 0
-    assert memory.creates[("web", 1)].at == T - 30  # sent 30 s ago, not 2 h ago
+    assert memory.creates[("web", 1)].at == T - 30  # answered 30 s ago, not 2 h ago
     assert memory.backoffs["broken"].until == T + 4
 
 
