@@ -71,14 +71,6 @@ def _longest(policy: Backoff, attempt: int) -> float:
     return policy.delay(attempt) * (1 + policy.jitter)
 
 
-def _creates(r: _Rebase, value: Any) -> Any:
-    """An uncertain create's window starts again in full: it may have been sent just before a kill, and if
-    the wall clock stepped after the last save (or the save failed, on a full disk), nothing says by how much,
-    so its age is not known. Waiting up to one window longer is safe; a second session in its slot is not."""
-    return {key: replace(expected, at=r.now if expected.uncertain else r.event(expected.at))
-            for key, expected in value.items()}
-
-
 def _lingering(r: _Rebase, value: Any) -> Any:
     value.retries = {sid: replace(retry, retry_at=r.deadline(retry.retry_at, _longest(DESTROY_BACKOFF, retry.attempts)))
                      for sid, retry in value.retries.items()}
@@ -90,7 +82,7 @@ _Field = Callable[[_Rebase, Any], Any] | None
 
 #: Every field of ``Memory``: how its times are re-based (``None``: it holds no time).
 FIELDS: dict[str, _Field] = {
-    "creates": _creates,
+    "creates": lambda r, v: {k: replace(e, at=r.event(e.at)) for k, e in v.items()},
     "destroys": lambda r, v: r.events(v),
     "orphans_seen": None,
     "restarts": lambda r, v: {k: replace(h, last_end=r.event(h.last_end),

@@ -150,6 +150,7 @@ class Soak:
         #: Each looked-up session's last lookup: (time, process generation).
         self.last_lookup: dict[str, tuple[float, int]] = {}
         self.clock_back = 0  # the step at which the controller's wall clock returns (``_clock_returns``)
+        self.clock_returned = -1
         #: Each fault kind, by the share of steps the dice give it (in order; the rest inject nothing).
         self.kinds: list[tuple[float, str, Callable[[random.Random], bool]]] = [
             (0.05, "5xx, create applied later", self._late_5xx),
@@ -388,18 +389,21 @@ class Soak:
         # Forward, then back; no draw from ``rng``, so the other faults keep their dice. The clock returns by
         # itself after CLOCK_AWAY steps (``_clock_returns``): a skew from the service's clock that lasts (the
         # process restarted meanwhile) is another matter than a step.
-        if self.rig.wall.offset:
+        if self.rig.wall.offset or self.disk_full_steps:  # a step is saved by the next pass (see _clock_returns)
             return False
         self.rig.wall.step((-1) ** self.tally.faults[CLOCK_STEP] * STEP_SECONDS)
         self.clock_back = self.tally.passes + CLOCK_AWAY
         return True
 
     def _clock_returns(self) -> None:
-        if self.rig.wall.offset and self.tally.passes >= self.clock_back:
+        # Not on a full disk: the ledger could not say the clock stepped, and a kill before it can would read
+        # the old process's times as they are (the limit in docs/safety-clock.md).
+        if self.rig.wall.offset and self.tally.passes >= self.clock_back and not self.disk_full_steps:
             self.rig.wall.step(-self.rig.wall.offset)
+            self.clock_returned = self.tally.passes  # the disk does not fill up before this pass saves the step
 
     def _disk_full(self, rng: random.Random) -> bool:
-        if self.disk_full_steps:
+        if self.disk_full_steps or self.clock_returned == self.tally.passes:
             return False
         self.disk.space = rng.randint(0, 400)
         self.disk_full_steps = rng.randint(1, 6)
