@@ -91,6 +91,7 @@ FIELDS: dict[str, _Field] = {
     "seen_live": None,
     "missing": None,
     "suspect_since": lambda r, v: None if v is None else r.event(v),
+    "lookups": lambda r, v: {k: replace(lookup, at=r.event(lookup.at)) for k, lookup in v.items()},
     "backoffs": lambda r, v: {k: replace(b, until=r.deadline(b.until, _longest(CREATE_BACKOFF, b.failures)))
                               for k, b in v.items()},
     "creates_paused_until": lambda r, v: r.deadline(v, PAUSE_CAP),

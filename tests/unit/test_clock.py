@@ -108,6 +108,7 @@ def document() -> dict:
         "lingering": {"retries": {"l": {"attempts": 2, "retry_at": FUTURE}, "m": {"attempts": 1, "retry_at": T + 3}},
                       "since": {"l": FUTURE}},
         "renews": [{"id": "n", "at": FUTURE, "before": FUTURE + 60, "lifetime": 3600.0}],
+        "lookups": [{"id": "v", "answer": "live", "at": FUTURE}],
     }
 
 
@@ -132,7 +133,8 @@ def test_persisted_times_in_the_future_are_clamped_per_field():
     assert memory.lingering.retries["m"].retry_at == T + 3
     assert memory.lingering.since == {"l": T}
     assert (memory.renews["n"].at, memory.renews["n"].before) == (T, FUTURE + 60)  # the service's expiry as it is
-    assert moved == 15
+    assert memory.lookups["v"].at == T
+    assert moved == 16
 
 
 def test_times_in_the_past_are_left_as_they_are():
@@ -145,7 +147,7 @@ def test_times_in_the_past_are_left_as_they_are():
 
 def test_every_field_of_the_memory_is_classified_for_re_basing():
     """A new memory field must say whether it holds times (and how they are clamped) in ``controller.rebase``."""
-    assert list(FIELDS) == [f.name for f in dataclasses.fields(Memory)]
+    assert sorted(FIELDS) == sorted(f.name for f in dataclasses.fields(Memory))
 
 
 def test_times_of_a_process_whose_wall_clock_stepped_are_moved_onto_the_wall_clock_first():
