@@ -108,6 +108,12 @@ FIELDS: dict[str, _Field] = {
     "lingering": _lingering,
     # ``before`` is the service's expiry (its clock, not ours) and ``lifetime`` a duration: as they are.
     "renews": lambda r, v: {k: replace(m, at=r.event(m.at)) for k, m in v.items()},
+    # The inventory (rule *Ownership*): when an owned session was first missed, when a name was written off.
+    "inventoried": None,
+    "managed_sets": None,
+    "owned": None,
+    "owned_missed": lambda r, v: r.events(v),
+    "written_off": lambda r, v: r.events(v),
 }
 
 

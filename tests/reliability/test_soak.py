@@ -88,8 +88,9 @@ KILL, RESTART = "kill -9 mid-pass", "restart"
 LIVENESS = 0.5
 #: The simulator's request log is kept short, so the soak runs across its trimming.
 REQUEST_LOG = 400
-#: The controller's wall clock steps 2 h away (NTP, a resumed VM), and back after a few steps.
-CLOCK_STEP, STEP_SECONDS, CLOCK_AWAY = "wall-clock step (±2 h)", 7200.0, 3
+#: The controller's wall clock steps 2 h away (NTP, a resumed VM) on this share of the steps, and back
+#: after a few steps.
+CLOCK_STEP, STEP_SECONDS, CLOCK_AWAY, CLOCK_SHARE = "wall-clock step (±2 h)", 7200.0, 3, 0.02
 #: The longest a refused set may wait between two attempts in one process: the back-off's cap, its
 #: jitter at the top, and a minute for the passes that cannot create (full disk, no token, a pause).
 LONGEST_BACKOFF = CREATE_BACKOFF.cap * (1 + CREATE_BACKOFF.jitter) + 60.0
@@ -151,6 +152,8 @@ class Soak:
         self.last_lookup: dict[str, tuple[float, int]] = {}
         self.clock_back = 0  # the step at which the controller's wall clock returns (``_clock_returns``)
         self.clock_returned = -1
+        #: Clock steps have dice of their own: the other faults keep the sequence they have without them.
+        self.clock_dice = random.Random(seed * 7919 + 1)
         #: Each fault kind, by the share of steps the dice give it (in order; the rest inject nothing).
         self.kinds: list[tuple[float, str, Callable[[random.Random], bool]]] = [
             (0.05, "5xx, create applied later", self._late_5xx),
@@ -171,7 +174,6 @@ class Soak:
             (0.05, "repeated rows", self._repeated_rows),
             (0.02, "short writes (memory disk full)", self._disk_full),
             (0.01, "scale down", self._scale_down),
-            (0.02, CLOCK_STEP, self._clock_step),
         ]
         for name in SETS:
             self._write(name)
@@ -222,6 +224,8 @@ class Soak:
         self.lingering.release(self.tally.passes)
         self.writer.release(self.tally.passes)
         self._clock_returns()
+        if self.clock_dice.random() < CLOCK_SHARE and self._clock_step():
+            self.tally.faults[CLOCK_STEP] += 1
         self._inject(rng, forced)
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
@@ -385,8 +389,8 @@ class Soak:
         self.rig.simulator.inject_list_fault("repeated", keep=rng.uniform(0.05, 1.0), count=count)
         return self.faults.expect("repeated rows", "GET", count, list_only=True)
 
-    def _clock_step(self, rng: random.Random) -> bool:
-        # Forward, then back; no draw from ``rng``, so the other faults keep their dice. The clock returns by
+    def _clock_step(self) -> bool:
+        # Forward, then back; on dice of their own (``clock_dice``). The clock returns by
         # itself after CLOCK_AWAY steps (``_clock_returns``): a skew from the service's clock that lasts (the
         # process restarted meanwhile) is another matter than a step.
         if self.rig.wall.offset or self.disk_full_steps:  # a step is saved by the next pass (see _clock_returns)
@@ -556,7 +560,7 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
               f"converged {passes} passes after the faults stopped; at most "
               f"{soak.short_lifetime.per_hour():.0f} renews per notebook per hour ({LIFE:.0f} s platform lifetime)")
     assert soak.rig.simulator.requests[0].seq > 1, "the request log was never trimmed: shorten REQUEST_LOG"
-    never = [kind for kind in soak.kind_names if not tally.faults[kind]]
+    never = [kind for kind in [*soak.kind_names, CLOCK_STEP] if not tally.faults[kind]]
     assert not never, f"seed {seed}: these faults never fired, so the soak did not test them: {never}"
     assert tally.refused_pairs >= 1, f"seed {seed}: the refused set never retried within one process"
     assert soak.short_lifetime.renews, f"seed {seed}: no notebook was renewed, so the renew bound was not tested"

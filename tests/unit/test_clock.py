@@ -109,6 +109,7 @@ def document() -> dict:
                       "since": {"l": FUTURE}},
         "renews": [{"id": "n", "at": FUTURE, "before": FUTURE + 60, "lifetime": 3600.0}],
         "lookups": [{"id": "v", "answer": "live", "at": FUTURE}],
+        "owned_missed": {"o": FUTURE}, "written_off": {"cc-web-abcdef-9": FUTURE},
     }
 
 
@@ -134,7 +135,8 @@ def test_persisted_times_in_the_future_are_clamped_per_field():
     assert memory.lingering.since == {"l": T}
     assert (memory.renews["n"].at, memory.renews["n"].before) == (T, FUTURE + 60)  # the service's expiry as it is
     assert memory.lookups["v"].at == T
-    assert moved == 16
+    assert memory.owned_missed == {"o": T} and memory.written_off == {"cc-web-abcdef-9": T}
+    assert moved == 18
 
 
 def test_times_in_the_past_are_left_as_they_are():
