@@ -37,11 +37,12 @@ def could_be_its_session(expected: ExpectedCreate, session_id: str, memory: Memo
     """Whether the listed ``session_id`` (named like ``expected``) can be the session its create made.
 
     Not one the list showed under that name before the create was sent, nor one this controller
-    destroyed or already reported ended: the list the create was planned from may have left the
-    slot's old session out (so it is not among ``prior_ids``), and an old session is never taken for
-    the new one.
+    already knew (in its inventory, or live in the last list), destroyed or reported ended: the list
+    the create was planned from may have left the slot's old session out (so it is not among
+    ``prior_ids``), and an old session is never taken for the new one.
     """
-    return (session_id not in expected.prior_ids and session_id not in memory.destroys
+    return (session_id not in expected.prior_ids and session_id not in memory.owned
+            and session_id not in memory.seen_live and session_id not in memory.destroys
             and session_id not in memory.lingering.retries and session_id not in memory.ended_reported)
 
 

@@ -171,6 +171,20 @@ def test_a_session_we_destroyed_does_not_settle_an_uncertain_create(destroyed_ho
     assert ("workers", 1) not in slots(later)
 
 
+@pytest.mark.parametrize("status", ["Terminating", "Running", "Failed"])
+def test_a_session_known_before_the_create_does_not_settle_it(status):
+    """The slot's old session, already in the inventory, was deleted by someone else (Terminating) and
+    left out of the list the create was planned from, so it is not among the create's prior ids. When a
+    list shows it again under the slot's name it is not the new session: no second create beside the
+    uncertain one (found by the soak with a wall-clock step: both creates landed)."""
+    memory = uncertain(prior=())
+    memory.seen_live.pop("wor1")
+    memory.owned.add("old1")
+    listed = [running(WORKERS, 1, "old1", status=status, started=NOW - 900), *ALL[1:]]
+    result = plan(desired(WORKERS), listed, memory, NOW + 3, options=OPTIONS)
+    assert ("workers", 1) in result.memory.creates and result.creates == ()
+
+
 def test_a_session_we_destroyed_stays_destroyed_through_a_lossy_list_and_never_settles_an_uncertain_create():
     """A partial answer leaves out the old session we destroyed (and live ones): it proves nothing, so the
     memory keeps the destroy; when the old session shows up again under the slot's name it is not taken for
