@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +73,9 @@ SETS = {"alpha": 6, "beta": 3, "gamma": 4}
 REFUSED = "delta"
 DEFAULT_SEEDS = (11, 23, 37, 41)
 PASSES = int(os.environ.get("SOAK_PASSES", "550"))
+#: How many steps a written count may take to come into force (a file acts once stable for 1 s; steps
+#: advance the clock 0.2-4 s).
+RECENT_STEPS = 6
 #: A kind of fault the dice have not fired yet is forced every this many steps (24 kinds to force in 550).
 FORCE_EVERY = 15
 KILL_TRIES = 3
@@ -113,6 +116,13 @@ class World:
     revision: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SETS, 1))
     current: dict[str, str] = field(default_factory=dict)  # template hash by "set/revision"
     foreign: set[str] = field(default_factory=set)
+    #: The counts written in the last few steps: a count just written may not be in force yet (a file
+    #: acts once stable), so a surplus destroy under the count it replaces is no fault.
+    recent: deque[dict[str, int]] = field(default_factory=lambda: deque(maxlen=RECENT_STEPS))
+
+    def floor(self, name: str) -> int:
+        """The lowest count of ``name`` written in the recent steps (or now): slots above it may be surplus."""
+        return min([self.replicas[name], *(counts[name] for counts in self.recent)])
 
 
 @dataclass
@@ -227,6 +237,7 @@ class Soak:
         if self.clock_dice.random() < CLOCK_SHARE and self._clock_step():
             self.tally.faults[CLOCK_STEP] += 1
         self._inject(rng, forced)
+        self.world.recent.append(dict(self.world.replicas))
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
         if rng.random() < 0.03 or forced == KILL:
             rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=3, apply=rng.choice(["before", "after"]))
@@ -457,7 +468,7 @@ class Soak:
             if parts is None or status not in LIVE:
                 continue
             set_name, template, slot = parts
-            if set_name in SETS and template == current[set_name] and slot <= self.world.replicas[set_name]:
+            if set_name in SETS and template == current[set_name] and slot <= self.world.floor(set_name):
                 twins = sum(1 for other, (n, st) in truth_before.items()
                             if other != sid and n == name and st in LIVE)
                 if twins == 0:
