@@ -9,6 +9,7 @@ the planner prunes orphans only then, so a typo can never look like a deleted se
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -32,11 +33,17 @@ Location = tuple[str | int, ...]
 
 def manifest_files(directory: Path) -> list[Path]:
     """Manifest files under ``directory``, sorted, skipping hidden entries (ConfigMap ``..data``)."""
-    found = []
+    return _walk(directory)[0]
+
+
+def _walk(directory: Path) -> tuple[list[Path], list[Path]]:
+    """The manifest files under ``directory`` (sorted) and the directories walked to find them."""
+    found, walked = [], []
     for root, dirs, files in os.walk(directory, followlinks=True):
+        walked.append(Path(root))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root, f) for f in files if f.endswith(SUFFIXES) and not f.startswith(".")]
-    return sorted(found)
+    return sorted(found), walked
 
 
 def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
@@ -53,6 +60,8 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
 
 #: How long a changed file must stay the same before it is acted on (see ``StateLoader``).
 SETTLE_WINDOW = 1.0
+#: How long the loader remembers when a set went (older removals fall back to the directory's last change).
+_REMEMBER_REMOVED = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,13 @@ class StateLoader:
     ``replicas: 3`` for a moment) never scales a set down; a file that vanished counts as there for
     the same window. ``DesiredState.settles_at`` says when to look again.
 
+    **Stability.** A write can stall for longer than that window, so the loader also reports, per
+    set, since when its file has been unchanged (``unchanged_since``: the newest content's first
+    read or its mtime, whichever is older), since when each set it saw go has been absent
+    (``removed_since``), and since when nothing in the directory changed (directory mtimes
+    included, so a file deleted before a restart counts). The planner's rule *Destructive settle*
+    holds destroys of live sessions until these are older than ``--destructive-settle``.
+
     **Cost.** A file is read again only when its inode, size or mtime change, and parsed only once
     its content settled, with libyaml's C loader where available: a steady state costs one ``stat``
     per file per pass.
@@ -109,6 +125,10 @@ class StateLoader:
         self._files: dict[Path, _File] = {}
         self._settled: dict[Path, _InForce] = {}
         self._absent_since: dict[Path, float] = {}
+        #: Sets that went: the file that defined them and since when they are absent.
+        self._removed: dict[str, tuple[Path | None, float]] = {}
+        #: Each directory walked: its mtime_ns and since when it has had it (loader clock).
+        self._directories: dict[Path, tuple[int, float]] = {}
 
     def load(self, now: float | None = None) -> DesiredState:
         """The desired state at ``now`` (loader clock); ``None`` reads every file as settled."""
@@ -117,13 +137,17 @@ class StateLoader:
             return DesiredState(sets=dict(self._last_good), invalid={}, errors=(error,), loaded=False)
         clock = now if now is not None else 0.0
         window = self.settle_window if now is not None else 0.0
-        files = manifest_files(self.directory)
+        files, directories = _walk(self.directory)
+        homes = {name: path for path, names in self._sets_of_file.items() for name in names}
+        before = set(self._last_good)
+        changed: dict[Path, float] = {}  # since when each file (or its absence) is as it is now
         contributions: list[tuple[Path, _Parsed]] = []
         unsettled: list[str] = []
         settles_at: float | None = None
         for path in files:
             self._absent_since.pop(path, None)
             parsed, waits_until = self._read(path, clock, window)
+            changed[path] = self._unchanged_since(path, clock)
             if waits_until is not None:
                 unsettled.append(str(path))
                 settles_at = waits_until if settles_at is None else min(settles_at, waits_until)
@@ -131,7 +155,7 @@ class StateLoader:
                 contributions.append((path, parsed))
         present = set(files)
         for path in [p for p in self._settled if p not in present]:
-            since = self._absent_since.setdefault(path, clock)
+            since = changed[path] = self._absent_since.setdefault(path, clock)
             if clock - since < window:  # a vanished file counts as there until its absence settles
                 unsettled.append(str(path))
                 settles_at = since + window if settles_at is None else min(settles_at, since + window)
@@ -140,7 +164,57 @@ class StateLoader:
             self._forget(path)
         for path in [p for p in self._files if p not in present and p not in self._settled]:
             self._forget(path)
-        return self._combine(contributions, tuple(unsettled), settles_at)
+        desired = self._combine(contributions, tuple(unsettled), settles_at)
+        if now is None:
+            return desired
+        return self._stamp(desired, before, homes, changed, directories, clock)
+
+    def _unchanged_since(self, path: Path, now: float) -> float:
+        """Since when the file has had its newest content: first read, or its mtime if older."""
+        known = self._files.get(path)
+        if known is None:  # unreadable: as far as we know, it is changing
+            return now
+        return min(known.since, now - max(self._wall_clock() - known.mtime, 0.0))
+
+    def _stamp(self, desired: DesiredState, before: set[str], homes: dict[str, Path],
+               changed: dict[Path, float], directories: list[Path], now: float) -> DesiredState:
+        """``desired`` with the times the rule *Destructive settle* decides with."""
+        now_homes = {name: path for path, names in self._sets_of_file.items() for name in names}
+        unchanged = {name: changed.get(now_homes[name], now) if name in now_homes else now
+                     for name in desired.sets}
+        for name in before - set(desired.sets):
+            home = homes.get(name)
+            self._removed[name] = (home, changed.get(home, now) if home is not None else now)
+        removed: dict[str, float] = {}
+        for name, (home, since) in list(self._removed.items()):
+            if name in desired.sets or now - since > _REMEMBER_REMOVED:
+                del self._removed[name]
+                continue
+            if home is not None and home in changed:  # the file it was in changed again
+                since = max(since, changed[home])
+                self._removed[name] = (home, since)
+            removed[name] = since
+        quiet = max([*changed.values(), *removed.values(), *self._directories_since(directories, now)],
+                    default=now)
+        return dataclasses.replace(desired, unchanged_since=unchanged, removed_since=removed,
+                                   directory_unchanged_since=quiet)
+
+    def _directories_since(self, directories: list[Path], now: float) -> list[float]:
+        """Since when each directory has had its mtime (a file created, deleted or renamed in it)."""
+        seen: dict[Path, tuple[int, float]] = {}
+        for directory in directories:
+            try:
+                stat = directory.stat()
+            except OSError:
+                seen[directory] = (-1, now)
+                continue
+            known = self._directories.get(directory)
+            if known is not None and known[0] == stat.st_mtime_ns:
+                seen[directory] = known
+            else:
+                seen[directory] = (stat.st_mtime_ns, now - max(self._wall_clock() - stat.st_mtime, 0.0))
+        self._directories = seen
+        return [since for _, since in seen.values()]
 
     def _read(self, path: Path, now: float, window: float) -> tuple[_Parsed | None, float | None]:
         """The file's settled contribution, and when it may settle if its newest content has not."""
