@@ -6,7 +6,9 @@ import time
 
 import pytest
 
+from controller.cli import main
 from tests.controller.conftest import manifest, wait_until
+from tests.controller.test_cli import env  # noqa: F401 (the fixture)
 from tests.controller.test_daemon import running_slots
 
 pytestmark = pytest.mark.slow
@@ -57,3 +59,22 @@ def test_a_finished_scale_down_acts_once_the_file_has_been_unchanged_for_the_win
     assert time.monotonic() - written >= WINDOW - 0.5  # not before the window (mtime has 1 s granularity at worst)
     wait_until(lambda: running_slots(service) == [1, 2], what="2 workers left")
     assert process.stop() == 0
+
+
+@pytest.mark.usefixtures("env")
+def test_plan_and_status_show_a_held_scale_down_and_run_once_holds_it(service, state, capsys):
+    """A file written just now: `plan` and `run --once` hold its scale-down and say when it acts;
+    `--destructive-settle 0` acts at once."""
+    (state / "w.yaml").write_text(manifest("workers", 3))
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    (state / "w.yaml").write_text(manifest("workers", 1))
+    capsys.readouterr()
+    assert main(["plan", "--state", str(state)]) == 0  # nothing would change now
+    assert "pending workers: scale-down 3→1 acts at" in capsys.readouterr().out
+    assert main(["run", "--state", str(state), "--once"]) == 0
+    assert service.requests("DELETE") == []
+    capsys.readouterr()
+    assert main(["status", "--state", str(state)]) == 0
+    assert "pending workers: scale-down 3→1 acts at" in capsys.readouterr().out
+    assert main(["run", "--state", str(state), "--once", "--destructive-settle", "0"]) == 0
+    assert len(service.requests("DELETE")) == 2

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from controller.cli.statustable import table
 from controller.plan import DESTRUCTIVE_SETTLE
 from controller.statusfile import read_status
@@ -64,16 +66,21 @@ def test_a_real_scale_down_acts_once_the_file_has_been_unchanged_for_the_window(
     converge(rig, "workers", 30)
     rig.write("workers", manifest("workers", 3))
     written = rig.clock()
-    rig.run_pass()
-    rig.clock.advance(1.0)
-    outcome = rig.run_pass()
+    with capture_logs() as logs:
+        rig.run_pass()
+        rig.clock.advance(1.0)
+        outcome = rig.run_pass()
+        rig.clock.advance(1.0)
+        rig.run_pass()
+    said = [e for e in logs if e["event"].startswith("a manifest change would destroy live sessions")]
+    assert [(e["sessionset"], e["change"], e["sessions"]) for e in said] == [("workers", "scale-down 30→3", 27)]
     [change] = pending(rig)
     assert (change["change"], change["sessions"], change["acts_at"]) == ("scale-down 30→3", 27,
                                                                          written + DESTRUCTIVE_SETTLE)
     assert outcome.requeue_after == DESTRUCTIVE_SETTLE - 1.0  # the pass wakes when it may act
     shown = table(read_status(rig.status_file), rig.status_file)
     assert "pending workers: scale-down 30→3 acts at" in shown and "manifest unchanged for 30 s" in shown
-    rig.clock.advance(DESTRUCTIVE_SETTLE - 2.0)
+    rig.clock.advance(DESTRUCTIVE_SETTLE - 3.0)
     rig.run_pass()
     assert list(rig.requests("DELETE")) == []  # 29 s after the write
     rig.clock.advance(1.0)
