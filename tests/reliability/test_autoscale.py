@@ -94,15 +94,20 @@ def test_drain_never_refills_a_slot_above_the_count_once_its_session_ends(eager_
     assert len(list(rig.requests("DELETE"))) == 0
 
 
-def test_a_scale_down_waits_at_least_the_destructive_settle_window(rig: Rig):
-    """stabilizationSeconds: 0 with the default --destructive-settle 30: the scale-down waits 30 s."""
-    signal = scaled(rig, policy="Destroy", window=0)
+def twelve_then_idle(rig: Rig, *, down: int = 10) -> None:
+    """A Destroy set with no scale-down window runs 12 sessions; its queue empties, a pass 10 s later."""
+    signal = scaled(rig, policy="Destroy", window=0, down=down)
     signal.write_text("60")
     settle(rig)
     assert slots(rig) == list(range(1, 13))
     signal.write_text("0")
     rig.clock.advance(10)
     rig.run_pass()
+
+
+def test_a_scale_down_waits_at_least_the_destructive_settle_window(rig: Rig):
+    """stabilizationSeconds: 0 with the default --destructive-settle 30: the scale-down waits 30 s."""
+    twelve_then_idle(rig)
     rig.clock.advance(15)
     rig.run_pass()
     assert slots(rig) == list(range(1, 13))  # 25 s after the drop: nothing given up
@@ -115,13 +120,7 @@ def test_a_scale_down_waits_at_least_the_destructive_settle_window(rig: Rig):
 
 def test_destroy_gives_up_the_highest_slots_at_most_max_step_per_pass(eager_rig: Rig):
     rig = eager_rig  # no scale-down window at all
-    signal = scaled(rig, policy="Destroy", window=0, down=2)
-    signal.write_text("60")
-    settle(rig)
-    assert slots(rig) == list(range(1, 13))
-    signal.write_text("0")
-    rig.clock.advance(10)
-    rig.run_pass()
+    twelve_then_idle(rig, down=2)
     assert slots(rig) == list(range(1, 11))  # two per pass, the highest first
     settle(rig, 6)
     assert slots(rig) == []

@@ -281,6 +281,16 @@ def two_sets(first: str = "alpha", second: str = "beta", replicas: int = 2) -> s
     return good(first, replicas) + "---\n" + good(second, replicas)
 
 
+def two_sets_settled(directory: Path) -> tuple[Path, Settling]:
+    """``w.yaml`` with sets alpha and beta, written at 0 and settled at 1."""
+    path = directory / "w.yaml"
+    path.write_text(two_sets())
+    settling = Settling(directory)
+    settling.loader.load(0.0)
+    settling.loader.load(1.0)
+    return path, settling
+
+
 def test_each_set_reports_since_when_its_file_is_unchanged(tmp_path):
     """The newest content's first read, even before it settles; a touch with the same content changes nothing."""
     (tmp_path / "a.yaml").write_text(good("alpha"))
@@ -308,11 +318,7 @@ def test_a_file_written_long_ago_has_been_unchanged_since_its_mtime(tmp_path):
 
 def test_a_set_removed_from_its_file_reports_since_when(tmp_path):
     """The second set of a file goes: absent since the change; a set moved to another file is not removed."""
-    path = tmp_path / "w.yaml"
-    path.write_text(two_sets())
-    settling = Settling(tmp_path)
-    settling.loader.load(0.0)
-    settling.loader.load(1.0)
+    path, settling = two_sets_settled(tmp_path)
     path.write_text(good("alpha"))  # beta removed (or a write torn after the first document)
     settling.loader.load(5.0)
     state = settling.loader.load(6.0)
@@ -330,11 +336,7 @@ def test_a_set_removed_from_its_file_reports_since_when(tmp_path):
 
 def test_a_deleted_file_reports_its_sets_absent_since_the_deletion_was_seen(tmp_path):
     """The file is forgotten once its absence settles; its sets' removal time is kept."""
-    path = tmp_path / "w.yaml"
-    path.write_text(two_sets())
-    settling = Settling(tmp_path)
-    settling.loader.load(0.0)
-    settling.loader.load(1.0)
+    path, settling = two_sets_settled(tmp_path)
     path.unlink()
     assert settling.loader.load(3.0).removed_since == {}  # still counted as there
     gone = settling.loader.load(4.5)
