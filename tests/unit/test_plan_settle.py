@@ -8,7 +8,7 @@ from controller.plan import DESTRUCTIVE_SETTLE, Memory, PendingChange, PlanOptio
 from controller.plan.autoscale import Reading, ScaleState, decide
 from controller.spec import DesiredState, SessionSet
 from tests.unit.test_autoscale import autoscale
-from tests.unit.test_plan import NOW, OPTIONS, desired, destroyed, running, session_set
+from tests.unit.test_plan import NOW, OPTIONS, created, desired, destroyed, running, session_set
 from tests.unit.test_plan import slots_created as slots
 from tests.unit.test_plan_lifecycle import rolling
 
@@ -87,7 +87,8 @@ def test_a_surge_create_goes_ahead_but_stays_within_max_surge_while_the_old_sess
     first = plan(changed(desired(new), NOW - 5), olds, Memory(), NOW, options=OPTIONS)
     assert slots(first) == [("workers", 1)]  # creates are not held
     observed = [*olds, running(new, 1, "n1")]
-    second = plan(changed(desired(new), NOW - 5), observed, first.memory, NOW + 5, options=OPTIONS)
+    memory = created(first.memory, first.creates[0], "n1", NOW)  # the create's answer gave its id
+    second = plan(changed(desired(new), NOW - 5), observed, memory, NOW + 5, options=OPTIONS)
     assert (second.creates, second.destroys) == ((), ())
     assert [(p.change, p.sessions) for p in second.pending] == [("template change (RollingUpdate)", 1)]
     acting = plan(changed(desired(new), NOW - 5), observed, second.memory, NOW + DESTRUCTIVE_SETTLE,
