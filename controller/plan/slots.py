@@ -72,6 +72,10 @@ def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, cu
                 above.extend(sessions)
                 continue
             if act:
+                if len(sessions) > 1:  # a duplicate goes as one even while the scale-down waits
+                    sessions = [*dedupe(context, decisions, [s for s in sessions if s.phase not in ENDED], current,
+                                        act=act, kill_outdated=False),
+                                *(s for s in sessions if s.phase in ENDED)]
                 for seen in sessions:
                     ctx.destroy(context, decisions, seen, "scaled-down")
             continue

@@ -49,11 +49,13 @@ def test_pending_sessions_wait_too_and_ended_ones_and_duplicates_do_not():
     """Held: a Pending session above the count. Not held: an ended session (cleaned up, its slot above the
     count not refilled) and a duplicate in a kept slot."""
     observed = [*all_running(THIRTY, 3), running(THIRTY, 2, "dup", started=NOW - 10),
-                running(THIRTY, 4, status="Pending"), running(THIRTY, 5, status="Completed")]
+                running(THIRTY, 4, status="Pending"), running(THIRTY, 5, status="Completed"),
+                running(THIRTY, 6), running(THIRTY, 6, "dup6", started=NOW - 10)]
     result = plan(changed(desired(THREE), NOW - 2), observed, Memory(), NOW, options=OPTIONS)
-    assert destroyed(result) == {"dup": "duplicate", "wor5": "scaled-down"}  # ended: nothing is lost
+    # ended: nothing is lost; a duplicate goes as one, also in a slot above the count
+    assert destroyed(result) == {"dup": "duplicate", "wor5": "scaled-down", "dup6": "duplicate"}
     assert result.creates == ()
-    assert [(p.change, p.sessions) for p in result.pending] == [("scale-down 4→3", 1)]
+    assert [(p.change, p.sessions) for p in result.pending] == [("scale-down 6→3", 2)]
 
 
 def test_a_recreate_template_change_waits_and_creates_nothing_beside_the_old_sessions():
