@@ -195,7 +195,7 @@ class Soak:
             (0.05, "repeated rows", self._repeated_rows),
             (0.02, "short writes (memory disk full)", self._disk_full),
             (0.01, "scale down", self._scale_down),
-            (0.01, STALLED, self._stalled_write),
+            (0.02, STALLED, self._stalled_write),
         ]
         for name in SETS:
             self._write(name)
