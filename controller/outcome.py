@@ -38,7 +38,7 @@ from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import Repeats, repeat_fields
 from controller.observability.utilisation import tally
 from controller.passoutcome import PassOutcome
-from controller.plan import SetStatus
+from controller.plan import PendingChange, SetStatus
 from controller.plan.backoff import Backoff
 from controller.plan.capacity import DEFAULT_CORES, DEFAULT_RAM
 from controller.reconcile import Reconciler
@@ -88,6 +88,8 @@ class OutcomeHandler:
         #: Unmanaged sets and second writers already reported (each said once, and when it ends).
         self._unmanaged: dict[str, int] = {}
         self._conflicts: dict[str, tuple[str, ...]] = {}
+        #: Destructive manifest changes waiting for their file (the last plan that decided anything).
+        self._pending: tuple[PendingChange, ...] = ()
 
     def handle(self, outcome: PassOutcome) -> float:
         """Report a finished pass; returns the seconds until the next pass."""
@@ -96,6 +98,7 @@ class OutcomeHandler:
         self.repeats.clear("pass")  # this pass did not crash: the next crash is news
         statuses = self._statuses(outcome)
         self._report_manifests(outcome.desired, log)
+        self._report_pending(outcome, log)
         quiet = not self._report_list(outcome, log)
         self._report_ownership(outcome, log)
         self._count(outcome, statuses)
@@ -148,6 +151,20 @@ class OutcomeHandler:
             if not current:
                 log.info("all manifests valid again")
             self._manifest_errors = current
+
+    def _report_pending(self, outcome: PassOutcome, log: Any) -> None:
+        """Say once when a destructive manifest change starts to wait (rule *Destructive settle*)."""
+        decided = outcome.plan
+        if decided.blind or decided.suspect:  # nothing was decided: what waited still waits
+            return
+        before = {(p.set_name, p.change) for p in self._pending}
+        for change in decided.pending:
+            if (change.set_name, change.change) not in before:
+                log.warning("a manifest change would destroy live sessions: it waits for the file to stay unchanged",
+                            sessionset=change.set_name, change=change.change, sessions=change.sessions,
+                            acts_in=round(max(change.acts_at - self._clock(), 0.0), 1),
+                            destructive_settle=change.window)
+        self._pending = decided.pending
 
     def _report_list(self, outcome: PassOutcome, log: Any) -> bool:
         """Log what the list call did; False when its error was a repeat, left unsaid."""
@@ -266,6 +283,7 @@ class OutcomeHandler:
             credential=None if self._credential is None else dataclasses.asdict(self._credential()),
             unmanaged=dict(self._unmanaged),
             conflicts={name: list(ids) for name, ids in self._conflicts.items()},
+            pending_changes=[dataclasses.asdict(change) for change in self._pending],
         )
         try:
             write_status(self.status_file, document)

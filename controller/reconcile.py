@@ -225,7 +225,8 @@ class Reconciler:
         outcome.memory_unwritable = self.unwritable
         now = self.clock()
         wakes = [outcome.desired.settles_at, memory.creates_paused_until,
-                 *(backoff.until for backoff in memory.backoffs.values())]
+                 *(backoff.until for backoff in memory.backoffs.values()),
+                 *(change.acts_at for change in decided.pending)]
         soonest = min((when for when in wakes if when is not None and when > now), default=None)
         outcome.requeue_after = 0.0 if outcome.more_work else None if soonest is None else soonest - now
         outcome.seconds = time.perf_counter() - started

@@ -405,6 +405,14 @@ class DesiredState:
     settles_at: float | None = None
     #: False when the state directory itself could not be read (the sets are the last good ones).
     loaded: bool = True
+    #: Since when each set's manifest file has been unchanged (the loader's clock); the rule
+    #: *Destructive settle* holds a change that would destroy live sessions until the file is stable.
+    unchanged_since: Mapping[str, float] = field(default_factory=dict)
+    #: Since when each set the loader saw go has been absent (its file deleted or the set removed from it).
+    removed_since: Mapping[str, float] = field(default_factory=dict)
+    #: Since when nothing in the state directory has changed: the latest a set removed unseen (before
+    #: a restart) can have gone. ``None`` with a state loaded without a clock: nothing is held.
+    directory_unchanged_since: float | None = None
 
     @property
     def complete(self) -> bool:

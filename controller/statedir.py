@@ -9,34 +9,35 @@ the planner prunes orphans only then, so a typo can never look like a deleted se
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import NamedTuple
 
 from controller.clock import file_clock
 from controller.errors import ManifestError
-from controller.names import longest_set_name
+from controller.manifestparse import Parsed, parse_file, parse_text
 from controller.spec import DesiredState, SessionSet
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
-Location = tuple[str | int, ...]
-
 
 def manifest_files(directory: Path) -> list[Path]:
     """Manifest files under ``directory``, sorted, skipping hidden entries (ConfigMap ``..data``)."""
-    found = []
+    return _walk(directory)[0]
+
+
+def _walk(directory: Path) -> tuple[list[Path], list[Path]]:
+    """The manifest files under ``directory`` (sorted) and the directories walked to find them."""
+    found, walked = [], []
     for root, dirs, files in os.walk(directory, followlinks=True):
+        walked.append(Path(root))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root, f) for f in files if f.endswith(SUFFIXES) and not f.startswith(".")]
-    return sorted(found)
+    return sorted(found), walked
 
 
 def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
@@ -53,21 +54,14 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
 
 #: How long a changed file must stay the same before it is acted on (see ``StateLoader``).
 SETTLE_WINDOW = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    """One file's contribution: its valid sets, its errors, and every set name it mentions."""
-
-    sets: list[SessionSet]
-    errors: list[ManifestError]
-    names: set[str]
+#: How long the loader remembers when a set went (older removals fall back to the directory's last change).
+_REMEMBER_REMOVED = 86_400.0
 
 
 class _InForce(NamedTuple):
     """The content of a file that is in force: parsed, and its digest (None when it could not be read)."""
 
-    parsed: _Parsed
+    parsed: Parsed
     digest: bytes | None
 
 
@@ -80,7 +74,7 @@ class _File:
     since: float  # when this content was first read (loader clock)
     mtime: float  # wall-clock seconds
     text: str | None  # kept until parsed
-    parsed: _Parsed | None = None
+    parsed: Parsed | None = None
 
 
 class StateLoader:
@@ -92,6 +86,13 @@ class StateLoader:
     caught half-written (a slow ``cp``, ``scp`` or shell redirect that makes ``replicas: 30`` read as
     ``replicas: 3`` for a moment) never scales a set down; a file that vanished counts as there for
     the same window. ``DesiredState.settles_at`` says when to look again.
+
+    **Stability.** A write can stall for longer than that window, so the loader also reports, per
+    set, since when its file has been unchanged (``unchanged_since``: the newest content's first
+    read or its mtime, whichever is older), since when each set it saw go has been absent
+    (``removed_since``), and since when nothing in the directory changed (directory mtimes
+    included, so a file deleted before a restart counts). The planner's rule *Destructive settle*
+    holds destroys of live sessions until these are older than ``--destructive-settle``.
 
     **Cost.** A file is read again only when its inode, size or mtime change, and parsed only once
     its content settled, with libyaml's C loader where available: a steady state costs one ``stat``
@@ -109,6 +110,10 @@ class StateLoader:
         self._files: dict[Path, _File] = {}
         self._settled: dict[Path, _InForce] = {}
         self._absent_since: dict[Path, float] = {}
+        #: Sets that went: the file that defined them and since when they are absent.
+        self._removed: dict[str, tuple[Path | None, float]] = {}
+        #: Each directory walked: its mtime_ns and since when it has had it (loader clock).
+        self._directories: dict[Path, tuple[int, float]] = {}
 
     def load(self, now: float | None = None) -> DesiredState:
         """The desired state at ``now`` (loader clock); ``None`` reads every file as settled."""
@@ -117,13 +122,17 @@ class StateLoader:
             return DesiredState(sets=dict(self._last_good), invalid={}, errors=(error,), loaded=False)
         clock = now if now is not None else 0.0
         window = self.settle_window if now is not None else 0.0
-        files = manifest_files(self.directory)
-        contributions: list[tuple[Path, _Parsed]] = []
+        files, directories = _walk(self.directory)
+        homes = {name: path for path, names in self._sets_of_file.items() for name in names}
+        before = set(self._last_good)
+        changed: dict[Path, float] = {}  # since when each file (or its absence) is as it is now
+        contributions: list[tuple[Path, Parsed]] = []
         unsettled: list[str] = []
         settles_at: float | None = None
         for path in files:
             self._absent_since.pop(path, None)
             parsed, waits_until = self._read(path, clock, window)
+            changed[path] = self._unchanged_since(path, clock)
             if waits_until is not None:
                 unsettled.append(str(path))
                 settles_at = waits_until if settles_at is None else min(settles_at, waits_until)
@@ -131,7 +140,7 @@ class StateLoader:
                 contributions.append((path, parsed))
         present = set(files)
         for path in [p for p in self._settled if p not in present]:
-            since = self._absent_since.setdefault(path, clock)
+            since = changed[path] = self._absent_since.setdefault(path, clock)
             if clock - since < window:  # a vanished file counts as there until its absence settles
                 unsettled.append(str(path))
                 settles_at = since + window if settles_at is None else min(settles_at, since + window)
@@ -140,14 +149,64 @@ class StateLoader:
             self._forget(path)
         for path in [p for p in self._files if p not in present and p not in self._settled]:
             self._forget(path)
-        return self._combine(contributions, tuple(unsettled), settles_at)
+        desired = self._combine(contributions, tuple(unsettled), settles_at)
+        if now is None:
+            return desired
+        return self._stamp(desired, before, homes, changed, directories, clock)
 
-    def _read(self, path: Path, now: float, window: float) -> tuple[_Parsed | None, float | None]:
+    def _unchanged_since(self, path: Path, now: float) -> float:
+        """Since when the file has had its newest content: first read, or its mtime if older."""
+        known = self._files.get(path)
+        if known is None:  # unreadable: as far as we know, it is changing
+            return now
+        return min(known.since, now - max(self._wall_clock() - known.mtime, 0.0))
+
+    def _stamp(self, desired: DesiredState, before: set[str], homes: dict[str, Path],
+               changed: dict[Path, float], directories: list[Path], now: float) -> DesiredState:
+        """``desired`` with the times the rule *Destructive settle* decides with."""
+        now_homes = {name: path for path, names in self._sets_of_file.items() for name in names}
+        unchanged = {name: changed.get(now_homes[name], now) if name in now_homes else now
+                     for name in desired.sets}
+        for name in before - set(desired.sets):
+            home = homes.get(name)
+            self._removed[name] = (home, changed.get(home, now) if home is not None else now)
+        removed: dict[str, float] = {}
+        for name, (home, since) in list(self._removed.items()):
+            if name in desired.sets or now - since > _REMEMBER_REMOVED:
+                del self._removed[name]
+                continue
+            if home is not None and home in changed:  # the file it was in changed again
+                since = max(since, changed[home])
+                self._removed[name] = (home, since)
+            removed[name] = since
+        quiet = max([*changed.values(), *removed.values(), *self._directories_since(directories, now)],
+                    default=now)
+        return dataclasses.replace(desired, unchanged_since=unchanged, removed_since=removed,
+                                   directory_unchanged_since=quiet)
+
+    def _directories_since(self, directories: list[Path], now: float) -> list[float]:
+        """Since when each directory has had its mtime (a file created, deleted or renamed in it)."""
+        seen: dict[Path, tuple[int, float]] = {}
+        for directory in directories:
+            try:
+                stat = directory.stat()
+            except OSError:
+                seen[directory] = (-1, now)
+                continue
+            known = self._directories.get(directory)
+            if known is not None and known[0] == stat.st_mtime_ns:
+                seen[directory] = known
+            else:
+                seen[directory] = (stat.st_mtime_ns, now - max(self._wall_clock() - stat.st_mtime, 0.0))
+        self._directories = seen
+        return [since for _, since in seen.values()]
+
+    def _read(self, path: Path, now: float, window: float) -> tuple[Parsed | None, float | None]:
         """The file's settled contribution, and when it may settle if its newest content has not."""
         try:
             stat = path.stat()
         except OSError as exc:
-            return _Parsed([], [ManifestError(str(path), f"cannot read file: {exc.strerror or exc}")], set()), None
+            return Parsed([], [ManifestError(str(path), f"cannot read file: {exc.strerror or exc}")], set()), None
         stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         known = self._files.get(path)
         if known is None or known.stamp != stamp:
@@ -155,7 +214,7 @@ class StateLoader:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                parsed = _Parsed([], [ManifestError(str(path), f"cannot read file: {reason or exc}")], set())
+                parsed = Parsed([], [ManifestError(str(path), f"cannot read file: {reason or exc}")], set())
                 self._files.pop(path, None)
                 self._settled[path] = _InForce(parsed, None)
                 return parsed, None
@@ -185,7 +244,7 @@ class StateLoader:
         self._absent_since.pop(path, None)
         self._sets_of_file.pop(path, None)
 
-    def _combine(self, contributions: list[tuple[Path, _Parsed]], unsettled: tuple[str, ...],
+    def _combine(self, contributions: list[tuple[Path, Parsed]], unsettled: tuple[str, ...],
                  settles_at: float | None) -> DesiredState:
         errors: list[ManifestError] = []
         invalid: dict[str, str] = {}
@@ -224,131 +283,4 @@ class StateLoader:
                             settles_at=settles_at)
 
 
-def parse_file(path: Path, *, prefix: str) -> tuple[list[SessionSet], list[ManifestError], set[str]]:
-    """Parse one file: its valid sets, its errors, and every set name it mentions (even invalid)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [ManifestError(str(path), f"cannot read file: {exc}")], set()
-    parsed = parse_text(str(path), text, prefix=prefix)
-    return parsed.sets, parsed.errors, parsed.names
-
-
-def parse_text(where: str, text: str, *, prefix: str) -> _Parsed:
-    """Parse the content of one manifest file; ``where`` names it in errors."""
-    if not text.strip():
-        return _Parsed([], [ManifestError(where, "the file is empty: a manifest defines at least one SessionSet "
-                                                 "(delete the file to remove its sets)")], set())
-    try:
-        documents = list(_documents(text))
-    except _DuplicateKey as exc:
-        return _Parsed([], [ManifestError(where, f"duplicate key {exc.key!r}", line=exc.line)], set())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        return _Parsed([], [ManifestError(where, f"invalid YAML: {problem}",
-                                          line=mark.line + 1 if mark is not None else None)], set())
-    if all(data is None for data, _, _ in documents):
-        return _Parsed([], [ManifestError(where, "the file defines no SessionSet (only comments or empty "
-                                                 "documents); delete the file to remove its sets")], set())
-
-    sets: list[SessionSet] = []
-    errors: list[ManifestError] = []
-    names: set[str] = set()
-    for index, (data, lines, start) in enumerate(documents):
-        document = index + 1 if len(documents) > 1 else None
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            errors.append(ManifestError(where, "expected a mapping with apiVersion, kind, metadata, spec",
-                                        line=start, document=document))
-            continue
-        name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
-        if isinstance(name, str):
-            names.add(name)
-        try:
-            session_set = SessionSet.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                errors.append(ManifestError(where, _message(err, loc), line=_line_of(lines, loc, start),
-                                            field=_dotted(loc), document=document))
-            continue
-        longest = longest_set_name(prefix)
-        if len(session_set.name) > longest:
-            errors.append(ManifestError(
-                where, f"must be at most {longest} characters so that session names "
-                f"'{prefix}-<name>-<hash>-<slot>' stay within 63", line=_line_of(lines, ("metadata", "name"), start),
-                field="metadata.name", document=document))
-            continue
-        sets.append(session_set)
-    return _Parsed(sets, errors, names)
-
-
-def _message(error: Mapping[str, Any], loc: Location) -> str:
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
-        return f"unknown field (did you mean {close[0]!r}?)" if close else "unknown field"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "literal_error" or error["type"].endswith("_type"):
-        message += f" (got {error.get('input')!r})"
-    return message
-
-
-def _fields_at(path: Location) -> list[str]:
-    """The field names (as written in a manifest) of the model at ``path`` in a SessionSet, for "did you mean"."""
-    model: Any = SessionSet
-    for part in path:
-        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
-        model = getattr(field, "annotation", None)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _dotted(loc: Location) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "float", "int", "str")))
-
-
-def _line_of(lines: Mapping[Location, int], loc: Location, default: int) -> int:
-    """The line of the deepest part of ``loc`` that exists in the document."""
-    for end in range(len(loc), 0, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return default
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: str, line: int) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key = key
-        self.line = line
-
-
-#: libyaml's C parser when PyYAML was built with it (several times faster), else the pure-Python one.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _documents(text: str) -> Iterator[tuple[Any, dict[Location, int], int]]:
-    """Each document's data, a map from key paths to 1-based lines, and its first line."""
-    for node in yaml.compose_all(text, Loader=_LOADER):
-        lines: dict[Location, int] = {}
-        _index_lines(node, (), lines)
-        loader = _LOADER("")
-        yield loader.construct_document(node), lines, node.start_mark.line + 1
-
-
-def _index_lines(node: yaml.Node, path: Location, lines: dict[Location, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
-            seen.add(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _index_lines(item, (*path, index), lines)
+__all__ = ["SETTLE_WINDOW", "StateLoader", "fingerprint", "manifest_files", "parse_file", "parse_text"]

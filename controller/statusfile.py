@@ -93,6 +93,9 @@ class StatusDocument(BaseModel):
     unmanaged: dict[str, int] = {}
     #: Managed sets with another writer's live sessions (``Conflict``/``SecondWriter``), and their ids.
     conflicts: dict[str, list[str]] = {}
+    #: Manifest changes that would destroy live sessions, waiting for their file to stay unchanged
+    #: (``--destructive-settle``): set, change, sessions, acts_at (epoch s), window.
+    pending_changes: list[dict[str, Any]] = []
 
 
 def write_status(path: Path, document: StatusDocument) -> None:

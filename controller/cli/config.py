@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from controller import rules
 from controller.errors import ConfigError
 from controller.plan import (
+    DESTRUCTIVE_SETTLE,
     MAX_CREATES_PER_PASS,
     PENDING_LIMIT,
     RENEW_WHEN_REMAINING,
@@ -61,6 +62,9 @@ class ControllerSettings(BaseSettings):
     terminating_limit: float = Field(TERMINATING_LIMIT, gt=0,
                                      description="seconds Terminating or Unknown before a session is stuck")
     capacity: bool = Field(True, description="plan creates against the platform's free capacity")
+    destructive_settle: float = Field(DESTRUCTIVE_SETTLE, ge=0,
+                                      description="seconds a manifest file must stay unchanged before a change "
+                                                  "that destroys live sessions acts (0: at once)")
 
     @field_validator("prefix")
     @classmethod
@@ -137,7 +141,7 @@ def plan_options(settings: ControllerSettings) -> PlanOptions:
                        max_creates=settings.max_creates_per_pass, restart_backoff=settings.restart_backoff,
                        session_expiry=settings.session_expiry, renew_when_remaining=settings.renew_when_remaining,
                        pending_limit=settings.pending_limit, terminating_limit=settings.terminating_limit,
-                       check_capacity=settings.capacity)
+                       check_capacity=settings.capacity, destructive_settle=settings.destructive_settle)
 
 
 def add_state_options(parser: argparse.ArgumentParser, *, positional: bool) -> None:

@@ -41,6 +41,7 @@ from controller.observability.metrics import ControllerMetrics
 from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER, OutcomeHandler, run_one_pass
 from controller.plan import (
+    DESTRUCTIVE_SETTLE,
     PENDING_LIMIT,
     RENEW_WHEN_REMAINING,
     RESTART_BACKOFF_BASE,
@@ -96,6 +97,10 @@ def register(subparsers: Any) -> None:
     run.add_argument("--terminating-limit", type=float, metavar="SECONDS",
                      help="report a session Terminating or Unknown this long as stuck, with its events "
                           f"(default {TERMINATING_LIMIT:g})")
+    run.add_argument("--destructive-settle", type=float, metavar="SECONDS",
+                     help="a manifest change that would destroy live sessions (a lower replicas, a Recreate or "
+                          "maxUnavailable template change, a removed set) acts only once its file has been "
+                          f"unchanged this long; creates do not wait (default {DESTRUCTIVE_SETTLE:g}; 0 = at once)")
     run.add_argument("--no-capacity", dest="capacity", action="store_false", default=None,
                      help="create without checking the platform's free capacity (by default creates that "
                           "do not fit wait, instead of piling up Pending sessions)")

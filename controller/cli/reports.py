@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ from controller.cli.config import (
     status_file_of,
 )
 from controller.cli.demo import SIMULATOR_DEFAULTS
-from controller.cli.statustable import table
+from controller.cli.statustable import pending_line, table
 from controller.client import AsyncSession
 from controller.client.credentials import CredentialStatus
 from controller.errors import ConfigError
@@ -114,7 +115,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """List once and plan with the daemon's remembered expectations; 0 nothing, 2 changes, 1 errors."""
     settings = settings_from(args)
     assert settings.state is not None
-    desired = StateLoader(settings.state, prefix=settings.prefix).load()
+    # With the time, so that a destructive change the daemon would hold shows as held here too.
+    desired = StateLoader(settings.state, prefix=settings.prefix).load(time.time())
     client_config = client_settings(args)
     # Read only: a torn journal is copied aside by the daemon, not by a look at its plan.
     status_file = status_file_of(settings, client_config.require_url(), demo=args.simulator)
@@ -146,6 +148,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "create": [{"set": c.set_name, "slot": c.slot, "name": c.name, "reason": c.reason}
                        for c in decided.creates],
             "renew": [{"set": r.set_name, "id": r.session_id, "name": r.name} for r in decided.renews],
+            "pending": [dataclasses.asdict(change) for change in decided.pending],
             "manifest_errors": [str(e) for e in desired.errors],
         }, indent=2))
     else:
@@ -155,6 +158,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(describe(action))
         for renew in decided.renews:
             print(f"renew {renew.session_id} {renew.name} (set {renew.set_name})")
+        for change in decided.pending:
+            print(pending_line(change))
         if not actions and not decided.renews:
             print("nothing to do")
     if desired.errors:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller.plan import PendingChange
 from controller.statusfile import SetRow, StatusDocument
 
 
@@ -21,6 +22,7 @@ def table(document: StatusDocument, path: Path, credential: str | None = None) -
                     f"{_conditions(row):<28} {_state_of(row)}")
     rows.extend(_autoscale_line(name, row.autoscale) for name, row in sorted(document.sets.items())
                 if row.autoscale is not None)
+    rows.extend(pending_line(PendingChange(**change)) for change in document.pending_changes)
     rows.extend(f"invalid: {error}" for error in document.manifest_errors)
     rows.extend(f"Conflict (SecondWriter) {name}: another writer's live sessions {', '.join(ids)}; nothing is "
                 "created or destroyed in the set until they are gone"
@@ -70,6 +72,12 @@ def _autoscale_line(name: str, autoscale: dict[str, Any]) -> str:
     line = (f"autoscale {name}: {signals}; recommends {'-' if recommendation is None else recommendation}, "
             f"runs {autoscale.get('replicas')}")
     return f"{line} ({autoscale['why']})" if autoscale.get("why") else line
+
+
+def pending_line(change: PendingChange) -> str:
+    """``pending workers: scale-down 30→3 acts at 12:00:30 UTC (manifest unchanged for 30 s; 27 live …)``."""
+    at = datetime.fromtimestamp(change.acts_at, UTC).strftime("%H:%M:%S UTC")
+    return f"pending {change.set_name}: {change.describe(at)}"
 
 
 def _state_of(row: SetRow) -> str:

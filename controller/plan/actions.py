@@ -52,6 +52,8 @@ TERMINATING_LIMIT = 600.0
 #: A destroy the service answered but did not carry out, or that failed, is sent again after 5 s,
 #: doubling to 10 min, ±10% (the jitter spreads the retries of many sessions destroyed together).
 DESTROY_BACKOFF = Backoff(base=5.0, cap=600.0, jitter=0.1)
+#: A manifest change that would destroy live sessions acts only once its file has been unchanged this long.
+DESTRUCTIVE_SETTLE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,26 @@ class Stuck:
     name: str
     phase: str
     since: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A manifest change that would destroy live sessions, held by the rule *Destructive settle*."""
+
+    set_name: str
+    #: What would happen, e.g. ``scale-down 30→3``, ``template change (Recreate)``, ``set removed``.
+    change: str
+    #: Live sessions it would destroy now.
+    sessions: int
+    #: When it acts if the file stays as it is (the planner's clock, epoch seconds).
+    acts_at: float
+    #: ``--destructive-settle``.
+    window: float
+
+    def describe(self, at: str) -> str:
+        """One line, with ``at`` the time it acts as the reader shows it."""
+        return (f"{self.change} acts at {at} (manifest unchanged for {self.window:g} s; "
+                f"{self.sessions} live session(s) wait)")
 
 
 @dataclass(frozen=True)
@@ -224,6 +246,8 @@ class Plan:
     conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Sessions adopted into the inventory this pass (the first pass, or a create of ours found by name).
     adopted: tuple[str, ...] = ()
+    #: Destructive manifest changes waiting for their file to stay unchanged (rule *Destructive settle*).
+    pending: tuple[PendingChange, ...] = ()
 
     @property
     def changes(self) -> bool:
@@ -247,6 +271,9 @@ class PlanOptions:
     terminating_limit: float = TERMINATING_LIMIT
     #: Plan creates against the platform's free capacity (when statistics are available).
     check_capacity: bool = True
+    #: Seconds a manifest file must stay unchanged before a change that destroys live sessions acts
+    #: (0: at once); also the least scale-down stabilization of an autoscaled set.
+    destructive_settle: float = DESTRUCTIVE_SETTLE
 
 
 def spec_key(template_hash: str, replicas: int) -> str:

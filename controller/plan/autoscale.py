@@ -10,7 +10,9 @@ The rules (each is also in the planner's rule list):
 - the set's recommendation is the largest, clamped to ``[minReplicas, maxReplicas]``;
 - HPA's windows: a scale-up goes only to the lowest recommendation of the last
   ``scaleUp.stabilizationSeconds``, a scale-down only to the highest of the last
-  ``scaleDown.stabilizationSeconds``; the count then moves by at most ``maxStep`` per pass;
+  ``scaleDown.stabilizationSeconds``, or of the last ``--destructive-settle`` seconds when that is
+  longer (a scale-down destroys or drains sessions, as a manifest scale-down does, and waits as
+  long); the count then moves by at most ``maxStep`` per pass;
 - a signal that cannot be read never scales down: ``Hold`` keeps the count (a readable signal may
   still raise it), a number sets it (or more, if a readable signal asks for more); a failed pass
   records no recommendation, so a torn read never enters a window; after
@@ -87,8 +89,13 @@ def platform_count(signal: PlatformSignal, capacity: Capacity | None, template: 
     return Reading(value=float(max(0, current + fit)))
 
 
-def decide(autoscale: Autoscale, readings: Sequence[Reading], state: ScaleState | None, now: float) -> Decision:
-    """The count in force after this pass; ``readings`` are in the order of ``autoscale.signals``."""
+def decide(autoscale: Autoscale, readings: Sequence[Reading], state: ScaleState | None, now: float,
+           *, settle: float = 0.0) -> Decision:
+    """The count in force after this pass; ``readings`` are in the order of ``autoscale.signals``.
+
+    ``settle`` (``--destructive-settle``) is the least scale-down stabilization window.
+    """
+    down_window = scale_down_window(autoscale, settle)
     current = state.count if state is not None else autoscale.min_replicas
     history = state.history if state is not None else ()
     labels = [signal.label() for signal in autoscale.signals]
@@ -115,7 +122,7 @@ def decide(autoscale: Autoscale, readings: Sequence[Reading], state: ScaleState 
         count = _step(autoscale, current, wanted)
         held = (f"{errors[0]}: holding the count (onSignalFailure: Hold)" if fallback == "Hold" else
                 f"{errors[0]}: onSignalFailure sets {fallback}")
-        kept = _recent(autoscale, history, now)
+        kept = _recent(autoscale, history, now, down_window)
         active = (("False", "FailedGetSignal", f"{len(errors)} signal(s) unreadable {failures} passes in a row: "
                    f"{'; '.join(errors)}") if failures >= FAILURES_BEFORE_INACTIVE else
                   ("True", "ValidSignal", f"a signal failed ({failures} of {FAILURES_BEFORE_INACTIVE} before "
@@ -124,16 +131,15 @@ def decide(autoscale: Autoscale, readings: Sequence[Reading], state: ScaleState 
                         ScaleState(count, kept, failures, "; ".join(errors)))
 
     kept = _recent(autoscale, history if history and history[-1][1] == clamped else (*history, (now, clamped)),
-                   now)
+                   now, down_window)
     up = min(_within(kept, now - autoscale.scale_up.stabilization_seconds))
-    down = max(_within(kept, now - autoscale.scale_down.stabilization_seconds))
+    down = max(_within(kept, now - down_window))
     stabilized = min(max(current, up), down)
     count = _step(autoscale, current, stabilized)
     why: str | None = None
     if stabilized != clamped:
         if clamped < current:
-            why = (f"scale-down window: the highest recommendation of the last "
-                   f"{autoscale.scale_down.stabilization_seconds} s is {down}")
+            why = f"scale-down window: the highest recommendation of the last {down_window:g} s is {down}"
         else:
             why = (f"scale-up window: the lowest recommendation of the last "
                    f"{autoscale.scale_up.stabilization_seconds} s is {up}")
@@ -170,8 +176,14 @@ def _within(runs: Sequence[tuple[float, int]], since: float) -> list[int]:
     return [value for index, (_, value) in enumerate(runs) if index == len(runs) - 1 or runs[index + 1][0] > since]
 
 
-def _recent(autoscale: Autoscale, runs: Sequence[tuple[float, int]], now: float) -> tuple[tuple[float, int], ...]:
+def scale_down_window(autoscale: Autoscale, settle: float) -> float:
+    """The scale-down stabilization in force: ``scaleDown.stabilizationSeconds``, at least ``settle``."""
+    return max(float(autoscale.scale_down.stabilization_seconds), settle)
+
+
+def _recent(autoscale: Autoscale, runs: Sequence[tuple[float, int]], now: float,
+            down_window: float) -> tuple[tuple[float, int], ...]:
     """The runs that lasted into the longer window (memory stays small)."""
-    longest = max(autoscale.scale_up.stabilization_seconds, autoscale.scale_down.stabilization_seconds)
+    longest = max(autoscale.scale_up.stabilization_seconds, down_window)
     values = _within(runs, now - longest)
     return tuple(runs[len(runs) - len(values):])

@@ -45,8 +45,9 @@ class Room:
 
 
 def decisions_for(sets: Mapping[str, SessionSet], signals: Mapping[str, Sequence[Reading]],
-              memory: Mapping[str, ScaleState], room: Room, now: float) -> dict[str, Decision]:
-    """The autoscaler's decision for every autoscaled set (a set without readings reads as failed)."""
+              memory: Mapping[str, ScaleState], room: Room, now: float, *, settle: float = 0.0) -> dict[str, Decision]:
+    """The autoscaler's decision for every autoscaled set (a set without readings reads as failed);
+    ``settle`` is the least scale-down window (``--destructive-settle``)."""
     decided = {}
     for name, session_set in sets.items():
         autoscale = session_set.spec.autoscale
@@ -64,7 +65,7 @@ def decisions_for(sets: Mapping[str, SessionSet], signals: Mapping[str, Sequence
                 readings.append(given[index])
             else:
                 readings.append(Reading(error="not read this pass"))
-        decided[name] = decide(autoscale, readings, state, now)
+        decided[name] = decide(autoscale, readings, state, now, settle=settle)
     return decided
 
 
@@ -87,10 +88,11 @@ def count_in_force(session_set: SessionSet, memory: Mapping[str, ScaleState]) ->
 
 
 def above_count(session_set: SessionSet, above: Sequence[S],
-                             destroy: Callable[[S, str], None]) -> int:
+                             destroy: Callable[[S, str], bool]) -> int:
     """Apply ``scaleDown.policy`` to the sessions in slots above the count; returns how many are left running.
 
-    ``destroy(session, reason)`` is called for each session to go (``ended`` or ``scaled-down``).
+    ``destroy(session, reason)`` is called for each session to go (``ended`` or ``scaled-down``); it
+    answers False when the destroy is held (rule *Destructive settle*): that session is left running.
     """
     autoscale = session_set.spec.autoscale
     assert autoscale is not None
@@ -101,12 +103,7 @@ def above_count(session_set: SessionSet, above: Sequence[S],
         else:
             live.append(seen)
     if autoscale.scale_down.policy == "Drain":
-        for seen in live:
-            if seen.phase == "Pending":
-                destroy(seen, "scaled-down")
-        return sum(1 for seen in live if seen.phase != "Pending")
+        return sum(1 for seen in live if seen.phase != "Pending" or not destroy(seen, "scaled-down"))
     ordered = sorted(live, key=lambda seen: (seen.phase != "Pending", -seen.slot))
     budget = autoscale.scale_down.max_step
-    for seen in ordered[:budget]:
-        destroy(seen, "scaled-down")
-    return len(ordered[budget:])
+    return len(ordered[budget:]) + sum(1 for seen in ordered[:budget] if not destroy(seen, "scaled-down"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.plan import expectations
+from controller.plan import expectations, settling
 from controller.plan.actions import (
     Destroy,
     DestroyReason,
@@ -86,6 +86,8 @@ class Decisions:
     renew_marks: dict[str, RenewMark] = field(default_factory=dict)
     renew_unchanged: dict[str, list[str]] = field(default_factory=dict)
     renew_ineffective: list[RenewIneffective] = field(default_factory=list)
+    #: Destroys the rule *Destructive settle* held back (their sessions stay, counted where they are).
+    held: list[settling.Held] = field(default_factory=list)
 
 
 def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, options: PlanOptions,
@@ -96,7 +98,8 @@ def build(desired: DesiredState, listing: Listing, memory: Memory, now: float, o
     expected_creates = expectations.outstanding_creates(memory, listing, now, options, lossy=trust.lossy)
     sets = desired.sets
     scaling = decisions_for(sets, signals, memory.autoscale,
-                            Room(capacity, listing.queued_cores, listing.queued_ram), now)
+                            Room(capacity, listing.queued_cores, listing.queued_ram), now,
+                            settle=options.destructive_settle)
     context = PassContext(
         desired=desired, now=now, options=options, memory=memory, capacity=capacity, listing=listing,
         trust=trust, expected_creates=expected_creates, expected_by_set=expectations.by_set(expected_creates),
@@ -140,20 +143,26 @@ def acts(context: PassContext, session_set: SessionSet) -> bool:
     return not session_set.spec.suspend and session_set.name not in context.ownership.conflicts
 
 
-def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> None:
+def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: DestroyReason) -> bool:
     """Destroy ``seen``; report its end first the first time an ended session is destroyed.
 
     Nothing is destroyed from an answer that broke *One id, one session*, nor what is not in the
     inventory, nor anything of a set another writer uses (``ownership``), nor before the retry time
-    of a destroy that failed (rule *Failing destroys*).
+    of a destroy that failed (rule *Failing destroys*). False when the rule *Destructive settle*
+    holds the destroy: ``seen`` stays, and its caller keeps counting it.
     """
     if not context.ownership.may_destroy(seen.id, seen.set_name):
-        return
+        return True  # never ours to destroy: the callers go on as they did before the hold existed
+    hold = settling.holds(context.desired, context.options.destructive_settle, context.now, seen, reason)
+    if hold is not None:
+        decisions.held.append(hold)
+        return False
     live = seen.phase in LIVE
     if live:  # its slot waits for a list that no longer shows it (rule *Ignored destroys*),
         context.lingering.blocked.setdefault(seen.set_name, {})[seen.slot] = seen.id  # destroyed or not
     if context.lingering.failing(seen.set_name, seen.id, live=live) or not context.destroys_allowed:
-        return
+        return True
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,
                                       collect_evidence=report and seen.phase == "Failed"))
+    return True

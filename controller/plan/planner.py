@@ -107,6 +107,12 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   reconciler sets with the destroy back-off (5 s doubling to 10 min, per session) and keeps in the
   memory while the session is listed; the set is ``DestroyFailing`` (reason ``Failed``, the ids and
   the service's message) and not ``Ready`` while a live session it wants gone still runs.
+- **Destructive settle** (``settling``): a destroy of a live session that only a manifest change
+  gives (``scaled-down``, ``outdated``, ``orphaned``) waits until the set's file has been unchanged
+  (a removed set: absent) for ``destructive_settle`` (``--destructive-settle``, 30 s); the session
+  stays counted in its slot meanwhile, so nothing is created that the old spec would destroy, and
+  the plan says what is pending and when it acts. Creates, ended sessions and duplicates never
+  wait. An autoscaled set's scale-down stabilization is at least the same window.
 - **Stuck sessions** (``lingering``): a session Terminating or Unknown for longer than
   ``terminating_limit`` (10 min) is reported once with its events and makes the set ``Stuck``; a
   ``Recreate`` set keeps waiting for it and says so in its status.
@@ -122,7 +128,7 @@ from collections.abc import Mapping, Sequence
 from controller.listanswer import NO_ANOMALIES, ListAnomalies
 from controller.models import ObservedSession
 from controller.plan import context as ctx
-from controller.plan import lingering, ownership, vanished
+from controller.plan import lingering, ownership, settling, vanished
 from controller.plan import listing as lists
 from controller.plan import trust as trusts
 from controller.plan.actions import Plan, PlanOptions, SetStatus
@@ -200,13 +206,16 @@ def _decide(context: PassContext, decisions: Decisions) -> Plan:
     stuck = tuple(sorted(context.lingering.reports, key=lambda u: (u.set_name, u.name, u.session_id)))
     capacity_unknown = (None if context.capacity is not None or not options.check_capacity
                         else "platform statistics unavailable: creates are not checked against capacity")
+    pending = settling.pending(decisions.held, {name: (ctx.replicas(context, s), s.spec.update_strategy)
+                                                for name, s in desired.sets.items()}, options.destructive_settle)
     return Plan(tuple(allowed), destroys, statuses, _next_memory(context, decisions, orphans_seen), renews=renews,
                 unschedulable=unschedulable, stuck=stuck, deferred=deferred,
                 left_out=tuple(sorted(context.trust.newly_left_out)), capacity_unknown=capacity_unknown,
                 renew_ineffective=tuple(sorted(decisions.renew_ineffective,
                                                key=lambda r: (r.set_name, r.name, r.session_id))),
                 unmanaged=context.ownership.unmanaged, conflicts=context.ownership.conflicts,
-                adopted=tuple(sorted(context.ownership.adopted)))
+                adopted=tuple(sorted(context.ownership.adopted)),
+                pending=pending)
 
 
 def _orphans(context: PassContext, decisions: Decisions) -> frozenset[str]:

@@ -72,6 +72,10 @@ def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, cu
                 above.extend(sessions)
                 continue
             if act:
+                if len(sessions) > 1:  # a duplicate goes as one even while the scale-down waits
+                    sessions = [*dedupe(context, decisions, [s for s in sessions if s.phase not in ENDED], current,
+                                        act=act, kill_outdated=False),
+                                *(s for s in sessions if s.phase in ENDED)]
                 for seen in sessions:
                     ctx.destroy(context, decisions, seen, "scaled-down")
             continue
@@ -93,9 +97,8 @@ def keep(context: PassContext, decisions: Decisions, session_set: SessionSet, cu
             if seen.template_hash != current:
                 kept.outdated.append(seen)
     if above:
-        def scale_down(seen: Listed, why: str) -> None:
-            if act:
-                ctx.destroy(context, decisions, seen, "ended" if why == "ended" else "scaled-down")
+        def scale_down(seen: Listed, why: str) -> bool:
+            return act and ctx.destroy(context, decisions, seen, "ended" if why == "ended" else "scaled-down")
 
         kept.draining = above_count(session_set, above, scale_down)
     return kept
@@ -118,5 +121,6 @@ def dedupe(context: PassContext, decisions: Decisions, live: list[Listed], curre
             doomed += [(seen, "duplicate") for seen in stale[1:]]
     if act:
         for seen, reason in doomed:
-            ctx.destroy(context, decisions, seen, reason)
+            if not ctx.destroy(context, decisions, seen, reason):  # held (rule *Destructive settle*):
+                kept.append(seen)  # it stays in its slot, and counts there
     return kept

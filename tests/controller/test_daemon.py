@@ -60,7 +60,7 @@ def test_restart_policy_decides_what_runs_again(service, state, daemon):
 def test_scale_up_and_down(service, state, daemon):
     """Raising replicas adds slots; lowering them removes the highest slots only."""
     (state / "workers.yaml").write_text(manifest("workers", 2))
-    daemon()
+    daemon("--destructive-settle", "0")  # the scale-down acts at once (test_destructive_settle waits)
     wait_until(lambda: running_slots(service) == [1, 2], what="2 workers")
     keep = {s["id"] for s in service.live()}
     (state / "workers.yaml").write_text(manifest("workers", 5))
@@ -75,7 +75,7 @@ def test_removed_manifest_is_pruned_and_invalid_manifest_is_left_alone(service, 
     (state / "keep.yaml").write_text(manifest("keep", 1))
     (state / "gone.yaml").write_text(manifest("gone", 2))
     (state / "broken.yaml").write_text(manifest("broken", 2))
-    process = daemon()
+    process = daemon("--destructive-settle", "0")  # the removal acts at once once everything is valid
     wait_until(lambda: (running_slots(service, "gone"), running_slots(service, "broken"))
                == ([1, 2], [1, 2]), what="all sets up")
     broken_ids = {s["id"] for s in service.live("cc-broken-")}
@@ -100,7 +100,7 @@ def test_failing_list_destroys_nothing(service, state, daemon):
     """While the list call fails, no session is created or destroyed, orphans included."""
     (state / "keep.yaml").write_text(manifest("keep", 1))
     (state / "gone.yaml").write_text(manifest("gone", 1))
-    process = daemon()
+    process = daemon("--destructive-settle", "0")  # what holds the prune is the failing list alone
     wait_until(lambda: running_slots(service, "gone") == [1] and running_slots(service, "keep") == [1],
                what="both sets up")
     service.simulator.inject_fault(method="GET", path="/session", status=500, count=10_000)

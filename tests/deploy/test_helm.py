@@ -165,6 +165,7 @@ def test_default_flags_are_the_controllers_defaults(chart: Any) -> None:
     """With the chart's defaults the controller runs with its own lifecycle defaults, capacity checks on."""
     settings = run_settings(one(render_objects(chart, {}), "Deployment"))
     defaults = ControllerSettings()
+    assert settings.destructive_settle == defaults.destructive_settle
     assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity,
             settings.terminating_limit) == (
         defaults.session_expiry, defaults.renew_when_remaining, defaults.pending_limit, True, defaults.terminating_limit)
@@ -179,6 +180,13 @@ def test_lifecycle_values_reach_the_controller(chart: Any) -> None:
     assert (settings.session_expiry, settings.renew_when_remaining, settings.pending_limit, settings.capacity,
             settings.interval, settings.terminating_limit) == (1209600, 0.5, 1800, False, 12.5, 900)
     assert "--no-capacity" in container(deployment)["args"]
+
+
+def test_destructive_settle_reaches_the_controller(chart: Any) -> None:
+    """0 (act at once) is a valid value and reaches the flag as the CLI reads it."""
+    for value in (0, 120):
+        deployment = one(render_objects(chart, {"controller": {"destructiveSettle": value}}), "Deployment")
+        assert run_settings(deployment).destructive_settle == value
 
 
 def test_status_volume_is_the_claim_when_persistence_is_on(chart: Any) -> None:
@@ -336,6 +344,7 @@ BAD_VALUES = {
     "zero-renew-fraction": {"controller": {"renewWhenRemaining": 0}},
     "zero-pending-limit": {"controller": {"pendingLimit": 0}},
     "zero-terminating-limit": {"controller": {"terminatingLimit": 0}},
+    "negative-destructive-settle": {"controller": {"destructiveSettle": -1}},
     "negative-session-expiry": {"controller": {"sessionExpiry": -1}},
     "capacity-as-string": {"controller": {"capacity": "false"}},
     "replicas-and-autoscale": {"sessionSets": {"w": {**WORKERS, "autoscale": EXAMPLE_SETS["queue"]["autoscale"]}}},

@@ -102,7 +102,7 @@ def test_a_prometheus_signal_drives_a_set_up_and_down(prometheus: str, tmp_path:
         assert sorted(slot for (_, slot) in rig.live_by_slot("lsst")) == list(range(1, 10))  # ceil(42 / 5)
         Exporter.pending = 12
         scraped(prometheus, 12)
-        rig.passes(3, every=10.0)
+        rig.passes(5, every=10.0)  # a scale-down waits at least --destructive-settle (30 s)
         assert sorted(slot for (_, slot) in rig.live_by_slot("lsst")) == [1, 2, 3]  # Destroy: the highest go
     finally:
         rig.close()

@@ -16,3 +16,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     rig = Rig(tmp_path)
     yield rig
     rig.close()
+
+
+@pytest.fixture
+def eager_rig(tmp_path: Path) -> Iterator[Rig]:
+    """A rig whose destructive manifest changes act at once (``--destructive-settle 0``): for tests of
+    something else that scale down or remove sets."""
+    rig = Rig(tmp_path, options={"destructive_settle": 0})
+    yield rig
+    rig.close()

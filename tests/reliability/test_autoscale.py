@@ -75,7 +75,8 @@ def test_a_file_signal_scales_up_then_down_after_the_window(rig: Rig):
     assert "Drain: waiting for 5 session(s)" in status_of(rig)["autoscale"]["why"]
 
 
-def test_drain_never_refills_a_slot_above_the_count_once_its_session_ends(rig: Rig):
+def test_drain_never_refills_a_slot_above_the_count_once_its_session_ends(eager_rig: Rig):
+    rig = eager_rig  # no scale-down window at all
     signal = scaled(rig, window=0)
     signal.write_text("20")
     settle(rig)
@@ -93,14 +94,33 @@ def test_drain_never_refills_a_slot_above_the_count_once_its_session_ends(rig: R
     assert len(list(rig.requests("DELETE"))) == 0
 
 
-def test_destroy_gives_up_the_highest_slots_at_most_max_step_per_pass(rig: Rig):
-    signal = scaled(rig, policy="Destroy", window=0, down=2)
+def twelve_then_idle(rig: Rig, *, down: int = 10) -> None:
+    """A Destroy set with no scale-down window runs 12 sessions; its queue empties, a pass 10 s later."""
+    signal = scaled(rig, policy="Destroy", window=0, down=down)
     signal.write_text("60")
     settle(rig)
     assert slots(rig) == list(range(1, 13))
     signal.write_text("0")
     rig.clock.advance(10)
     rig.run_pass()
+
+
+def test_a_scale_down_waits_at_least_the_destructive_settle_window(rig: Rig):
+    """stabilizationSeconds: 0 with the default --destructive-settle 30: the scale-down waits 30 s."""
+    twelve_then_idle(rig)
+    rig.clock.advance(15)
+    rig.run_pass()
+    assert slots(rig) == list(range(1, 13))  # 25 s after the drop: nothing given up
+    assert list(rig.requests("DELETE")) == []
+    assert "the highest recommendation of the last 30 s is 12" in status_of(rig)["autoscale"]["why"]
+    rig.clock.advance(10)
+    settle(rig)
+    assert slots(rig) == []
+
+
+def test_destroy_gives_up_the_highest_slots_at_most_max_step_per_pass(eager_rig: Rig):
+    rig = eager_rig  # no scale-down window at all
+    twelve_then_idle(rig, down=2)
     assert slots(rig) == list(range(1, 11))  # two per pass, the highest first
     settle(rig, 6)
     assert slots(rig) == []

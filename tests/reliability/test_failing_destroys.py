@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from controller.cli.statustable import table
 from controller.observability.repeats import RepeatFilter
 from controller.outcome import REPEAT_AFTER
+from controller.plan import DESTRUCTIVE_SETTLE
 from controller.simulator.faults import DELETE_FAILURE
 from controller.statusfile import StatusDocument
 from tests.reliability.rig import LIVE, Rig, manifest
@@ -71,6 +72,7 @@ def scale_down_while_deletes_fail(rig: Rig) -> tuple[set[str], float]:
     surplus = ids_in_slots(rig, "workers", range(3, 7))
     rig.simulator.fail_deletes()
     rewrite(rig, "workers", manifest("workers", 2))
+    rig.clock.advance(DESTRUCTIVE_SETTLE)  # a scale-down waits for the file to stay unchanged
     rig.run_pass()  # the first destroys: each fails, after the client's own retries
     first = min(r.at for r in rig.requests("DELETE"))
     return surplus, first
@@ -157,6 +159,7 @@ def test_a_delete_answered_404_means_the_session_is_already_gone(retrying: Rig) 
     [surplus] = ids_in_slots(rig, "workers", range(3, 4))
     rig.simulator.fail_deletes(count=1, status=404, message=f"session {surplus} not found")
     rewrite(rig, "workers", manifest("workers", 2))
+    rig.clock.advance(DESTRUCTIVE_SETTLE)  # a scale-down waits for the file to stay unchanged
     with capture_logs(processors=[merge_contextvars]) as logs:
         rig.run_pass()
         outcome = rig.run_pass()  # the list still shows it (the 404 was a lie): retried after the back-off

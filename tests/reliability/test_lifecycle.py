@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from controller.plan import DESTRUCTIVE_SETTLE
 from controller.restarts import request_restart
 from tests.reliability.rig import IMAGE, LIVE, Rig
 
@@ -213,6 +214,10 @@ def test_a_template_change_replaces_sessions_as_the_strategy_says(rig: Rig, stra
     with capture_logs() as logs:
         rig.run_pass()
         rig.clock.advance(SETTLE)
+        rig.run_pass()
+        # Destroying running sessions waits until the file has been unchanged for --destructive-settle.
+        assert list(rig.requests("DELETE")) == []
+        rig.clock.advance(DESTRUCTIVE_SETTLE)
         rig.passes(3)
         deleted = {r.path.rsplit("/", 1)[-1] for r in rig.requests("DELETE")}
         if strategy == "OnCompletion":

@@ -15,7 +15,7 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from controller.plan import TERMINATING_LIMIT
+from controller.plan import DESTRUCTIVE_SETTLE, TERMINATING_LIMIT
 from tests.reliability.rig import Rig, manifest, owned
 
 SETTLE = 1.0
@@ -80,6 +80,7 @@ def test_ignored_deletes_with_scale_down_then_up_never_give_a_slot_two_running_s
     for session_id in stubborn:
         rig.simulator.ignore_deletes(count=None, name=next(n for s, n, _ in rig.truth() if s == session_id))
     rewrite(rig, "workers", manifest("workers", 2))
+    rig.clock.advance(DESTRUCTIVE_SETTLE)  # a scale-down waits for the file to stay unchanged
     with capture_logs(processors=[merge_contextvars]) as logs:
         rig.run_pass()  # the first destroys: answered 200, ignored
         pass_and_check(rig, "workers")  # the first list that still shows them Running
@@ -114,6 +115,7 @@ def test_a_restarted_controller_keeps_retrying_an_ignored_destroy(rig: Rig) -> N
     [last] = ids_in_slots(rig, "workers", range(2, 3))
     rig.simulator.ignore_deletes(count=None, name="cc-workers-*-2")
     rewrite(rig, "workers", manifest("workers", 1))
+    rig.clock.advance(DESTRUCTIVE_SETTLE)  # a scale-down waits for the file to stay unchanged
     rig.passes(3)
     rig.restart()
     rewrite(rig, "workers", manifest("workers", 2))

@@ -115,7 +115,7 @@ def test_a_read_only_memory_is_the_same_condition(tmp_path: Path) -> None:
             return super().write(fd, data)
 
     disk = ReadOnly()
-    rig = Rig(tmp_path, file_ops=disk)
+    rig = Rig(tmp_path, file_ops=disk, options={"destructive_settle": 0})  # the scale-down acts at once
     try:
         _converge(rig, "a", 4)
         disk.fault = "ro"

@@ -16,6 +16,7 @@ import pytest
 from controller.errors import ConfigError
 from controller.ledger import Ledger
 from controller.outcome import run_one_pass
+from controller.plan import DESTRUCTIVE_SETTLE
 from controller.prune import PruneResult, prune
 from controller.statedir import StateLoader
 from tests.reliability.rig import LIVE, Rig, manifest, owned
@@ -125,6 +126,8 @@ def test_a_fresh_memory_adopts_the_sessions_of_its_sets_and_acts_on_them(rig: Ri
     rig.write("workers", manifest("workers", 2))
     rig.restart()
     rig.clock.advance(SETTLE)
+    rig.run_pass()
+    rig.clock.advance(DESTRUCTIVE_SETTLE)  # a scale-down waits for the file to stay unchanged
     rig.passes(4)
     assert rig.live_by_slot("workers").total() == 2 and len(list(rig.requests("POST"))) == posts
     assert len(deletes(rig)) == 1 and status(rig)["conflicts"] == {} and status(rig)["unmanaged"] == {}

@@ -2,7 +2,8 @@
 
 Each step may inject faults (5xx answers whose create still happens later, lost answers, slow
 creates, empty, partial and garbled lists, lists leaving out the same sessions several times in a
-row, lists repeating rows, torn manifest writes, a vanishing
+row, lists repeating rows, torn manifest writes (some stalled for 2-10 s mid-file, long enough to
+settle, as a scale-up read as a scale-down), a vanishing
 token file, 429s, a set whose creates are always refused, a memory disk that fills up so appends
 become short writes for a few steps, deletes answered 200 and ignored, deletes that fail while a
 set is scaled down, sessions stuck Terminating or Unknown for a while, a hanging stats call:
@@ -28,7 +29,9 @@ not against what lists said:
    only once its re-check is due, 1 min later (the rule *Disappearance confirmed*);
 9. nothing outside the inventory is destroyed: a second writer's sessions of a managed set never
    (``writer_soak``), and every destroyed session is in the controller's inventory;
-10. no session gets more than ``DELETES_PER_HOUR`` DELETE calls in an hour (``lingering_soak``).
+10. no session gets more than ``DELETES_PER_HOUR`` DELETE calls in an hour (``lingering_soak``);
+11. a stalled half-written manifest never destroys a Running session of its set (rule *Destructive
+    settle*), and the soak saw the torn content in force at least once, or it proved nothing.
 
 The platform ends notebooks after a minute while ``--session-expiry`` says 4 days, and now and then
 ignores a renew (``renew_soak``): no session is renewed twice within a quarter of that minute by one
@@ -76,7 +79,7 @@ PASSES = int(os.environ.get("SOAK_PASSES", "550"))
 #: How many steps a written count may take to come into force (a file acts once stable for 1 s; steps
 #: advance the clock 0.2-4 s).
 RECENT_STEPS = 6
-#: A kind of fault the dice have not fired yet is forced every this many steps (24 kinds to force in 550).
+#: A kind of fault the dice have not fired yet is forced every this many steps (25 kinds to force in 550).
 FORCE_EVERY = 15
 KILL_TRIES = 3
 #: Kills mid-pass are what the soak is most about: they are forced until this many have landed.
@@ -89,6 +92,8 @@ CREATE_FAULTS = frozenset({"5xx, create applied later", "answer lost after the c
 KILL, RESTART = "kill -9 mid-pass", "restart"
 #: The share of passes during the faults that must succeed (the list read and every action done).
 LIVENESS = 0.5
+#: A write stalled mid-file for longer than the settle window.
+STALLED = "torn write, long stall"
 #: The simulator's request log is kept short, so the soak runs across its trimming.
 REQUEST_LOG = 400
 #: The controller's wall clock steps 2 h away (NTP, a resumed VM) on this share of the steps, and back
@@ -139,6 +144,8 @@ class Tally:
     refused_pairs: int = 0
     #: ``GET /session/{id}`` lookups of sessions a list left out, by session.
     lookups: Counter[str] = field(default_factory=Counter)
+    #: Passes that planned with a stalled torn write in force (its set at the torn count).
+    stalled_read: int = 0
 
 
 class Soak:
@@ -156,6 +163,10 @@ class Soak:
         self.requests = RequestCursor(self.rig.simulator)
         self.refused_attempts: list[tuple[float, int]] = []  # (time, process generation)
         self.torn: tuple[str, str] | None = None
+        #: A write stalled mid-file: the set, its whole text, the torn count, and when the writer goes on.
+        self.stalled: tuple[str, str, int, float] | None = None
+        #: After a stalled scale-up, the set goes back to its count (a burst over): the set, count, when.
+        self.restore: tuple[str, int, float] | None = None
         self.token_ok = True
         self.generation = 0  # which controller process made the requests of the current step
         #: Each looked-up session's last lookup: (time, process generation).
@@ -184,6 +195,7 @@ class Soak:
             (0.05, "repeated rows", self._repeated_rows),
             (0.02, "short writes (memory disk full)", self._disk_full),
             (0.01, "scale down", self._scale_down),
+            (0.02, STALLED, self._stalled_write),
         ]
         for name in SETS:
             self._write(name)
@@ -223,6 +235,13 @@ class Soak:
             advance = 0.3
         else:
             advance = rng.uniform(0.2, 4.0)
+        if self.stalled is not None and rig.clock() >= self.stalled[3]:  # the stalled writer goes on
+            rig.write(self.stalled[0], self.stalled[1])
+            self.stalled = None
+        elif self.restore is not None and rig.clock() >= self.restore[2]:
+            name, self.world.replicas[name], _ = self.restore
+            self._write(name)
+            self.restore = None
         forced = self._forced()
         if forced == KILL:  # the manifest written the step before has settled: the pass creates
             advance = max(advance, SETTLE_WINDOW + 0.5)
@@ -256,6 +275,8 @@ class Soak:
             self.generation = rig.restarts
             outcome = rig.run_pass()
             self.tally.succeeded += outcome.result == "success" or only_failed_destroys(outcome)
+            if self.stalled is not None and (status := outcome.plan.statuses.get(self.stalled[0])) is not None:
+                self.tally.stalled_read += status.desired == self.stalled[2]
         self.tally.passes += 1
         if not self.token_ok:
             rig.token_file.write_text("rig-token")
@@ -346,13 +367,34 @@ class Soak:
         self.token_ok = False
         return True
 
+    def _sets(self) -> list[str]:
+        """The sets a writer may change now (not one whose write is stalled mid-file, or is to be restored)."""
+        busy = {self.stalled[0] if self.stalled else None, self.restore[0] if self.restore else None}
+        return [name for name in SETS if name not in busy]
+
     def _torn_write(self, rng: random.Random) -> bool:
-        name = rng.choice(list(SETS))
+        name = rng.choice(self._sets())
         whole = manifest(name, self.world.replicas[name], revision=self.world.revision[name])
         marker = f"replicas: {self.world.replicas[name]}"
         cut = whole.index(marker) + len("replicas: ") + rng.randint(0, len(str(self.world.replicas[name])) - 1)
         self.rig.write(name, whole[:cut])
         self.torn = (name, whole)
+        return True
+
+    def _stalled_write(self, rng: random.Random) -> bool:
+        """A scale-up to 10-14 written in place, ``replicas`` last, stalled after its first digit for 2-10 s:
+        longer than the settle window, so the controller reads ``replicas: 1`` (a scale-down) for a while.
+        Once the burst is over (30-60 s) the set is scaled back to its count: a real scale-down."""
+        if self.stalled is not None or self.restore is not None:
+            return False
+        name = rng.choice(self._sets())
+        self.restore = (name, self.world.replicas[name], self.rig.clock() + rng.uniform(30.0, 60.0))
+        self.world.replicas[name] = rng.randint(10, 14)
+        text = manifest(name, self.world.replicas[name], revision=self.world.revision[name])
+        line = f"  replicas: {self.world.replicas[name]}\n"
+        whole = text.replace(line, "") + line
+        self.rig.write(name, whole[: whole.index(line) + len("  replicas: 1")])
+        self.stalled = (name, whole, 1, self.rig.clock() + rng.uniform(2.0, 10.0))
         return True
 
     def _delete_by_hand(self, rng: random.Random) -> bool:
@@ -362,7 +404,7 @@ class Soak:
         return bool(live)
 
     def _scale_up(self, rng: random.Random, *, by: int = 1) -> bool:
-        name = rng.choice(list(SETS))
+        name = rng.choice(self._sets())
         self.world.replicas[name] += by
         self._write(name)
         return True
@@ -370,7 +412,7 @@ class Soak:
     def _scale_down(self, rng: random.Random) -> bool:
         # Never far below the start: with a handful of sessions two partial lists often leave out exactly
         # the same ones, which the rule *List trust* takes for a real deletion (a known limit).
-        name = rng.choice(list(SETS))
+        name = rng.choice(self._sets())
         self.world.replicas[name] = max(SETS[name] - 1, self.world.replicas[name] - rng.randint(1, 3))
         self._write(name)
         return True
@@ -390,7 +432,7 @@ class Soak:
         return False
 
     def _template_change(self, rng: random.Random) -> bool:
-        name = rng.choice(list(SETS))
+        name = rng.choice(self._sets())
         self.world.revision[name] += 1
         self._write(name)
         return True
@@ -473,6 +515,9 @@ class Soak:
                             if other != sid and n == name and st in LIVE)
                 if twins == 0:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
+            if self.stalled is not None and set_name == self.stalled[0] and status == "Running" and not any(
+                    other != sid and n == name and st in LIVE for other, (n, st) in truth_before.items()):
+                self.fail(f"a stalled half-written manifest destroyed Running session {sid} ({name})")
 
         self._check_lookups(fresh)
         self.tally.checks += 1
@@ -522,6 +567,9 @@ class Soak:
         if self.torn is not None:
             rig.write(*self.torn)
             self.torn = None
+        if self.stalled is not None:
+            rig.write(self.stalled[0], self.stalled[1])
+            self.stalled = None
         rig.token_file.write_text("rig-token")
         rig.reconciler.reset_backoffs()  # as SIGHUP would; the refused set stays refused anyway
         for passes in range(1, 13):
@@ -568,6 +616,8 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
               f"{tally.checks} invariant checks ({tally.refused_pairs} refused retries compared), "
               f"{sum(tally.lookups.values())} lookups of {len(tally.lookups)} vanished sessions "
               f"(at most {max(tally.lookups.values(), default=0)} of one), "
+              f"{tally.checks} invariant checks ({tally.refused_pairs} refused retries compared, "
+              f"{tally.stalled_read} passes with a stalled torn write in force), "
               f"converged {passes} passes after the faults stopped; at most "
               f"{soak.short_lifetime.per_hour():.0f} renews per notebook per hour ({LIFE:.0f} s platform lifetime)")
     assert soak.rig.simulator.requests[0].seq > 1, "the request log was never trimmed: shorten REQUEST_LOG"
@@ -576,5 +626,6 @@ def test_soak(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) -> 
     assert tally.refused_pairs >= 1, f"seed {seed}: the refused set never retried within one process"
     assert soak.short_lifetime.renews, f"seed {seed}: no notebook was renewed, so the renew bound was not tested"
     assert tally.lookups, f"seed {seed}: no session a list left out was ever looked up: the lookup check proved nothing"
+    assert tally.stalled_read >= 1, f"seed {seed}: no pass planned with a stalled torn write in force"
     assert tally.succeeded >= LIVENESS * tally.passes, (
         f"seed {seed}: only {tally.succeeded} of {tally.passes} passes succeeded during the faults")

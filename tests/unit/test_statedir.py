@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -271,3 +272,104 @@ def test_an_unchanged_file_is_not_parsed_again(tmp_path):
     assert loader.load(1.0).sets["workers"] is first
     (tmp_path / "w.yaml").write_text(good(replicas=3))
     assert loader.load(2.0).sets["workers"] is not first
+
+
+# -- stability: since when each set's file is unchanged, and each removed set absent ----------------
+
+
+def two_sets(first: str = "alpha", second: str = "beta", replicas: int = 2) -> str:
+    return good(first, replicas) + "---\n" + good(second, replicas)
+
+
+def two_sets_settled(directory: Path) -> tuple[Path, Settling]:
+    """``w.yaml`` with sets alpha and beta, written at 0 and settled at 1."""
+    path = directory / "w.yaml"
+    path.write_text(two_sets())
+    settling = Settling(directory)
+    settling.loader.load(0.0)
+    settling.loader.load(1.0)
+    return path, settling
+
+
+def test_each_set_reports_since_when_its_file_is_unchanged(tmp_path):
+    """The newest content's first read, even before it settles; a touch with the same content changes nothing."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    (tmp_path / "b.yaml").write_text(good("beta"))
+    settling = Settling(tmp_path)
+    settling.loader.load(0.0)
+    assert settling.loader.load(1.0).unchanged_since == {"alpha": 0.0, "beta": 0.0}
+    (tmp_path / "a.yaml").write_text(good("alpha", replicas=3))
+    during = settling.loader.load(10.0)
+    assert during.sets["alpha"].spec.replicas == 2  # not settled yet, but the file did change
+    assert during.unchanged_since == {"alpha": 10.0, "beta": 0.0}
+    assert settling.loader.load(11.0).unchanged_since == {"alpha": 10.0, "beta": 0.0}
+    (tmp_path / "a.yaml").write_text(good("alpha", replicas=3))  # rewritten, same content
+    assert settling.loader.load(20.0).unchanged_since["alpha"] == 10.0
+
+
+def test_a_file_written_long_ago_has_been_unchanged_since_its_mtime(tmp_path):
+    """A daemon start does not make every old file look new: its mtime says how long it has been stable."""
+    (tmp_path / "w.yaml").write_text(good())
+    loader = StateLoader(tmp_path, prefix="cc", settle_window=1.0, wall_clock=lambda: time.time() + 100)
+    state = loader.load(1000.0)
+    assert 899.0 <= state.unchanged_since["workers"] <= 900.5
+    assert state.directory_unchanged_since is not None and state.directory_unchanged_since <= 900.5
+
+
+def test_a_set_removed_from_its_file_reports_since_when(tmp_path):
+    """The second set of a file goes: absent since the change; a set moved to another file is not removed."""
+    path, settling = two_sets_settled(tmp_path)
+    path.write_text(good("alpha"))  # beta removed (or a write torn after the first document)
+    settling.loader.load(5.0)
+    state = settling.loader.load(6.0)
+    assert set(state.sets) == {"alpha"} and state.removed_since == {"beta": 5.0}
+    assert state.directory_unchanged_since == 5.0
+    path.write_text(good("alpha", replicas=4))  # the file changes again: the removal is that recent
+    settling.loader.load(8.0)
+    assert settling.loader.load(9.0).removed_since == {"beta": 8.0}
+    (tmp_path / "b.yaml").write_text(good("beta"))  # beta comes back in another file
+    settling.loader.load(12.0)
+    back = settling.loader.load(13.0)
+    assert set(back.sets) == {"alpha", "beta"} and back.removed_since == {}
+    assert back.unchanged_since["beta"] == 12.0
+
+
+def test_a_deleted_file_reports_its_sets_absent_since_the_deletion_was_seen(tmp_path):
+    """The file is forgotten once its absence settles; its sets' removal time is kept."""
+    path, settling = two_sets_settled(tmp_path)
+    path.unlink()
+    assert settling.loader.load(3.0).removed_since == {}  # still counted as there
+    gone = settling.loader.load(4.5)
+    assert gone.sets == {} and gone.removed_since == {"alpha": 3.0, "beta": 3.0}
+    assert settling.loader.load(60.0).removed_since == {"alpha": 3.0, "beta": 3.0}
+
+
+def test_the_directory_reports_its_last_change_for_sets_removed_unseen(tmp_path):
+    """A restarted loader never saw the set go: a file deleted since its start shows in the directory's time."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    (tmp_path / "b.yaml").write_text(good("beta"))
+    settling = Settling(tmp_path)
+    settling.loader.load(0.0)
+    assert settling.loader.load(20.0).directory_unchanged_since == 0.0
+    (tmp_path / "b.yaml").unlink()
+    assert settling.loader.load(30.0).directory_unchanged_since == 30.0
+
+
+def test_a_state_loaded_without_a_clock_reports_no_times(tmp_path):
+    """``load()`` (validate, restart) reads every file as settled and says nothing about stability."""
+    (tmp_path / "w.yaml").write_text(good())
+    state = StateLoader(tmp_path, prefix="cc").load()
+    assert state.unchanged_since == {} and state.removed_since == {} and state.directory_unchanged_since is None
+
+
+def test_a_restarted_loader_sees_a_recent_deletion_in_the_directory_mtime(tmp_path):
+    """The remaining files are old, but a file was deleted 5 s ago: the directory changed 5 s ago."""
+    (tmp_path / "a.yaml").write_text(good("alpha"))
+    (tmp_path / "b.yaml").write_text(good("beta"))
+    (tmp_path / "b.yaml").unlink()
+    wall = time.time()
+    os.utime(tmp_path / "a.yaml", (wall - 1000, wall - 1000))
+    os.utime(tmp_path, (wall - 5, wall - 5))
+    state = StateLoader(tmp_path, prefix="cc", settle_window=1.0, wall_clock=lambda: wall).load(2000.0)
+    assert state.unchanged_since == {"alpha": 1000.0}
+    assert state.directory_unchanged_since == 1995.0
