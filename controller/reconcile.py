@@ -316,7 +316,7 @@ class Reconciler:
             return
         at = self.clock()
         apply(Destroyed(action.session_id, at), self.memory, self.ledger)
-        destroy_sent(self.memory.lingering, action.session_id, at, self._rng)
+        destroy_sent(self.memory.lingering, action.session_id, at, self._rng, action.slot_of)
         outcome.destroyed[(action.set_name, action.reason)] += 1
         reason: AuditReason = "SuccessfulDestroy" if action.reason in ("ended", "retry") else "Pruned"
         self._audit.event(reason, sessionset=action.set_name, cause=action.reason, phase=action.phase,

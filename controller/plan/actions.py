@@ -90,6 +90,9 @@ class Destroy:
     report_end: bool = False
     #: Fetch logs and events first: the session failed, and this is the last chance to see why.
     collect_evidence: bool = False
+    #: The slot of a live session (set, slot, template hash): held after the destroy until a trusted
+    #: list shows it gone (rule *Ignored destroys*); ``None`` for an ended one.
+    slot_of: tuple[str, int, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

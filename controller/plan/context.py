@@ -164,5 +164,6 @@ def destroy(context: PassContext, decisions: Decisions, seen: Listed, reason: De
         return True
     report = reason == "ended" and seen.id not in context.memory.ended_reported
     decisions.destroys.append(Destroy(seen.set_name, seen.id, seen.name, reason, seen.phase, report_end=report,
-                                      collect_evidence=report and seen.phase == "Failed"))
+                                      collect_evidence=report and seen.phase == "Failed",
+                                      slot_of=(seen.set_name, seen.slot, seen.template_hash) if live else None))
     return True

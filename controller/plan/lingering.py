@@ -61,14 +61,20 @@ def retry_now(lingering: Lingering) -> None:
         lingering.retries[session_id] = replace(retry, retry_at=0.0)
 
 
-def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None) -> None:
+def destroy_sent(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None,
+                 slot_of: tuple[str, int, str] | None = None) -> None:
     """The service answered a destroy at ``at``: the next one waits for the destroy back-off.
 
     The attempts count on after failures: a service that fails some destroys and ignores the others
     still gets one back-off per session, doubling until the session is gone. ``rng`` is the caller's
-    (the reconciler's): the planner reads no randomness; ``None``, no jitter.
+    (the reconciler's): the planner reads no randomness; ``None``, no jitter. ``slot_of`` is the
+    destroyed live session's (set, slot, template): a lossy list that leaves it out keeps that slot held.
     """
     _back_off(lingering, session_id, at, rng, "")
+    retry = lingering.retries[session_id]
+    if slot_of is not None and not retry.set_name:
+        set_name, slot, template = slot_of
+        lingering.retries[session_id] = replace(retry, set_name=set_name, slot=slot, template=template, fresh=True)
 
 
 def destroy_failed(lingering: Lingering, session_id: str, at: float, rng: RandomSource | None,
@@ -139,7 +145,7 @@ class LingeringView:
             return
         # Destroyed by an older controller, or the record was lost: retry at once.
         retry = self.memory.retries.get(session_id) or DestroyRetry(0, self.now)
-        retry = replace(retry, set_name=set_name, slot=slot, template=template, misses=0)
+        retry = replace(retry, set_name=set_name, slot=slot, template=template, misses=0, fresh=False)
         if phase in _IGNORED:
             retry = replace(retry, lists=retry.lists + 1)
             if retry.lists >= 2:
@@ -163,8 +169,8 @@ class LingeringView:
                 if retry.error and session_id not in self.retries:
                     self.retries[session_id] = replace(retry, misses=0) if retry.misses else retry
                 continue  # else seen in the scan
-            if not (retry.set_name or retry.error):
-                continue  # never listed live after its destroy: gone at once
+            if not (retry.set_name or retry.error) or (retry.fresh and not lossy and not retry.error):
+                continue  # never listed live after its destroy, and a trusted list leaves it out: gone at once
             misses = retry.misses + (0 if lossy else 1)
             if misses >= 2:
                 continue

@@ -268,6 +268,10 @@ class DestroyRetry:
     #: The service's answer to the last destroy when it failed (5xx, no answer, a 4xx other than 404);
     #: "" once one was answered. A failed destroy is not planned again before ``retry_at``.
     error: str = ""
+    #: Destroyed while live and not listed since: its slot (above) is held through a lossy list, and
+    #: freed by the first trusted list that leaves it out (a partial answer must not hide an ignored
+    #: destroy and let its slot be refilled beside it).
+    fresh: bool = False
 
 
 @dataclass(slots=True)

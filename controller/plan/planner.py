@@ -91,7 +91,8 @@ Rules, in the order they protect users (each is named in the code that keeps it)
   Pending one; ``Destroy`` removes them, Pending first, at most ``scaleDown.maxStep`` per pass.
 - **Ignored destroys** (``lingering``): a slot is not refilled in the pass that destroys a live
   session of it, nor while a session the controller destroyed is still listed Pending, Running or
-  Unknown (or was left out by only one list since), whatever the desired count says; the destroy
+  Unknown (or was left out by only one list since, or, destroyed while live, only by lossy
+  answers since), whatever the desired count says; the destroy
   is retried with the destroy back-off (5 s doubling to 10 min), and from the second list still
   showing it Running or Pending the set is ``DestroyFailing`` (reason ``Ignored``, the ids).
 - **Inventory** (``ownership``): only sessions this controller created or adopted are destroyed,

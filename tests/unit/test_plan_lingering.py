@@ -61,6 +61,26 @@ def test_a_destroy_never_ignored_frees_its_slot_at_once():
     assert [c.slot for c in after.creates] == [2]
 
 
+def test_a_destroyed_session_a_lossy_list_leaves_out_keeps_its_slot_until_a_trusted_list_confirms():
+    """Scaled 3 -> 2 then back to 3: the next answer is partial (it leaves out b too, which is live), so it
+    cannot say whether c is gone or its destroy was ignored: slot 3 stays held (it used to be refilled,
+    beside c if the destroy was ignored). The first trusted answer without c frees it."""
+    two, three = session_set(replicas=2), session_set(replicas=3)
+    a, b, c = running(three, 1, "a"), running(three, 2, "b"), running(three, 3, "c")
+    first = plan(desired(two), [a, b, c], Memory(), NOW, options=OPTIONS)
+    [destroy] = first.destroys
+    assert destroy.session_id == "c" and destroy.slot_of is not None
+    memory = first.memory.copy()
+    memory.destroys["c"] = NOW
+    destroy_sent(memory.lingering, "c", NOW, None, destroy.slot_of)
+    lossy = plan(desired(three), [a], memory, NOW + 2, options=OPTIONS)
+    assert 3 not in [create.slot for create in lossy.creates]
+    back = plan(desired(three), [a, b], lossy.memory, NOW + 4, options=OPTIONS)  # b back: this one confirms nothing
+    assert back.creates == ()
+    trusted = plan(desired(three), [a, b], back.memory, NOW + 6, options=OPTIONS)
+    assert [create.slot for create in trusted.creates] == [3]
+
+
 def test_a_session_stuck_unknown_is_reported_once_after_the_limit():
     s = session_set(replicas=1)
     stuck = [running(s, 1, "u", status="Unknown")]
