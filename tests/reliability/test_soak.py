@@ -252,13 +252,19 @@ class Soak:
                 self.disk.space = None
         self.lingering.release(self.tally.passes)
         self.writer.release(self.tally.passes)
+        offset = self.rig.wall.offset
         self._clock_returns()
         if self.clock_dice.random() < CLOCK_SHARE and self._clock_step():
             self.tally.faults[CLOCK_STEP] += 1
+        # A process that dies before any pass saw a step cannot tell it from downtime (docs/safety-clock.md,
+        # Limits): no kill, restart or full disk in the step the clock moves, so a pass records the step first.
+        clock_moved = self.rig.wall.offset != offset
+        if clock_moved:
+            self.clock_returned = self.tally.passes
         self._inject(rng, forced)
         self.world.recent.append(dict(self.world.replicas))
         truth_before = {sid: (name, status) for sid, name, status in rig.truth()}
-        if rng.random() < 0.03 or forced == KILL:
+        if (rng.random() < 0.03 or forced == KILL) and not clock_moved:
             rig.simulator.inject_delay("POST", "/session", seconds=0.001, count=3, apply=rng.choice(["before", "after"]))
             self.faults.expect("slow creates", "POST", 3)
             self.generation = rig.restarts  # the dying process makes this pass's requests
@@ -269,7 +275,7 @@ class Soak:
                 self.tally.late_kills += 1
         else:
             killed = False
-            if rng.random() < 0.01 or forced == RESTART:
+            if (rng.random() < 0.01 or forced == RESTART) and not clock_moved:
                 self.tally.faults[RESTART] += 1
                 rig.restart()
             self.generation = rig.restarts
