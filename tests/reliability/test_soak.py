@@ -113,6 +113,12 @@ def seeds() -> list[int]:
     return list(DEFAULT_SEEDS)
 
 
+def _slot_of(name: str) -> tuple[str, int] | None:
+    """The (set, slot) of an owned-name session, whatever its template."""
+    parts = owned(name)
+    return (parts[0], parts[2]) if parts is not None else None
+
+
 @dataclass
 class World:
     """What the test wrote: the spec in force for each set, and the sessions of other owners."""
@@ -522,7 +528,8 @@ class Soak:
                 if twins == 0:
                     self.fail(f"healthy session {sid} ({name}, {status}) of the current template was destroyed")
             if self.stalled is not None and set_name == self.stalled[0] and status == "Running" and not any(
-                    other != sid and n == name and st in LIVE for other, (n, st) in truth_before.items()):
+                    other != sid and st in LIVE and _slot_of(n) == (set_name, slot)
+                    for other, (n, st) in truth_before.items()):  # a slot's duplicate goes whatever its template
                 self.fail(f"a stalled half-written manifest destroyed Running session {sid} ({name})")
 
         self._check_lookups(fresh)
