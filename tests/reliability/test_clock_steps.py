@@ -86,13 +86,18 @@ def test_after_a_step_back_a_changed_manifest_still_acts_after_its_settle_window
     assert not outcome.desired.unsettled and rig.live_by_slot("workers").total() == 4
 
 
-def test_a_back_off_set_before_a_step_forward_ends_on_time_after_the_clock_returns(rig: Rig) -> None:
-    """Refused creates back off 5 s, then 10 s, on the monotonic clock, whatever the wall clock does."""
+def refused_once(rig: Rig) -> None:
+    """A set whose creates the service refuses, refused once: it backs off from now."""
     rig.simulator.inject_fault("POST", "/session", status=400, name="cc-bad-*", count=None)
     rig.write("bad", manifest("bad", 1))
     rig.run_pass()
     rig.clock.advance(SETTLE_WINDOW)
     rig.run_pass()
+
+
+def test_a_back_off_set_before_a_step_forward_ends_on_time_after_the_clock_returns(rig: Rig) -> None:
+    """Refused creates back off 5 s, then 10 s, on the monotonic clock, whatever the wall clock does."""
+    refused_once(rig)
     assert len(posts(rig, "bad")) == 1
     rig.wall.step(HOURS_2)
     rig.clock.advance(2)
@@ -109,11 +114,7 @@ def test_a_back_off_set_before_a_step_forward_ends_on_time_after_the_clock_retur
 
 def test_what_is_shown_follows_the_wall_clock(rig: Rig) -> None:
     """After +2 h the status file's time and a back-off's end read on the wall clock, as `status` compares them."""
-    rig.simulator.inject_fault("POST", "/session", status=400, name="cc-bad-*", count=None)
-    rig.write("bad", manifest("bad", 1))
-    rig.run_pass()
-    rig.clock.advance(SETTLE_WINDOW)
-    rig.run_pass()
+    refused_once(rig)
     rig.wall.step(HOURS_2)
     rig.clock.advance(1)
     rig.run_pass()

@@ -58,16 +58,28 @@ def live_notebooks(rig: Rig) -> set[str]:
     return {sid for sid, name, status in rig.truth() if name.startswith("cc-nb-") and status in LIVE}
 
 
+def start_notebooks(rig: Rig, replicas: int) -> None:
+    """The set of 30-s notebooks, created and Running."""
+    start(rig, "nb", sessionset("nb", replicas, kind="notebook", cores=None, ram=None))
+    rig.passes(4, every=1)  # Pending, then Running
+
+
+def renews_over_the_duration(rig: Rig) -> dict[str, list[float]]:
+    """Two notebooks run for ``DURATION``, a pass a second: the renews each got (the same two outlive
+    their 30 s, however many times over)."""
+    start_notebooks(rig, 2)
+    first = live_notebooks(rig)
+    assert len(first) == 2
+    rig.passes(DURATION, every=1)
+    assert live_notebooks(rig) == first
+    sent = renews_by_session(rig)
+    assert set(sent) == first
+    return sent
+
+
 def test_by_default_a_notebook_is_renewed_once_less_than_a_quarter_of_its_lifetime_remains(default: Rig) -> None:
     """The issue's words: 78 renews in 80 s was the bug; one per 22.5 s (about 3) keeps the notebooks alive."""
-    start(default, "nb", sessionset("nb", 2, kind="notebook", cores=None, ram=None))
-    default.passes(4, every=1)  # Pending, then Running
-    first = live_notebooks(default)
-    assert len(first) == 2
-    default.passes(DURATION, every=1)
-    assert live_notebooks(default) == first  # the same notebooks outlived their 30 s
-    sent = renews_by_session(default)
-    assert set(sent) == first
+    sent = renews_over_the_duration(default)
     for session_id, times in sent.items():
         gaps = [later - earlier for earlier, later in pairwise(times)]
         # expiryTime is in whole seconds, so a learnt lifetime (and the time left) may be up to 1 s short.
@@ -77,14 +89,7 @@ def test_by_default_a_notebook_is_renewed_once_less_than_a_quarter_of_its_lifeti
 
 def test_a_platform_lifetime_shorter_than_the_flag_gets_one_renew_per_quarter_lifetime(short: Rig) -> None:
     """Even with a renew due at every pass: a renew per 7.5 s (about 10 in 80 s), never one per pass."""
-    start(short, "nb", sessionset("nb", 2, kind="notebook", cores=None, ram=None))
-    short.passes(4, every=1)  # Pending, then Running
-    first = live_notebooks(short)
-    assert len(first) == 2
-    short.passes(DURATION, every=1)
-    assert live_notebooks(short) == first  # the same notebooks outlived their 30 s many times over
-    sent = renews_by_session(short)
-    assert set(sent) == first
+    sent = renews_over_the_duration(short)
     for session_id, times in sent.items():
         gaps = [later - earlier for earlier, later in pairwise(times)]
         assert min(gaps) >= QUARTER - 1e-6, f"{session_id}: two renews {min(gaps)} s apart"
@@ -110,8 +115,7 @@ def test_a_renew_that_does_not_move_the_expiry_is_sent_once_and_reported_once(sh
     """
     short.simulator.ignore_renews(None)
     with capture_logs() as logs:
-        start(short, "nb", sessionset("nb", 1, kind="notebook", cores=None, ram=None))
-        short.passes(4, every=1)  # Running, and renewed at once (due at every pass)
+        start_notebooks(short, 1)  # Running, and renewed at once (due at every pass)
         [session_id] = live_notebooks(short)
         short.passes(22, every=1)  # most of its 30 s: renews due all along, the bound allowing two more
     sent = renews_by_session(short)
